@@ -1,0 +1,47 @@
+"""User-facing errors.
+
+Every mistake a user can make (a bad scenario, a malformed data file) is raised as an
+:class:`InputError`. The command line prints its one-line message and exits with code 2, without a
+traceback; library callers can catch it. Programming errors are left as ordinary exceptions.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class InputError(Exception):
+    """A problem with something the user gave us (file, key path, value, what is allowed).
+
+    Parameters
+    ----------
+    message
+        What is wrong and what is allowed.
+    file
+        The file the problem is in, if any.
+    where
+        A key path (``strategies.safe_sleep.coverage``) or a row (``row 17``), if any.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, file: str | None = None, where: str | None = None):
+        self.message = message
+        self.file = None if file is None else str(file)
+        self.where = where
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        parts = []
+        if self.file:
+            parts.append(self.file)
+        if self.where:
+            parts.append(self.where)
+        prefix = ": ".join(parts)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+def did_you_mean(value: str, allowed: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest allowed value, or ``""``."""
+    matches = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.6)
+    return f" (did you mean '{matches[0]}'?)" if matches else ""
