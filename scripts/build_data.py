@@ -1,0 +1,760 @@
+#!/usr/bin/env python
+"""Build the packaged data tables of imsim from the shared source data.
+
+Usage:  python scripts/build_data.py [--shared PATH] [--out DIR]
+
+Reads raw/observed files from ``<repo>/../shared/data`` (never copied into the repo) and writes
+derived aggregates to ``src/imsim/data/``: births.csv, targets.csv, ga_structure.csv,
+exposures.csv, associations.csv, evidence.csv and the catalogue tables.json.
+
+Rules followed: every number names its source; our own arithmetic is labelled DERIVED with the
+formula; values without a source are ASSUMPTIONS (assumption=True) with a range and a reason.
+Output is deterministic: rows sorted, floats printed with a fixed formatter.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import chi2
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+from imsim.constants import GA_BANDS, RACES, STATES  # noqa: E402
+
+YEARS = (2013, 2014, 2015, 2016, 2017)
+RACE_OBS = {  # observed-file labels -> model race ids
+    "all races/origins": "ALL", "non-Hispanic white": "nh_white", "non-Hispanic black": "nh_black",
+    "Hispanic": "hispanic", "non-Hispanic Asian or Pacific Islander": "nh_api",
+    "non-Hispanic American Indian or Alaska Native": "nh_aian",
+}
+SINGLE = {  # 2016/2017 WONDER single race (incl. Hispanic) -> (model race, national NH label)
+    "White": ("nh_white", "non-Hispanic white (single race)"),
+    "Black or African American": ("nh_black", "non-Hispanic black (single race)"),
+    "American Indian or Alaska Native": ("nh_aian", "non-Hispanic American Indian or Alaska Native (single race)"),
+    "Asian": ("nh_api", "non-Hispanic Asian (single race)"),
+    "Native Hawaiian or Other Pacific Islander": ("nh_api", "non-Hispanic Native Hawaiian or Other Pacific Islander (single race)"),
+}
+EV = "evidence/effects.csv"
+PV = "evidence/prevalence.csv"
+DB295 = "Mathews TJ, Ely DM, Driscoll AK. NCHS Data Brief 295 (2018); https://www.cdc.gov/nchs/products/databriefs/db295.htm"
+HEALTH2 = "childstats.gov America's Children Table HEALTH2; http://childstats.gov/americaschildren/tables/health2.asp"
+LINKCO = ("NCHS cohort-linked birth/infant death numerator files 2010-2013 (NBER CSV via GitHub dysartk/BMIN503_Final_Project "
+          "commit 8bd90144); shared external/dysart__linkco201{0,1,2,3}us_num.csv.zip")
+
+
+# ----------------------------------------------------------------------------- helpers
+def fmt(x) -> str:
+    """Fixed, deterministic cell formatting."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    if isinstance(x, (bool, np.bool_)):
+        return "True" if x else "False"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        s = f"{float(x):.6f}".rstrip("0").rstrip(".")
+        return "0" if s in ("-0", "") else s
+    return str(x)
+
+
+def write_csv(df: pd.DataFrame, path: Path, cols: list[str], sort: list[str]) -> int:
+    df = df[cols].sort_values(sort, kind="mergesort").reset_index(drop=True)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for row in df.itertuples(index=False):
+        w.writerow([fmt(v) for v in row])
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return len(df)
+
+
+def garwood(deaths: int, births: float, pad: float = 0.0) -> tuple[float, float]:
+    """Exact Poisson 95% interval of a rate per 1,000, widened by a rounding pad."""
+    lo = 0.0 if deaths == 0 else chi2.ppf(0.025, 2 * deaths) / 2
+    hi = chi2.ppf(0.975, 2 * deaths + 2) / 2
+    return max(0.0, lo / births * 1000 - pad), hi / births * 1000 + pad
+
+
+def tier_of(note: str) -> str:
+    m = re.search(r"\[tier (\w+)\]", str(note))
+    return m.group(1) if m else ""
+
+
+def read_wonder(path: Path) -> pd.DataFrame:
+    """Data rows of a CDC WONDER tab export (stops at the '---' notes footer)."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    body = []
+    for ln in lines:
+        if ln.startswith('"---"'):
+            break
+        body.append(ln)
+    df = pd.read_csv(io.StringIO("\n".join(body)), sep="\t", dtype=str)
+    return df
+
+
+def largest_remainder(x: np.ndarray, total: int) -> np.ndarray:
+    fl = np.floor(x).astype(int)
+    rem = int(total - fl.sum())
+    order = np.lexsort((np.arange(len(x)), -(x - fl)))  # ties broken by index: deterministic
+    fl[order[:rem]] += 1
+    return fl
+
+
+def src_row(df: pd.DataFrame, i: int) -> str:
+    return f"{df.at[i, 'source_citation']}; {df.at[i, 'source_url']}"
+
+
+# ----------------------------------------------------------------------------- births
+def build_births(sh: Path) -> tuple[pd.DataFrame, dict]:
+    b = pd.read_csv(sh / "observed/births_state_race.csv")
+    b["period"] = b["period"].astype(str)
+    tot = b[(b.race_ethnicity == "all races/origins") & b.geo_abbr.isin(STATES)]
+    state_tot = {(r.geo_abbr, int(r.period)): int(r.value) for r in tot.itertuples()}
+    us = b[b.geo_abbr == "US"].dropna(subset=["value"])
+    nat = {(int(r.period), r.race_ethnicity): float(r.value) for r in us.itertuples()}
+    nhf = pd.read_csv(sh / "external/mchtrends__natality_race_11_15.txt", sep="\t", nrows=16)
+    nhf = nhf[nhf["Notes"].isna()]
+
+    def nh_frac(race: str) -> float:
+        s = nhf[nhf["Mother's Bridged Race"] == race]
+        known = s[s["Mother's Hispanic Origin"] != "Unknown or Not Stated"]
+        return float(s[s["Mother's Hispanic Origin"] == "Not Hispanic or Latino"].Births.sum() / known.Births.sum())
+
+    f_api, f_aian = nh_frac("Asian or Pacific Islander"), nh_frac("American Indian or Alaska Native")
+    targets, shares, info = {}, {}, {"nh_frac_api": f_api, "nh_frac_aian": f_aian}
+    for y in YEARS:
+        t = np.array([nat[(y, "non-Hispanic white (bridged race)")], nat[(y, "non-Hispanic black (bridged race)")],
+                      nat[(y, "Hispanic")],
+                      nat[(y, "Asian or Pacific Islander (bridged race, incl. Hispanic)")] * f_api,
+                      nat[(y, "American Indian or Alaska Native (bridged race, incl. Hispanic)")] * f_aian])
+        targets[y] = t / t.sum() * nat[(y, "all races/origins")]  # unknown origin spread proportionally
+    for sy in (2016, 2017):
+        sr = b[(b.period == str(sy)) & b.race_ethnicity.str.startswith("single race") & b.geo_abbr.isin(STATES)].copy()
+        sr["race"] = sr.race_ethnicity.str.split(": ").str[1]
+        piv = sr.pivot_table(index="geo_abbr", columns="race", values="value", aggfunc="sum").reindex(STATES).fillna(0.0)
+        natl = piv.sum()
+        seed = pd.DataFrame(0.0, index=list(STATES), columns=list(RACES))
+        nh_tot = 0.0
+        for lab, (r, nhlab) in SINGLE.items():
+            f = nat[(sy, nhlab)] / natl[lab]  # national non-Hispanic fraction of this single race
+            info[f"nh_frac_single_{lab}_{sy}"] = f
+            seed[r] += piv[lab] * f
+            seed["hispanic"] += piv[lab] * (1 - f)
+            nh_tot += nat[(sy, nhlab)]
+        multi = natl["More than one race"]
+        nh_multi = nat[(sy, "all races/origins")] - nat[(sy, "Hispanic")] - nh_tot
+        f_m = min(max(nh_multi / multi, 0.0), 1.0)
+        info[f"nh_frac_multi_{sy}"] = f_m
+        seed["hispanic"] += piv["More than one race"] * (1 - f_m)
+        nh_cols = [r for r in RACES if r != "hispanic"]
+        w = seed[nh_cols].div(seed[nh_cols].sum(axis=1), axis=0)
+        seed[nh_cols] += w.mul(piv["More than one race"] * f_m, axis=0)
+        shares[sy] = seed.div(seed.sum(axis=1), axis=0)
+    rows = []
+    for y in YEARS:
+        sh_y = shares[2017 if y == 2017 else 2016]
+        rt = np.array([state_tot[(s, y)] for s in STATES], dtype=float)
+        m = sh_y.values * rt[:, None]
+        for _ in range(200):  # IPF: columns to national race totals, rows to state totals
+            m *= targets[y] / m.sum(axis=0)
+            m *= (rt / m.sum(axis=1))[:, None]
+        info[f"ipf_max_col_rel_err_{y}"] = float(np.max(np.abs(m.sum(axis=0) / targets[y] - 1)))
+        for i, s in enumerate(STATES):
+            ints = largest_remainder(m[i], int(rt[i]))
+            for j, r in enumerate(RACES):
+                rows.append(dict(state=s, race=r, year=y, births=int(ints[j])))
+    df = pd.DataFrame(rows)
+    df["estimated"] = True
+    sy = {y: (2017 if y == 2017 else 2016) for y in YEARS}
+    df["method"] = df.year.map(lambda y: f"IPF of {sy[y]} state single-race shares to {y} national race totals")
+    df["source"] = df.year.map(lambda y: (
+        f"state total: NVSR final {y} (observed/births_state_race.csv); shares: CDC WONDER Natality {sy[y]} single race by state; "
+        f"national targets: data.cdc.gov 89yk-m38d {y}; NH fractions: CDC WONDER Natality (external/mchtrends__natality_race_11_15.txt)"))
+    return df, info
+
+
+# ----------------------------------------------------------------------------- GA structure
+def load_deaths(sh: Path) -> tuple[pd.DataFrame, dict]:
+    cols = ["combgest", "aged", "ucod", "umhisp", "mracerec", "recwt", "restatus"]
+    parts, info = [], {}
+    for y in (2010, 2011, 2012, 2013):
+        d = pd.read_csv(sh / f"external/dysart__linkco{y}us_num.csv.zip", usecols=cols, low_memory=False)
+        info[f"records_{y}"] = len(d)
+        d = d[d.restatus != 4]  # NCHS convention: exclude foreign residents
+        parts.append(d.assign(cohort=y))
+    d = pd.concat(parts, ignore_index=True)
+    info["foreign_excluded"] = sum(info[f"records_{y}"] for y in (2010, 2011, 2012, 2013)) - len(d)
+    unk = d.combgest.isna() | (d.combgest == 99)
+    info["unknown_ga_records"] = int(unk.sum())
+    info["unknown_ga_weighted"] = float(d.loc[unk, "recwt"].sum())
+    info["total_weighted"] = float(d.recwt.sum())
+    d = d[~unk].copy()
+    d["ga_band"] = pd.cut(d.combgest, [0, 27, 31, 33, 36, 38, 99], labels=list(GA_BANDS)).astype(str)
+    suid = d.ucod.astype(str).str[:3].isin(["R95", "R99", "W75"])
+    d["cause"] = np.where(d.aged < 28, "neonatal", np.where(suid, "suid", "other_postneonatal"))
+    nh = d.umhisp == 0
+    d["race"] = np.select([nh & (d.mracerec == 1), nh & (d.mracerec == 2), d.umhisp.between(1, 5),
+                           nh & (d.mracerec == 4), nh & (d.mracerec == 3)], list(RACES), default="unknown")
+    info["unknown_origin_weighted"] = float(d.loc[d.race == "unknown", "recwt"].sum())
+    return d, info
+
+
+def ga_births_shares(sh: Path, deaths_lt28_per_year: float, births_per_year: float) -> dict:
+    """National births share by GA band (race ALL) with lo/hi; see notes for each derivation."""
+    nls = pd.read_csv(sh / "observed/national_linked_stats.csv")
+    g = lambda m: float(nls[nls.measure == m].value.iloc[0])  # noqa: E731
+    d_lt32, s_lt32 = g("percent_of_infant_deaths_born_lt32wk") / 100, g("percent_of_survivors_born_lt32wk") / 100
+    d_ge39, s_ge39 = g("percent_of_infant_deaths_born_ge39wk") / 100, g("percent_of_survivors_born_ge39wk") / 100
+    B, D = 3988076.0, 23211.0  # 2014 births and period-linked deaths (CDC WONDER 2014 total row, shared external)
+
+    def mix(dsh, ssh):
+        return (dsh * D + ssh * (B - D)) / B
+
+    lt32 = (mix(d_lt32, s_lt32), mix(d_lt32 - .005, s_lt32 - .005), mix(d_lt32 + .005, s_lt32 + .005))
+    ge39 = (mix(d_ge39, s_ge39), mix(d_ge39 - .005, s_ge39 - .005), mix(d_ge39 + .005, s_ge39 + .005))
+    imr_lt28 = float(nls[nls.measure == "infant_mortality_rate_by_gestational_age"].value.max()) / 1000
+    lt28 = deaths_lt28_per_year / imr_lt28 / births_per_year
+    pt = 0.0957  # 2014 preterm <37 (OE), NCHS db312
+    frac_lt34 = 2.07 / 7.74  # singleton 2014: early preterm share of preterm (NVSR 73-1)
+    lt34 = pt * frac_lt34
+    s = {"<28": (lt28, lt28 * 0.8, lt28 * 1.2)}
+    s["28-31"] = (lt32[0] - lt28, max(lt32[1] - lt28 * 1.2, 0.0), lt32[2] - lt28 * 0.8)
+    s["32-33"] = (lt34 - lt32[0], max(lt34 - lt32[2], 0.0), lt34 - lt32[1])
+    s["34-36"] = (pt - lt34, pt - lt34 - 0.003, pt - lt34 + 0.003)
+    s["39+"] = ge39
+    s["37-38"] = (1 - pt - ge39[0], 1 - pt - ge39[2], 1 - pt - ge39[1])
+    return s
+
+
+def build_ga(sh: Path, births: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    d, info = load_deaths(sh)
+    cohort_births = {2010: 3999386, 2011: 3953590, 2012: 3952841, 2013: 3932181}  # plutchok v1 (NCHS resident births)
+    births_per_year = sum(cohort_births.values()) / 4
+    agg = d.groupby(["race", "ga_band", "cause"]).recwt.sum()
+    lt28_per_year = float(d[d.ga_band == "<28"].recwt.sum()) / 4
+    shares = ga_births_shares(sh, lt28_per_year, births_per_year)
+    rows, tgt = [], []
+    allr = d.groupby(["ga_band", "cause"]).recwt.sum()
+    note_ga = (f"Deaths: weighted (recwt) infant deaths, cohorts 2010-2013 pooled (4 cohort-years), U.S. residents, "
+               f"gestation = combgest (combined estimate; LMP-based for most records), unknown GA excluded "
+               f"({info['unknown_ga_records']} records, {info['unknown_ga_weighted']:.0f} weighted of {info['total_weighted']:.0f}); "
+               f"neonatal = age <28 days (any cause); suid = age >=28 d and ucod R95/R99/W75; race from umhisp/mracerec "
+               f"(bridged), unknown Hispanic origin ({info['unknown_origin_weighted']:.0f} weighted) only in ALL.")
+    share_notes = {
+        "<28": "DERIVED: deaths<28 per cohort-year (microdata) / IMR<28 384.39 (NVSR 68-10, 2017) / births per cohort-year; lo/hi = ASSUMPTION +-20% (IMR<28 is 2017, deaths 2010-2013).",
+        "28-31": "DERIVED: share<32 minus share<28; share<32 = (0.58*D + 0.01*(B-D))/B from MMWR QuickStats 2014 (mm6614a5: 58% of deaths, 1% of survivors <32 wk; B=3,988,076, D=23,211, 2014); lo/hi from the +-0.5 pt rounding of the published percentages and the <28 range.",
+        "32-33": "DERIVED: share<34 minus share<32; share<34 = 9.57% (2014 preterm, NCHS db312) x 2.07/7.74 (singleton 2014 early-preterm fraction of preterm, NVSR 73-1 Martin & Osterman 2024, via lifesciencesintelligence.com summary) -- singleton ratio applied to all births is an ASSUMPTION.",
+        "34-36": "DERIVED: 9.57% (2014 preterm, db312) minus share<34; lo/hi = ASSUMPTION +-0.3 pt for applying the singleton ratio to all births.",
+        "37-38": "DERIVED: 1 - 9.57% - share39+; cross-check: singleton 2014 early term 24.31% (NCHS Health E-Stat 104, https://beta.cdc.gov/nchs/data/hestat/hestat104.htm).",
+        "39+": "DERIVED: (0.16*D + 0.66*(B-D))/B from MMWR QuickStats 2014 (16% of deaths, 66% of survivors >=39 wk); lo/hi from +-0.5 pt rounding.",
+    }
+    ga_src = ("MMWR QuickStats 2017;66:392 https://www.cdc.gov/mmwr/volumes/66/wr/mm6614a5.htm; NCHS db312; NVSR 68-10; NVSR 73-1; " + LINKCO)
+    for race in ("ALL",) + RACES:
+        sub = allr if race == "ALL" else agg.get(race, pd.Series(dtype=float))
+        tot = float(sub.sum())
+        for band in GA_BANDS:
+            dn = {c: float(sub.get((band, c), 0.0)) for c in ("neonatal", "suid", "other_postneonatal")}
+            r = dict(race=race, ga_band=band, deaths_neonatal=round(dn["neonatal"], 1), deaths_suid=round(dn["suid"], 1),
+                     deaths_other_postneonatal=round(dn["other_postneonatal"], 1), source=ga_src)
+            if race == "ALL":
+                sh_, lo, hi = shares[band]
+                r.update(births_share=sh_, births_share_lo=lo, births_share_hi=hi)
+                bb = sh_ * births_per_year * 4
+                for c in dn:
+                    r[f"imr_{c}"] = dn[c] / bb * 1000
+                r["note"] = (share_notes[band] + " IMR by cause = pooled deaths / (share x pooled cohort births "
+                             f"{int(births_per_year * 4)}) x 1000 (DERIVED; GA measure of deaths (combgest) and births (OE) differ). " + note_ga)
+            else:
+                r["note"] = "births share by race not available (race ALL shares apply); " + note_ga
+            rows.append(r)
+            tgt.append(dict(target="ga_death_share", state="ALL", race=race, period="2010-2013 cohorts",
+                            value=sum(dn.values()) / tot, unit="proportion of infant deaths with known GA",
+                            deaths=round(sum(dn.values())), source_tier="1", source=LINKCO,
+                            note="DERIVED: weighted deaths in band / all weighted deaths with known GA (combgest). "
+                                 "Cross-check 2014 (MMWR QuickStats mm6614a5): 58% of deaths <32 wk, 16% >=39 wk (OE)."))
+    return pd.DataFrame(rows), pd.DataFrame(tgt), info
+
+
+# ----------------------------------------------------------------------------- targets
+def build_targets(sh: Path, births: pd.DataFrame, ga_tgt: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    b3 = births[births.year.between(2013, 2015)].groupby(["state", "race"]).births.sum()
+    b3_all = births[births.year.between(2013, 2015)].groupby("state").births.sum()
+    b3_nat = births[births.year.between(2013, 2015)].groupby("race").births.sum()
+
+    def add_rate(target, state, race, period, value, births_n, decimals, tier, source, note, unit="per 1,000 live births"):
+        r = dict(target=target, state=state, race=race, period=period, value=value, unit=unit, source_tier=str(tier),
+                 source=source, note=note)
+        if births_n and not math.isnan(value):
+            dth = int(round(value * births_n / 1000))
+            lo, hi = garwood(dth, births_n, 0.05 if decimals == 1 else 0.005)
+            r.update(births=int(births_n), deaths=dth, lo=lo, hi=hi)
+        rows.append(r)
+
+    ba = pd.read_csv(sh / "observed/imr_state_race_2013_2015_best_available.csv")
+    ba = ba[ba.value.notna()]
+    for r in ba.itertuples():
+        race = RACE_OBS[r.race_ethnicity]
+        tier = tier_of(r.note)
+        nb = b3_all[r.geo_abbr] if race == "ALL" else b3[(r.geo_abbr, race)]
+        est = "" if race == "ALL" else " births = 2013-2015 sum of ESTIMATED state x race births (births.csv);"
+        add_rate("imr", r.geo_abbr, race, "2013-2015", float(r.value), nb, 1 if tier == "3" else 2, tier,
+                 f"{r.source_title}; {r.source_url}",
+                 f"tier {tier} (1=db295, 2=derived total, 3=Goldstein/CDC WONDER).{est} deaths = round(value*births/1000); "
+                 "lo/hi exact Poisson (Garwood)" + (" +-0.05 rounding" if tier == "3" else " +-0.005 rounding"))
+    nls = pd.read_csv(sh / "observed/national_linked_stats.csv")
+    for race, v in (("ALL", 5.89), ("nh_black", 11.10), ("hispanic", 4.99)):
+        add_rate("imr", "ALL", race, "2013-2015", v, b3_nat.sum() if race == "ALL" else b3_nat[race], 2, 1, DB295,
+                 "U.S. 2013-2015 pooled (db295 text, quoted); births 3-year sum" + ("" if race == "ALL" else " of ESTIMATED race births"))
+    h2 = nls[(nls.measure == "infant_mortality_rate") & nls.source_title.str.contains("HEALTH2")]
+    natb = births[births.year.between(2013, 2015)].groupby(["race", "year"]).births.sum()
+    for race, lab in (("nh_white", "non-Hispanic white"), ("nh_api", "non-Hispanic Asian or Pacific Islander"),
+                      ("nh_aian", "non-Hispanic American Indian or Alaska Native")):
+        vals = {int(p): float(v) for p, v in zip(h2[h2.race_ethnicity == lab].period, h2[h2.race_ethnicity == lab].value)
+                if str(p) in ("2013", "2014", "2015")}
+        w = np.array([natb[(race, y)] for y in (2013, 2014, 2015)], dtype=float)
+        v = float(np.dot([vals[y] for y in (2013, 2014, 2015)], w) / w.sum())
+        add_rate("imr", "ALL", race, "2013-2015", v, w.sum(), 1, 2, HEALTH2,
+                 f"DERIVED: births-weighted mean of HEALTH2 single-year rates 2013/14/15 = {vals[2013]}/{vals[2014]}/{vals[2015]} "
+                 "(1 decimal) with national births by race (births.csv); not published pooled"
+                 + ("; HEALTH2 API year alignment inferred (see observed REPORT)" if race == "nh_api" else ""))
+    # --- imr_year
+    sy = pd.read_csv(sh / "observed/imr_state_year.csv")
+    wonder = {}
+    for y in (2013, 2014, 2016, 2017):  # the '2015' file is really 2016 (see MANIFEST)
+        w = read_wonder(sh / f"external/dysart__{y}_All_Infant_Death_By_State.txt")
+        for r in w.itertuples():
+            wonder[(str(r.State), y)] = (int(r.Deaths), int(r.Births), float(r._6))
+    cy = read_wonder(sh / "external/dysart__Linked_Birth_Infant_Death_Records_2007_2017_County_Year.txt")
+    dc15 = cy[(cy.County == "District of Columbia, DC") & (cy["Year of Death"] == "2015")].iloc[0]
+    wonder[("District of Columbia", 2015)] = (int(dc15.Deaths), int(dc15.Births), float(dc15["Death Rate"]))
+    from imsim.constants import STATE_NAMES
+    bt = births.groupby(["state", "year"]).births.sum()
+    wsrc = ("CDC WONDER Linked Birth/Infant Death export (GitHub dysartk/BMIN503_Final_Project commit 8bd90144; "
+            "shared external/dysart__{y}_All_Infant_Death_By_State.txt)")
+    for s in STATES:
+        for y in YEARS:
+            o = sy[(sy.geo_abbr == s) & (sy.period.astype(str) == str(y))]
+            rate = o[o.measure == "infant_mortality_rate"].dropna(subset=["value"])
+            dth = o[o.measure == "infant_deaths"].dropna(subset=["value"])
+            prim = rate[rate.source_type.str.startswith("primary")]
+            nb = int(bt[(s, y)])
+            key = (STATE_NAMES[s], y)
+            if len(prim) and len(dth):
+                v, d_, tier = float(prim.value.iloc[0]), int(dth.value.iloc[0]), 1
+                src = f"{prim.source_title.iloc[0]}; {prim.source_url.iloc[0]}"
+                note = "CDC Stats-of-the-States CSV (2 decimals) with published deaths"
+            elif key in wonder:
+                d_, wb, v = wonder[key]
+                tier, src = 2, (wsrc.format(y=y) if y != 2015 else
+                                "CDC WONDER county x year export (shared external/dysart__Linked_Birth_Infant_Death_Records_2007_2017_County_Year.txt)")
+                note = f"CDC WONDER export deaths/births {d_}/{wb}"
+                if len(rate):
+                    note += f"; observed compilation value {rate.value.iloc[0]} ({rate.source_type.iloc[0]}) not used"
+            else:
+                continue
+            lo, hi = garwood(d_, nb, 0.005)
+            rows.append(dict(target="imr_year", state=s, race="ALL", period=str(y), value=v, unit="per 1,000 live births",
+                             deaths=d_, births=nb, lo=lo, hi=hi, source_tier=str(tier), source=src,
+                             note=note + "; births = NVSR state total (births.csv); lo/hi exact Poisson on deaths +-0.005 rounding"))
+    usd = {2013: 23446, 2014: 23211, 2016: 23157, 2017: 22341}
+    for y in YEARS:
+        o = sy[(sy.geo_abbr == "US") & (sy.period.astype(str) == str(y)) & (sy.measure == "infant_mortality_rate")]
+        v = float(o.value.iloc[0])
+        nb = int(bt.xs(y, level="year").sum())
+        d_ = usd.get(y, int(round(v * nb / 1000)))
+        lo, hi = garwood(d_, nb, 0.005)
+        rows.append(dict(target="imr_year", state="ALL", race="ALL", period=str(y), value=v, unit="per 1,000 live births",
+                         deaths=d_, births=nb, lo=lo, hi=hi, source_tier="1", source=f"{o.source_title.iloc[0]}; {o.source_url.iloc[0]}",
+                         note=("deaths from NVSR/CDC WONDER total row" if y in usd else "deaths DERIVED = round(value*births/1000)")))
+    # --- preterm
+    pt = pd.read_csv(sh / "observed/preterm_state_race.csv").dropna(subset=["value"])
+    pt = pt[pt.measure == "preterm_birth_rate_lt37wk"]
+    pvd = pd.read_csv(sh / PV)
+    seen = set()
+    for r in pt.itertuples():
+        race = RACE_OBS.get(r.race_ethnicity)
+        st = "ALL" if r.geo_abbr == "US" else r.geo_abbr
+        key = (st, race, str(r.period))
+        if race is None or key in seen:
+            continue
+        seen.add(key)
+        dec = len(str(r.value).split(".")[1]) if "." in str(r.value) else 0
+        pad = 0.05 if dec <= 1 else 0.005
+        tier = 1 if "NCHS Data Brief" in r.source_title or "Provisional" in r.source_title else (2 if "HealthyPeople" in r.source_title else 3)
+        rows.append(dict(target="preterm_rate", state=st, race=race, period=str(r.period), value=float(r.value),
+                         unit="percent of live births <37 wk (obstetric estimate)", lo=r.value - pad, hi=r.value + pad,
+                         source_tier=str(tier), source=f"{r.source_title}; {r.source_url}",
+                         note=f"lo/hi = published rounding only. {r.note if isinstance(r.note, str) else ''}".strip()))
+    for i, race in ((79, "nh_black"), (80, "hispanic"), (81, "nh_white")):
+        v = float(pvd.at[i, "value"])
+        rows.append(dict(target="preterm_rate", state="ALL", race=race, period="2017", value=v,
+                         unit="percent of live births <37 wk (obstetric estimate)", lo=v - .005, hi=v + .005, source_tier="1",
+                         source=src_row(pvd, i), note=f"shared {PV}:{i}; single race 2017"))
+    rows.append(dict(target="preterm_rate", state="ALL", race="ALL", period="2015", value=9.63,
+                     unit="percent of live births <37 wk (obstetric estimate)", lo=9.625, hi=9.635, source_tier="1",
+                     source="NCHS Births: Final Data for 2015 (NVSR 66-1) via shared external/plutchok__external_validation_targets_v1.csv",
+                     note="2 decimals (HP2020 9.6 agrees)"))
+    nb_y = births.groupby(["race", "year"]).births.sum()
+    ptv = {(x["race"], x["period"]): x["value"] for x in rows if x["target"] == "preterm_rate" and x["state"] == "ALL"}
+    for race in ("ALL", "nh_white", "nh_black", "hispanic"):
+        w = [float(nb_y.xs(y, level="year").sum()) if race == "ALL" else float(nb_y[(race, y)]) for y in (2014, 2015)]
+        v = (ptv[(race, "2014")] * w[0] + ptv[(race, "2015")] * w[1]) / sum(w)
+        rows.append(dict(target="preterm_rate", state="ALL", race=race, period="2014-2015", value=v,
+                         unit="percent of live births <37 wk (obstetric estimate)", lo=v - .01, hi=v + .01, source_tier="2",
+                         source="DERIVED from the 2014 and 2015 preterm_rate rows of this table",
+                         note=f"DERIVED: births-weighted mean of 2014 ({ptv[(race, '2014')]}) and 2015 ({ptv[(race, '2015')]}); "
+                              "2013 OE rate not available (2013 final 11.39% is LMP-based, not comparable); lo/hi rounding only"))
+    # --- nmr / pnmr
+    for r in nls[nls.measure.isin(["neonatal_mortality_rate", "postneonatal_mortality_rate"])].itertuples():
+        race = RACE_OBS.get(r.race_ethnicity)
+        rows.append(dict(target="nmr" if r.measure.startswith("neonatal") else "pnmr", state="ALL", race=race,
+                         period=str(r.period), value=float(r.value), unit="per 1,000 live births", lo=r.value - .005,
+                         hi=r.value + .005, source_tier="1", source=f"{r.source_title}; {r.source_url}",
+                         note="lo/hi rounding only" + ("; 2016 figure-label assignment inferred (observed REPORT)" if str(r.period) == "2016" and race == "ALL" else "")))
+    for t, n in (("nmr", 15554), ("pnmr", 7772)):
+        v = n / 3978497 * 1000
+        lo, hi = garwood(n, 3978497)
+        rows.append(dict(target=t, state="ALL", race="ALL", period="2015 cohort", value=v, unit="per 1,000 live births",
+                         deaths=n, births=3978497, lo=lo, hi=hi, source_tier="1",
+                         source="NCHS LinkCO15Guide Table 4 via shared external/plutchok__external_validation_targets_v3_linked.csv",
+                         note="DERIVED: unweighted deaths / resident births x 1000; exact Poisson interval"))
+    # --- SUID
+    su = pd.read_csv(sh / "observed/suid.csv").dropna(subset=["value"])
+    sr17 = {"non-Hispanic American Indian or Alaska Native (single race)": "nh_aian", "non-Hispanic black (single race)": "nh_black",
+            "non-Hispanic white (single race)": "nh_white", "Hispanic": "hispanic"}
+    s17 = su[(su.measure == "SUID_rate") & (su.period.astype(str) == "2017")]
+    for r in s17.itertuples():
+        if r.race_ethnicity in sr17:
+            rows.append(dict(target="suid_rate", state="ALL", race=sr17[r.race_ethnicity], period="2017", value=r.value / 100,
+                             unit="per 1,000 live births", lo=(r.value - .05) / 100, hi=(r.value + .05) / 100, source_tier="1",
+                             source=f"{r.source_title}; {r.source_url}", note="per 100,000 / 100; single race; lo/hi rounding only"))
+    asn = float(s17[s17.race_ethnicity.str.startswith("non-Hispanic Asian")].value.iloc[0])
+    nhopi = float(s17[s17.race_ethnicity.str.contains("Hawaiian")].value.iloc[0])
+    bus = pd.read_csv(sh / "observed/births_state_race.csv")
+    wa = float(bus[(bus.period.astype(str) == "2017") & (bus.race_ethnicity == "non-Hispanic Asian (single race)")].value.iloc[0])
+    wn = float(bus[(bus.period.astype(str) == "2017") & bus.race_ethnicity.str.startswith("non-Hispanic Native Hawaiian")].value.iloc[0])
+    v = (asn * wa + nhopi * wn) / (wa + wn) / 100
+    rows.append(dict(target="suid_rate", state="ALL", race="nh_api", period="2017", value=v, unit="per 1,000 live births",
+                     lo=asn / 100, hi=v * 1.25, source_tier="2", source=s17.source_url.iloc[0],
+                     note=f"DERIVED: births-weighted mean of NH Asian {asn} and NH NHOPI {nhopi} (unreliable, <20 deaths) per 100k, "
+                          f"2017 births {wa:.0f}/{wn:.0f}; lo = Asian-only rate, hi = ASSUMPTION +25% for NHOPI instability"))
+    s15 = su[(su.measure == "SUID_rate") & (su.period.astype(str) == "2015")].iloc[0]
+    rows.append(dict(target="suid_rate", state="ALL", race="ALL", period="2015", value=s15.value / 100, unit="per 1,000 live births",
+                     lo=(s15.value - .05) / 100, hi=(s15.value + .05) / 100, source_tier="1",
+                     source=f"{s15.source_title}; {s15.source_url}", note="mortality files (not linked); lo/hi rounding only"))
+    for i, race in ((48, "nh_aian"), (49, "nh_black"), (50, "nh_white"), (51, "hispanic")):
+        v = float(pvd.at[i, "value"])
+        rows.append(dict(target="suid_rate", state="ALL", race=race, period=str(pvd.at[i, "period"]), value=v,
+                         unit="per 1,000 live births", lo=v - .005, hi=v + .005, source_tier="1", source=src_row(pvd, i),
+                         note=f"shared {PV}:{i}; lo/hi rounding only"))
+    out = pd.concat([pd.DataFrame(rows), ga_tgt], ignore_index=True)
+    return out
+
+
+# ----------------------------------------------------------------------------- exposures
+def build_exposures(sh: Path, births: pd.DataFrame) -> pd.DataFrame:
+    pv = pd.read_csv(sh / PV)
+    rows = []
+    nb15 = births[births.year == 2015].groupby("race").births.sum()
+    nb15 = nb15 / nb15.sum()
+
+    def add(exp, state, race, p, lo, hi, period, i, assumption, note):
+        src = src_row(pv, i) if isinstance(i, int) else i
+        rows.append(dict(exposure=exp, state=state, race=race, prevalence=p, lo=lo, hi=hi, period=period, source=src,
+                         assumption=assumption, note=(f"shared {PV}:{i}. " if isinstance(i, int) else "") + note))
+
+    def fill_races(exp, nat, lo, hi, period, i, defined, why):
+        for r in RACES:
+            if r not in defined:
+                add(exp, "ALL", r, nat, lo * 0.5, min(1.0, hi * 1.5), period, i, True,
+                    f"ASSUMPTION: no race-specific source; national value, range = national lo x0.5 .. hi x1.5. {why}")
+
+    # smoking (any time in pregnancy, birth certificate)
+    r1 = lambda i: float(pv.at[i, "value"]) / 100  # noqa: E731
+    sm = {"ALL": 0, "nh_aian": 1, "nh_white": 2, "nh_black": 3, "hispanic": 5}
+    for race, i in sm.items():
+        add("smoking", "ALL", race, r1(i), r1(i) - .0005, r1(i) + .0005, "2016", i, False,
+            "smoked any time during pregnancy (quitting before pregnancy = nonsmoker); lo/hi rounding only")
+    api = (0.6 * 254471 + 4.5 * 9342) / (254471 + 9342) / 100
+    add("smoking", "ALL", "nh_api", api, 0.006, 0.045, "2016", 6, False,
+        "DERIVED: births-weighted mean of NH Asian 0.6% and NH NHOPI 4.5% (prevalence.csv:4) with 2016 single-race births 254,471/9,342; lo/hi = the two groups")
+    for i, st in ((13, "WV"), (14, "KY"), (15, "MT"), (16, "VT"), (17, "MO"), (18, "CA")):
+        add("smoking", st, "ALL", r1(i), r1(i) - .0005, r1(i) + .0005, "2016", i, False, "state, all races; lo/hi rounding only")
+    for st in ("AZ", "CT", "HI", "NJ", "NY", "NV", "TX", "UT", "DC"):
+        add("smoking", st, "ALL", 0.025, 0.0, 0.05, "2016", 19, True,
+            "ASSUMPTION: published only as '<5%'; midpoint 2.5% of the 0-5% interval")
+    # prior preterm
+    add("prior_preterm", "ALL", "ALL", 0.04, 0.034, 0.05, "c. 2014-2021", 67, True,
+        "history of spontaneous PTB (~4% of pregnancies, as stated; 1 significant figure); lo = 3.4% 17P-eligible PA Medicaid singletons "
+        "(prevalence.csv:68); hi = ASSUMPTION (rounding of '4' plus other payers)")
+    fill_races("prior_preterm", 0.04, 0.034, 0.05, "c. 2014-2021", 67, set(), "Likely higher for NH black (higher PTB rate).")
+    # short cervix
+    add("short_cervix", "ALL", "ALL", 0.011, 0.008, 0.014, "2012-2013", 74, False,
+        "cervical length <=20 mm at 18-24 wk, Penn universal screening; DERIVED point = midpoint of nulliparous 1.4% and prior-term 0.8%; "
+        "evidence RR applies to <=25 mm, so this understates the eligible group")
+    fill_races("short_cervix", 0.011, 0.008, 0.014, "2012-2013", 74, set(), "")
+    # short IPI
+    add("short_ipi", "ALL", "ALL", 0.289, 0.2885, 0.2895, "2014", 53, False,
+        "IPI <18 months AMONG SECOND- AND HIGHER-ORDER singleton births (NCHS db240); the model must apply it to parity>=2 births only "
+        "(parity share not in the shared data); lo/hi rounding only")
+    lt12 = {"nh_black": (54, 55), "nh_white": (56, 57), "hispanic": (58, 59)}
+    s12 = {r: (float(pv.at[a, "value"]) + float(pv.at[b, "value"])) / 100 for r, (a, b) in lt12.items()}
+    w = {r: float(nb15[r]) for r in s12}
+    ref = sum(s12[r] * w[r] for r in s12) / sum(w.values())
+    for r, v in s12.items():
+        p = 0.289 * v / ref
+        add("short_ipi", "ALL", r, p, v, min(1.0, p + (p - v)), "2014", lt12[r][0], True,
+            f"ASSUMPTION: race ratio of IPI<12 mo ({v * 100:.1f}% = <6 + 6-11 mo, prevalence.csv:{lt12[r][0]},{lt12[r][1]}) carried to <18 mo: "
+            f"0.289 x {v:.3f} / {ref:.4f} (births-weighted 3-group <12 mo share, 2015 births); lo = the <12 mo share itself "
+            "(logical lower bound), hi symmetric; among parity>=2 births")
+    fill_races("short_ipi", 0.289, 0.2885, 0.2895, "2014", 53, set(s12), "")
+    # elective early term
+    add("elective_early_term", "ALL", "ALL", 0.046, 0.019, 0.096, "2013", 84, True,
+        "Leapfrog early elective delivery rate 2013 (4.6%), REPORTING HOSPITALS ONLY (self-selected); used as share of births that are "
+        "non-medically-indicated deliveries at 37-38 wk (ASSUMPTION that it generalises); lo = 1.9% (Leapfrog 2016), hi = 9.6% (HCA "
+        "baseline pre-2010, prevalence.csv:85)")
+    fill_races("elective_early_term", 0.046, 0.019, 0.096, "2013", 84, set(), "")
+    # unsafe sleep
+    wb = float(nb15["nh_black"])
+    ratio = (1 - .58) / (1 - .75)
+    x = 0.216 / (1 + (ratio - 1) * wb)
+    add("unsafe_sleep", "ALL", "ALL", 0.216, 0.2155, 0.2165, "2015", 31, False,
+        "DEFINITION: infant usually placed NONSUPINE (side or stomach), PRAMS 2015 (32 states + NYC); bed-sharing NOT included "
+        "(any bed-sharing 61.4%, 14 states, prevalence.csv:35, too broad); lo/hi rounding only")
+    add("unsafe_sleep", "ALL", "nh_white", x, x * 0.9, 0.216, "2015", 43, True,
+        f"DERIVED: nonsupine ratio black/white = (1-0.58)/(1-0.75) = {ratio:.2f} from NISP usual supine 75% white vs 58% African American "
+        f"(2003-07, prevalence.csv:43,44); solve 0.216 = x(1-w)+{ratio:.2f}x w with w = NH black share of 2015 births {wb:.3f}, other "
+        "groups assumed at x; ASSUMPTION that the 2003-07 ratio holds in 2015; hi = national")
+    add("unsafe_sleep", "ALL", "nh_black", x * ratio, 0.216, min(1, x * ratio * 1.1), "2015", 44, True,
+        "DERIVED as nh_white x ratio (see nh_white note); usual bed-sharing black vs white AOR 3.5 (effects.csv:22) suggests unsafe "
+        "bed-sharing is also more common; lo = national")
+    add("unsafe_sleep", "WI", "ALL", 0.122, 0.1215, 0.1225, "2015", 32, False, "nonsupine, lowest PRAMS state")
+    add("unsafe_sleep", "LA", "ALL", 0.338, 0.3375, 0.3385, "2015", 33, False, "nonsupine, highest PRAMS state")
+    fill_races("unsafe_sleep", 0.216, 0.2155, 0.2165, "2015", 31, {"nh_white", "nh_black"}, "")
+    # low income (Medicaid-paid births)
+    add("low_income", "ALL", "ALL", 0.426, 0.421, 0.445, "2016", 93, False,
+        "Medicaid as principal payer at delivery; lo/hi = 2011-13 expansion/non-expansion state shares 42.1/44.5 (prevalence.csv:97)")
+    for i, r in ((98, "nh_white"), (99, "nh_black"), (100, "hispanic")):
+        a, b = (float(v) / 100 for v in str(pv.at[i, "value"]).split(" / "))
+        add("low_income", "ALL", r, (a + b) / 2, min(a, b), max(a, b), "2011-2013", i, False,
+            f"DERIVED: unweighted mean of expansion ({a:.3f}) and non-expansion ({b:.3f}) state shares, Brown 2019 JAMA Table 2; lo/hi = the two")
+    for st, v in (("ND", .25), ("LA", .63), ("MS", .63)):
+        add("low_income", st, "ALL", v, v - .02, v + .02, "2018", 95, True,
+            "OUT OF PERIOD (2018) and approximate ('~'); lo/hi = ASSUMPTION +-2 pt")
+    fill_races("low_income", 0.426, 0.421, 0.445, "2016", 93, {"nh_white", "nh_black", "hispanic"},
+               "NH AIAN probably well above national.")
+    # level III
+    add("level3_vlbw", "ALL", "ALL", 0.75, 0.637, 0.934, "2003-2006", 86, True,
+        "VLBW infants born at level III+ hospitals, HP2020 MICH-33 baseline (Title V reports); out of period (no 2013-2017 value found); "
+        "lo/hi = ASSUMPTION using the 2006 state range of VLBW NICU admission 63.7% (CA) - 93.4% (ND) (prevalence.csv:88, different measure)")
+    add("level3_vlbw", "MO", "ALL", 0.828, 0.8275, 0.8285, "2008-2012", 87, False, "Missouri VLBW delivered in level III centres")
+    nicu = dict(zip(("hispanic", "nh_black", "nh_white"), (0.718, 0.795, 0.805)))
+    for r, v in nicu.items():
+        p = 0.75 * v / 0.773
+        add("level3_vlbw", "ALL", r, p, p - 0.05, min(1, p + 0.05), "2006", 89, True,
+            f"DERIVED: 75.0% x race NICU-admission ratio ({v:.3f}/0.773, 19 states 2006, prevalence.csv:88,89); ASSUMPTION that level-III "
+            "delivery varies by race like VLBW NICU admission; +-5 pt assumed")
+    fill_races("level3_vlbw", 0.75, 0.637, 0.934, "2003-2006", 86, set(nicu), "")
+    df = pd.DataFrame(rows)
+    df[["lo", "hi"]] = df[["lo", "hi"]].clip(0, 1)
+    return df
+
+
+# ----------------------------------------------------------------------------- associations
+def build_associations() -> pd.DataFrame:
+    g = lambda a, b: math.sqrt(a * b)  # noqa: E731
+    p0 = 0.072 / (1 - 0.426 + 2 * 0.426)
+    or_pr2 = (2 * p0 / (1 - 2 * p0)) / (p0 / (1 - p0))
+    or_edu = (0.122 / 0.878) / (0.01 / 0.99)
+    or_ipi = (0.043 / 0.957) / (0.018 / 0.982)
+    or_pt = (0.1144 / 0.8856) / (0.0933 / 0.9067)
+    rows = [
+        dict(id="low_income__smoking", from_exposure="low_income", to_exposure="smoking", odds_ratio=g(or_pr2, or_edu),
+             lo=or_pr2, hi=or_edu, assumption=True,
+             source="Adams et al., Health Care Financing Review (Medicaid-paid deliveries 'more than twice as likely to smoke'), "
+                    "https://fdocuments.us/document/smoking-among-medicaid-insured-mothers-centers-for-medicare.html; NCHS Data Brief 305 (prevalence.csv:10,12)",
+             note=f"DERIVED range: lo = OR implied by prevalence ratio 2 with 7.2% overall and 42.6% Medicaid ({or_pr2:.2f}); hi = OR high-school "
+                  f"12.2% vs bachelor's <=1.0% ({or_edu:.2f}, extreme education contrast); point = geometric midpoint (ASSUMPTION)"),
+        dict(id="low_income__short_ipi", from_exposure="low_income", to_exposure="short_ipi", odds_ratio=g(1.0, or_ipi), lo=1.0,
+             hi=or_ipi, assumption=True, source="NCHS Data Brief 240 via shared evidence/prevalence.csv:61",
+             note=f"DERIVED hi = OR of IPI<6 mo, no HS 4.3% vs doctorate 1.8% ({or_ipi:.2f}, extreme education contrast); lo = no association; "
+                  "point = geometric midpoint (ASSUMPTION)"),
+        dict(id="low_income__prior_preterm", from_exposure="low_income", to_exposure="prior_preterm", odds_ratio=or_pt, lo=1.0, hi=or_pt,
+             assumption=True, source="NCHS natality microdata 2016-2024 aggregates (GitHub Kesmitij/cdc-natality-birth-outcomes, shared external/kesmitij__stratified_rates.csv)",
+             note=f"DERIVED: OR of CURRENT preterm birth, Medicaid 11.44% vs private 9.33% ({or_pt:.2f}); ASSUMPTION that history of PTB has "
+                  "the same payer gradient; lo = no association"),
+        dict(id="low_income__unsafe_sleep", from_exposure="low_income", to_exposure="unsafe_sleep", odds_ratio=g(1.0, 2.0), lo=1.0, hi=2.0,
+             assumption=True, source="none found",
+             note="ASSUMPTION: no payer/income-specific nonsupine prevalence in the shared evidence; range 1-2 chosen so the gradient is at most "
+                  "as large as the black/white nonsupine ratio (1.68, NISP); point = geometric midpoint"),
+        dict(id="smoking__unsafe_sleep", from_exposure="smoking", to_exposure="unsafe_sleep", odds_ratio=g(1.0, 2.0), lo=1.0, hi=2.0,
+             assumption=True, source="none found",
+             note="ASSUMPTION: co-occurrence of prenatal smoking and nonsupine placement not quantified in the shared evidence; range 1-2; "
+                  "point = geometric midpoint"),
+        dict(id="low_income__elective_early_term", from_exposure="low_income", to_exposure="elective_early_term", odds_ratio=1.0, lo=0.67,
+             hi=1.5, assumption=True, source="none found", note="ASSUMPTION: no source; independence as base case, symmetric range on the log scale"),
+        dict(id="low_income__short_cervix", from_exposure="low_income", to_exposure="short_cervix", odds_ratio=1.0, lo=0.67, hi=1.5,
+             assumption=True, source="none found", note="ASSUMPTION: no source; independence as base case, symmetric range on the log scale"),
+    ]
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- evidence
+def build_evidence(sh: Path) -> pd.DataFrame:
+    ef = pd.read_csv(sh / EV)
+    rows = []
+
+    def add(id_, desc, point, dist, lo, hi, scale, applies, outcome, i, assumption=False, note="", citation=None, url=None, srow=None):
+        i0 = i if isinstance(i, int) else None
+        rows.append(dict(id=id_, description=desc, point=point, dist=dist, lo=lo, hi=hi, scale=scale, applies_to=applies,
+                         outcome=outcome, area=ef.at[i0, "strategy_area"] if i0 is not None else "",
+                         citation=citation or (ef.at[i0, "source_citation"] if i0 is not None else ""),
+                         url=url or (ef.at[i0, "source_url"] if i0 is not None else ""),
+                         source_row=srow if srow is not None else str(i), assumption=assumption, note=note))
+
+    def ci(id_, desc, i, scale, applies, outcome, note="", **kw):
+        add(id_, desc, float(ef.at[i, "point"]), "lognormal", float(ef.at[i, "low"]), float(ef.at[i, "high"]), scale, applies,
+            outcome, i, note=note, **kw)
+
+    ci("smoking_ga_lt32_or", "Smoking in pregnancy -> very preterm birth (Dietz 2010)", 25, "ratio", "births to women who smoke",
+       "P(GA <32 wk), cumulative-logit odds", note="multinomial category OR vs term applied to the cumulative cut <32 (approximation)")
+    add("smoking_ga_lt34_or", "Smoking in pregnancy -> moderately preterm birth (Dietz 2010)", 1.4, "lognormal", 1.35, 1.45, "ratio",
+        "births to women who smoke", "P(GA <34 wk), cumulative-logit odds", 26,
+        note="published CI 1.4-1.4 (rounded); lo/hi = DERIVED rounding interval +-0.05")
+    ci("smoking_ga_lt37_or", "Smoking in pregnancy -> late preterm birth (Dietz 2010)", 27, "ratio", "births to women who smoke",
+       "P(GA <37 wk), cumulative-logit odds", note="late-preterm category OR used for the <37 cut")
+    r_lo, r_hi = (0.225 / 0.775) / (0.1364 / 0.8636), (0.225 / 0.775) / (0.0774 / 0.9226)
+    add("prior_preterm_ptb_or", "History of spontaneous PTB -> preterm birth (recurrence)", (0.225 / 0.775) / (0.0963 / 0.9037),
+        "triangular", r_lo, r_hi, "ratio", "births to women with a prior spontaneous PTB", "P(GA <37 wk), cumulative-logit odds", "",
+        assumption=True, citation="Meis 2003 NEJM placebo-era 17P-eligible recurrence 22.5% (prevalence.csv:73); NCHS preterm 9.63% 2015",
+        url="see shared evidence/prevalence.csv:73", srow="prevalence.csv:73",
+        note=f"DERIVED: odds(22.5%)/odds(9.63%); lo vs NH black 13.64% ({r_lo:.2f}), hi vs singleton 7.74% ({r_hi:.2f}); comparison "
+             "population is an ASSUMPTION (22.5% is 2002 US recurrence, national rate includes first births)")
+    ci("short_ipi_ptb_or", "Interpregnancy interval <6 mo -> preterm birth (sibling design, Class 2017)", 92, "ratio",
+       "births after a short interpregnancy interval", "P(GA <37 wk), cumulative-logit odds",
+       note="99% CI used as if 95% (wider, conservative); estimated for IPI<6 mo vs 18-23 mo, applying it to all IPI<18 mo overstates "
+            "(6-17 mo near-null, EVIDENCE.md)")
+    add("low_income_ptb_or", "Low income (Medicaid) -> preterm birth, direct", 1.0, "triangular", 1.0,
+        (0.1144 / 0.8856) / (0.0933 / 0.9067), "ratio", "low-income (Medicaid-paid) births", "P(GA <37 wk), cumulative-logit odds", "",
+        assumption=True, citation="ASSUMPTION; hi from NCHS natality 2016-2024 aggregates (shared external/kesmitij__stratified_rates.csv)",
+        url="https://github.com/Kesmitij/cdc-natality-birth-outcomes", srow="124",
+        note="no causal estimate; base case no direct effect (Medicaid-expansion DiD on PTB null, effects.csv:124); hi = crude OR "
+             "Medicaid 11.44% vs private 9.33% (confounded by race, smoking)")
+    ci("nonlevel3_neonatal_or", "Very preterm birth outside a level III hospital -> death (Lasswell 2010)", 107, "ratio",
+       "births <32 wk not delivered at a level III+ hospital", "neonatal death (odds)", note="source defines very preterm as <=32 wk")
+    ci("unsafe_sleep_suid_or", "Last placed prone vs supine -> SIDS (Li 2003)", 0, "ratio", "infants placed to sleep unsafely",
+       "SUID (postneonatal, odds)", note="SIDS OR used for SUID (EVIDENCE.md); convert to RR with baseline risk (rare outcome, OR~RR)")
+    ci("smoking_suid_rr", "Smoking through pregnancy -> SUID, term normal-birthweight infants (Sun 2023)", 36, "ratio",
+       "infants of mothers who smoked", "SUID (postneonatal), direct effect not via GA")
+    add("unsafe_sleep_smoking_interaction", "Extra multiplier of unsafe-sleep SUID risk when the mother smokes", 6.27 / 2.89, "triangular",
+        3.94 / 4.18, 9.99 / 1.99, "ratio", "infants placed unsafely whose mothers smoke", "SUID (postneonatal)", 12, srow="12;11",
+        note="DERIVED: bed-sharing OR among smokers 6.27 / overall bed-sharing OR 2.89 (Vennemann 2012, effects.csv:12,11); lo = 3.94/4.18, "
+             "hi = 9.99/1.99 (crude CI ratio); lower end <1 means no interaction")
+    add("low_income_postneonatal_rr", "Low income -> other postneonatal death, direct", 1.0, "triangular", 1.0, 7.5 / 3.6, "ratio",
+        "low-income (Medicaid-paid) births", "other postneonatal death (risk)", "", assumption=True,
+        citation="ASSUMPTION; hi from NCHS period linked files 2011-2013 (shared external/gunasekaran__tbl_imr_by_factor.csv)",
+        url="https://github.com/gunasekaran-pasupathy-research/us-infant-mortality-rate", srow="",
+        note="no direct estimate; base case 1.0 (calibrated cell rates carry income gradients); hi = all-cause IMR <HS 7.5 vs college+ 3.6 "
+             "(includes GA-mediated part, upper bound)")
+    red = 1 - 10.9 / 19.8
+    add("safe_sleep_unsafe_reduction", "Safe-sleep messaging: relative reduction of unsafe (nonsupine) placement among reached families",
+        red, "triangular", 0.0, 1 - 16 / 38, "probability", "families reached by a safe-sleep programme", "unsafe sleep prevalence", 17,
+        note=f"DERIVED: mHealth RCT (Moon 2017) nonsupine 1-0.802=19.8% vs 1-0.891=10.9% -> 1-10.9/19.8 = {red:.3f}; lo 0 (nursing QI "
+             "arm had no effect); hi = crib distribution bed-sharing 38%->16% (effects.csv:20, pre-post)")
+    add("cessation_control_quit", "Background late-pregnancy abstinence among smokers in usual care (control arm)", 0.09, "fixed", None, None,
+        "probability", "pregnant smokers, usual care", "smoking abstinence in late pregnancy", 48,
+        note="Cochrane (Chamberlain 2017): 9 per 100 in control arms (counselling comparison)")
+    ci("cessation_counselling_rr", "Counselling vs usual care -> abstinence", 48, "ratio", "pregnant smokers reached", "late-pregnancy abstinence")
+    ci("cessation_incentives_rr", "Financial incentives -> abstinence", 50, "ratio", "pregnant smokers reached", "late-pregnancy abstinence")
+    ci("cessation_feedback_rr", "Feedback -> abstinence", 51, "ratio", "pregnant smokers reached", "late-pregnancy abstinence")
+    ci("cessation_education_rr", "Health education -> abstinence", 52, "ratio", "pregnant smokers reached", "late-pregnancy abstinence")
+    add("hard_stop_eed_reduction", "Hard-stop policy: relative reduction of elective early-term deliveries", 1 - 4.3 / 9.6, "uniform",
+        1 - 2.5 / 4.0, 1 - 4.3 / 9.6, "probability", "births in hospitals adopting a hard stop", "elective early-term deliveries", 84,
+        srow="84;85", note="DERIVED: Clark 2010 HCA 9.6%->4.3% (1-4.3/9.6=0.552); lo = Oregon 4.0%->2.5% (0.375); pre-post designs")
+    ci("vaginal_progesterone_ptb_rr", "Vaginal progesterone, short cervix -> PTB <33 wk (Romero 2018 IPD)", 73, "ratio",
+       "singleton births with short cervix treated", "preterm birth <33 wk (risk)")
+    add("ohpc_ptb_rr", "17-OHPC, prior spontaneous PTB -> recurrent PTB (base case: no effect)", 1.0, "fixed", None, None, "ratio",
+        "births to women with prior spontaneous PTB treated with 17-OHPC", "preterm birth (risk)", 67, srow="67;68",
+        note="base case = no effect: PROLONG null, FDA withdrawal 5 Apr 2023; real-world RR 1.10 (0.97-1.24, effects.csv:68); "
+             "Meis effect available as ohpc_meis_ptb_rr for sensitivity")
+    add("ohpc_meis_ptb_rr", "17-OHPC (Meis trial) -> PTB <37 wk, sensitivity scenario", 37.1 / 54.9, "triangular", (54.9 - 28.0) / 54.9,
+        (54.9 - 7.4) / 54.9, "ratio", "births to women with prior spontaneous PTB treated with 17-OHPC", "preterm birth <37 wk (risk)", 59,
+        note="DERIVED: 37.1%/54.9%; range from RD CI -28.0..-7.4 pp on the placebo rate: (54.9-28.0)/54.9 .. (54.9-7.4)/54.9")
+    add("larc_short_ipi_reduction", "Immediate postpartum LARC: relative reduction of short IPI", 1 - 23.0 / 42.1, "triangular",
+        1 - 25.8 / 41.2, 1 - 20.5 / 43.0, "probability", "postpartum women receiving immediate LARC", "next birth after IPI <18 mo", 100,
+        srow="100;102", note="DERIVED: 1 - 23.0/42.1 (vs short-acting methods, Rodriguez OR+SC Medicaid); lo/hi from CI ends "
+                             "1-25.8/41.2 and 1-20.5/43.0; observational, confounded by preference")
+    mshare, imr_li = 0.421, (13230 + 17930) / (1768420 + 2596620) * 1000
+    f = lambda dd: 1 - (dd / mshare) / imr_li  # noqa: E731
+    add("medicaid_expansion_death_rr", "Medicaid expansion -> infant death hazards of low-income births", f(0.37), "triangular", f(0.70), 1.0,
+        "ratio", "low-income (Medicaid-paid) births in expansion states", "infant death, all causes (risk)", 121, assumption=True,
+        note=f"DERIVED: 1 - (DiD/Medicaid share)/IMR_low-income = 1 - (0.37/{mshare})/{imr_li:.2f}; DiD -0.37 (-0.70,-0.05) per 1,000 all "
+             "infants (Constantin & Wehby 2022); Medicaid share 42.1% of births in expansion states 2011-13 (prevalence.csv:97); "
+             "IMR_low-income PROXY = IMR of births to mothers with high school or less, 2011-2013 (gunasekaran table); hi set to 1.0 "
+             "(ASSUMPTION: designs fragile, range must include no effect; CI end would give "
+             f"{f(0.05):.3f})")
+    add("income_support_ptb_or", "Income support (+$1,000 EITC) -> preterm birth", 0.985, "uniform", 0.97, 1.0, "ratio",
+        "low-income births whose families receive +$1,000 EITC", "P(GA <37 wk), odds", 126, assumption=True, srow="126;128",
+        note="DERIVED: Hoynes 2015 LBW -2% to -3% per $1,000 used as PROXY for PTB (ASSUMPTION); hi 1.0 because the border-county design "
+             "is null (effects.csv:128); point = midpoint")
+    add("early_term_imr_rr", "Early-term (37-38 wk) vs full-term (39-40 wk) infant mortality", 1.63, "fixed", None, None, "ratio",
+        "births at 37-38 wk", "infant death (rate ratio), reference/validation", 83, note="NVSR 64-9 (2013): 63% higher")
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--out", type=Path, default=REPO / "src" / "imsim" / "data")
+    a = ap.parse_args(argv)
+    sh, out = a.shared.resolve(), a.out
+    out.mkdir(parents=True, exist_ok=True)
+    births, binfo = build_births(sh)
+    ga, ga_tgt, dinfo = build_ga(sh, births)
+    targets = build_targets(sh, births, ga_tgt)
+    expo = build_exposures(sh, births)
+    assoc = build_associations()
+    ev = build_evidence(sh)
+    cat = []
+    spec = [
+        ("births", births, ["state", "race", "year", "births", "estimated", "method", "source"], ["state", "race", "year"],
+         "Live births by state x race/Hispanic origin x year 2013-2017; state totals exact (NVSR), race split ESTIMATED by IPF using NATIONAL Hispanic fractions per race (understates Hispanic births in heavily Hispanic states such as CA, TX, NM, AZ)",
+         ["NVSR Births: Final Data 2013-2017 state totals", "CDC WONDER Natality 2016/2017 single race by state", "data.cdc.gov 89yk-m38d national births by race/Hispanic origin"]),
+        ("targets", targets, ["target", "state", "race", "period", "value", "unit", "deaths", "births", "lo", "hi", "source_tier", "source", "note"],
+         ["target", "state", "race", "period", "source"], "Calibration targets: IMR (2013-2015, by year), preterm, NMR/PNMR, SUID, GA death shares",
+         ["NCHS Data Brief 295", "CDC Stats of the States", "CDC WONDER linked exports", "childstats HEALTH2", "NCHS db312/NVSR", "CDC SUID pages", "NCHS cohort-linked files 2010-2013"]),
+        ("ga_structure", ga, ["race", "ga_band", "births_share", "births_share_lo", "births_share_hi", "deaths_neonatal", "deaths_suid",
+                              "deaths_other_postneonatal", "imr_neonatal", "imr_suid", "imr_other_postneonatal", "source", "note"],
+         ["race", "ga_band"], "National births share by GA band (race ALL) and infant deaths by race x GA band x cause (cohorts 2010-2013)",
+         ["NCHS cohort-linked numerator files 2010-2013", "MMWR QuickStats 2017;66:392", "NVSR 68-10", "NVSR 73-1", "NCHS db312"]),
+        ("exposures", expo, ["exposure", "state", "race", "prevalence", "lo", "hi", "period", "source", "assumption", "note"],
+         ["exposure", "state", "race"], "Exposure prevalence (proportion of births) by race and a few states",
+         ["NCHS Data Brief 305", "PRAMS 2015 (Bombard 2018)", "NCHS Data Brief 240", "Brown 2019 JAMA", "Leapfrog", "HP2020 MICH-33"]),
+        ("associations", assoc, ["id", "from_exposure", "to_exposure", "odds_ratio", "lo", "hi", "source", "assumption", "note"], ["id"],
+         "Within-birth odds ratios between exposures (low_income first; unsafe_sleep also on smoking)",
+         ["Adams (HCFR) Medicaid smoking", "NCHS Data Brief 240/305", "NCHS natality aggregates 2016-2024", "assumptions"]),
+        ("evidence", ev, ["id", "description", "point", "dist", "lo", "hi", "scale", "applies_to", "outcome", "area", "citation", "url",
+                          "source_row", "assumption", "note"], ["id"], "Evidence library: named effect sizes with distributions and citations",
+         ["shared evidence/effects.csv and prevalence.csv (each row cites its paper)"]),
+    ]
+    for name, df, cols, sort, desc, srcs in spec:
+        n = write_csv(df, out / f"{name}.csv", cols, sort)
+        cat.append({"name": name, "file": f"{name}.csv", "description": desc, "sources": srcs, "rows": n})
+    (out / "tables.json").write_text(json.dumps(cat, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for k, v in sorted({**binfo, **dinfo}.items()):
+        print(f"{k}: {v}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

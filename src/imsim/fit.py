@@ -1,0 +1,116 @@
+"""Baseline fit: per-cell multipliers that make the expected engine reproduce observed rates.
+
+This is the direct fit of the Engine issue: for every state x race cell with an observed
+2013-2015 IMR, one death multiplier (applied to all causes) is solved so that the expected IMR
+equals the observation; cells without an observation share one multiplier per race, solved so
+that the national IMR of the race equals its published value. Gestational age follows the
+national distribution shifted per race to the race's preterm rate.
+
+The fuller calibration (partial pooling, uncertainty, more targets) lives in
+:mod:`imsim.calibration` and produces a :class:`Fit` of the same shape.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .baseline import N_R, N_S, R_INDEX, S_INDEX, Baseline
+from .data import load_table
+from .engines import expected
+from .kernels import N_BANDS, OUT_DEATHS
+from .model import build_tables
+
+
+@dataclass
+class Fit:
+    """Fitted baseline adjustments on the 51 x 5 grid."""
+
+    ga_shift: np.ndarray        # [51, 5, 5] log-odds shift of each GA cut
+    m_cause: np.ndarray         # [3, 51, 5] death multipliers (neonatal, SUID, other)
+    source: str = "direct"      # "direct" (this module) or a calibration name
+
+    @classmethod
+    def identity(cls) -> Fit:
+        return cls(np.zeros((N_S, N_R, 5)), np.ones((3, N_S, N_R)))
+
+
+def imr_targets() -> tuple[np.ndarray, np.ndarray]:
+    """Observed 2013-2015 IMR per 1,000: ``cell[51, 5]`` (NaN where none) and ``race[5]``."""
+    t = load_table("targets")
+    t = t[(t["target"] == "imr") & (t["period"].astype(str) == "2013-2015")]
+    cell = np.full((N_S, N_R), np.nan)
+    race = np.full(N_R, np.nan)
+    for row in t.itertuples():
+        if pd.isna(row.value) or row.race not in R_INDEX:
+            continue
+        if row.state == "ALL":
+            race[R_INDEX[row.race]] = row.value
+        elif row.state in S_INDEX:
+            cell[S_INDEX[row.state], R_INDEX[row.race]] = row.value
+    return cell, race
+
+
+def _deaths_by_cause(params) -> np.ndarray:
+    counts = expected(build_tables(params))
+    by_cause = counts[:, OUT_DEATHS:OUT_DEATHS + 3 * N_BANDS].reshape(-1, 3, N_BANDS).sum(axis=2)
+    return by_cause.T
+
+
+def expected_deaths(baseline: Baseline, cells, effects, fit) -> np.ndarray:
+    """Expected deaths by cause [3, n] of ``cells`` under the baseline."""
+    return _deaths_by_cause(baseline.params(cells, effects, fit))
+
+
+def scaled(params, m):
+    """A copy of ``params`` with death probabilities times multipliers ``m`` ([n] or [3, n])."""
+    m = np.broadcast_to(np.asarray(m, dtype=float), (3, params.n))
+    p = params.copy()
+    p.q_neo = params.q_neo * m[0][:, None]
+    p.q_suid = params.q_suid * m[1][:, None]
+    p.q_oth = params.q_oth * m[2][:, None]
+    return p
+
+
+def direct_fit(baseline: Baseline, effects: dict[str, float], iters: int = 12,
+               tol: float = 1e-10) -> Fit:
+    """Solve the per-cell multipliers (see module docstring)."""
+    cells = baseline.pooled_cells()
+    s, r = cells.s_idx, cells.r_idx
+    births = cells.births.astype(float)
+    obs_cell, obs_race = imr_targets()
+    observed = ~np.isnan(obs_cell[s, r]) & (births > 0)
+    params0 = baseline.params(cells, effects, None)
+    m = np.ones(cells.n)
+    for _ in range(iters):
+        deaths = _deaths_by_cause(scaled(params0, m)).sum(axis=0)
+        imr = 1000.0 * deaths / np.maximum(births, 1.0)
+        # Observed cells: scale to hit the observation.
+        ratio = np.where(observed, obs_cell[s, r] / np.maximum(imr, 1e-12), 1.0)
+        # Unobserved cells: one factor per race so the national race IMR matches.
+        for ri in range(N_R):
+            sel = r == ri
+            unobs = sel & ~observed
+            target = obs_race[ri] * births[sel].sum() / 1000.0
+            d_unobs = deaths[unobs].sum()
+            if np.isnan(target) or d_unobs <= 0:
+                continue
+            d_obs_next = (deaths * ratio)[sel & observed].sum()
+            ratio[unobs] = max(target - d_obs_next, 0.0) / d_unobs
+        m_new = m * ratio
+        # Keep unobserved cells plausible when the race total cannot be met (estimated births):
+        # within [1/3, 3] x the median multiplier of the race's observed cells.
+        for ri in range(N_R):
+            sel_obs = (r == ri) & observed
+            if sel_obs.any():
+                med = np.median(m_new[sel_obs])
+                unobs = (r == ri) & ~observed
+                m_new[unobs] = np.clip(m_new[unobs], med / 3.0, med * 3.0)
+        ratio = m_new / m
+        m = m_new
+        if np.max(np.abs(ratio - 1.0)) < tol:
+            break
+    fit = Fit.identity()
+    fit.m_cause[:, s, r] = m[None, :]
+    return fit
