@@ -114,7 +114,27 @@ def src_row(df: pd.DataFrame, i: int) -> str:
 
 
 # ----------------------------------------------------------------------------- births
-def build_births(sh: Path) -> tuple[pd.DataFrame, dict]:
+# Published non-Hispanic white share of births by state (percent).  Secondary reproductions of NCHS
+# final-data reports (tier 3: blog transcription of a primary table; values not re-checked against the NVSR).
+NHW_SHARE_2016 = {  # NCHS "Births: Final Data for 2016" (NVSR 67-1; single race), via
+    # https://demomemo.blogspot.com/2018/02/non-hispanic-white-share-of-births-by.html
+    "HI": 20.2, "CA": 27.2, "NM": 28.4, "DC": 31.2, "TX": 33.7, "NV": 38.4, "AZ": 41.7, "MD": 42.8, "FL": 44.1,
+    "GA": 44.6, "NJ": 44.9, "NY": 47.5, "WV": 92.0,
+}
+MINORITY_SHARE_2014 = {  # share of births to minority (not non-Hispanic white) mothers, NCHS "Births: Final Data
+    # for 2014" (NVSR 64-12; bridged race), via https://demomemo.blogspot.com/2016/12/states-with-minority-majority-births.html
+    "AZ": 55.6, "CA": 71.3, "DC": 68.8, "FL": 54.2, "GA": 54.1, "HI": 73.7, "MD": 55.1, "NV": 57.8, "NJ": 53.3,
+    "NM": 72.3, "NY": 51.4, "TX": 64.7,
+}
+NHW_SRC = ("NH white share of births: NCHS Births: Final Data 2014 (minority share, 12 states) and 2016 (WV) via "
+           "demomemo.blogspot.com (tier 3)")
+
+
+PRIOR_CV = 0.5  # prior (old split) relative uncertainty per cell in the minimum-discrepancy fit
+
+
+def _births_inputs(sh: Path) -> dict:
+    """Observed inputs of the births estimate plus the old prior split (national Hispanic fraction per race)."""
     b = pd.read_csv(sh / "observed/births_state_race.csv")
     b["period"] = b["period"].astype(str)
     tot = b[(b.race_ethnicity == "all races/origins") & b.geo_abbr.isin(STATES)]
@@ -130,7 +150,8 @@ def build_births(sh: Path) -> tuple[pd.DataFrame, dict]:
         return float(s[s["Mother's Hispanic Origin"] == "Not Hispanic or Latino"].Births.sum() / known.Births.sum())
 
     f_api, f_aian = nh_frac("Asian or Pacific Islander"), nh_frac("American Indian or Alaska Native")
-    targets, shares, info = {}, {}, {"nh_frac_api": f_api, "nh_frac_aian": f_aian}
+    targets, shares, piv16 = {}, {}, None
+    info = {"nh_frac_api": f_api, "nh_frac_aian": f_aian}
     for y in YEARS:
         t = np.array([nat[(y, "non-Hispanic white (bridged race)")], nat[(y, "non-Hispanic black (bridged race)")],
                       nat[(y, "Hispanic")],
@@ -141,6 +162,8 @@ def build_births(sh: Path) -> tuple[pd.DataFrame, dict]:
         sr = b[(b.period == str(sy)) & b.race_ethnicity.str.startswith("single race") & b.geo_abbr.isin(STATES)].copy()
         sr["race"] = sr.race_ethnicity.str.split(": ").str[1]
         piv = sr.pivot_table(index="geo_abbr", columns="race", values="value", aggfunc="sum").reindex(STATES).fillna(0.0)
+        if sy == 2016:
+            piv16 = piv
         natl = piv.sum()
         seed = pd.DataFrame(0.0, index=list(STATES), columns=list(RACES))
         nh_tot = 0.0
@@ -159,27 +182,207 @@ def build_births(sh: Path) -> tuple[pd.DataFrame, dict]:
         w = seed[nh_cols].div(seed[nh_cols].sum(axis=1), axis=0)
         seed[nh_cols] += w.mul(piv["More than one race"] * f_m, axis=0)
         shares[sy] = seed.div(seed.sum(axis=1), axis=0)
-    rows = []
-    for y in YEARS:
-        sh_y = shares[2017 if y == 2017 else 2016]
+    prior = {}
+    for y in YEARS:  # old method: IPF of single-race-derived shares to national race totals (rows exact)
         rt = np.array([state_tot[(s, y)] for s in STATES], dtype=float)
-        m = sh_y.values * rt[:, None]
-        for _ in range(200):  # IPF: columns to national race totals, rows to state totals
-            m *= targets[y] / m.sum(axis=0)
-            m *= (rt / m.sum(axis=1))[:, None]
+        prior[y] = _ipf(shares[2017 if y == 2017 else 2016].values * rt[:, None], rt, targets[y])
+    return dict(state_tot=state_tot, nat=nat, targets=targets, prior=prior, piv16=piv16, info=info, f_api=f_api,
+                f_aian=f_aian)
+
+
+def _ipf(m: np.ndarray, rows: np.ndarray, cols: np.ndarray, it: int = 500) -> np.ndarray:
+    m = m.copy()
+    for _ in range(it):  # columns to national race totals, rows (state totals) last = exact
+        m *= cols / m.sum(axis=0)
+        m *= (rows / m.sum(axis=1))[:, None]
+    return m
+
+
+def _imr_inputs(sh: Path, targets: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    """2013-2015 IMR by state x race (observed cells; national race IMR elsewhere), its error variance per cell
+    (per 1,000, excluding Poisson), state all-race IMR and national race IMR.
+
+    Same source rows and national values as the `imr` targets written by build_targets (read here from the shared
+    observed file, not from targets.csv, so the build has no circular dependency)."""
+    ba = pd.read_csv(sh / "observed/imr_state_race_2013_2015_best_available.csv")
+    ba = ba[ba.value.notna()]
+    cell = {(r.geo_abbr, RACE_OBS[r.race_ethnicity]): (float(r.value), tier_of(r.note)) for r in ba.itertuples()}
+    nls = pd.read_csv(sh / "observed/national_linked_stats.csv")
+    h2 = nls[(nls.measure == "infant_mortality_rate") & nls.source_title.str.contains("HEALTH2")]
+    nat_imr = {"nh_black": 11.10, "hispanic": 4.99, "ALL": 5.89}  # db295, as in build_targets
+    for race, lab in (("nh_white", "non-Hispanic white"), ("nh_api", "non-Hispanic Asian or Pacific Islander"),
+                      ("nh_aian", "non-Hispanic American Indian or Alaska Native")):
+        vals = {int(p): float(v) for p, v in zip(h2[h2.race_ethnicity == lab].period, h2[h2.race_ethnicity == lab].value)
+                if str(p) in ("2013", "2014", "2015")}
+        j = RACES.index(race)
+        w = np.array([targets[y][j] for y in (2013, 2014, 2015)])
+        nat_imr[race] = float(np.dot([vals[y] for y in (2013, 2014, 2015)], w) / w.sum())
+    imr = np.array([[cell[(s, r)][0] if (s, r) in cell else nat_imr[r] for r in RACES] for s in STATES])
+    tier = np.array([[cell[(s, r)][1] if (s, r) in cell else "" for r in RACES] for s in STATES])
+    # non-Poisson error variance of the cell IMR: tier 1 (db295, 2 decimals) rounding; tier 3 (Goldstein/CDC WONDER,
+    # 1 decimal; does not reproduce db295 exactly) rounding + 5% relative; unobserved (national rate) 25% relative
+    # (between-state heterogeneity).
+    ev = np.where(tier == "1", 0.005 ** 2 / 3, np.where(tier == "3", 0.05 ** 2 / 3 + (0.05 * imr) ** 2, (0.25 * imr) ** 2))
+    imr_all = np.array([cell[(s, "ALL")][0] for s in STATES])
+    return imr, tier != "", ev, imr_all, nat_imr
+
+
+def _min_kl(q: np.ndarray, A: np.ndarray, t: np.ndarray, sd: np.ndarray, cv: float) -> np.ndarray:
+    """argmin_x sum_i w_i [x_i log(x_i/q_i) - x_i + q_i] + sum_k (A_k x - t_k)^2 / (2 sd_k^2)  (sd_k = 0: exact),
+    w_i = 1/(cv^2 q_i) (relative entropy of x/q: near q it is sum ((x/q - 1)/cv)^2 / 2, i.e. prior CV = cv).
+    Damped Newton on the concave dual: x = q exp(A'mu / w) >= 0,
+    f(mu) = sum w q exp(A'mu / w) - mu.t + sum sd^2 mu^2 / 2.  Deterministic."""
+    keep = q > 0
+    q, A = q[keep], A[:, keep]
+    w = 1.0 / (cv * cv * q)
+    sc = np.abs(t) + 1e-12  # row scaling (affine-invariant problem, better numerics)
+    A, t, v = A / sc[:, None], t / sc, (sd / sc) ** 2 + 1e-14
+    mu = np.zeros(len(t))
+
+    def f(mu):
+        x = q * np.exp(np.clip((A.T @ mu) / w, -50, 50))
+        return (w * x).sum() - mu @ t + 0.5 * (v * mu * mu).sum(), x
+
+    fv, x = f(mu)
+    for _ in range(200):
+        g = A @ x - t + v * mu
+        if np.max(np.abs(g)) < 1e-11:
+            break
+        H = (A * (x / w)) @ A.T + np.diag(v)
+        step = np.linalg.solve(H, g)
+        a = 1.0
+        while True:
+            fn, xn = f(mu - a * step)
+            if fn <= fv - 1e-4 * a * (g @ step) or a < 1e-10:
+                break
+            a *= 0.5
+        mu, fv, x = mu - a * step, fn, xn
+    out = np.zeros(len(keep))
+    out[keep] = x
+    return out
+
+
+def build_births(sh: Path) -> tuple[pd.DataFrame, dict]:
+    inp = _births_inputs(sh)
+    info, nat, targets, st = inp["info"], inp["nat"], inp["targets"], inp["state_tot"]
+    S, R = len(STATES), len(RACES)
+    P = (2013, 2014, 2015)
+    T = np.array([sum(st[(s, y)] for y in P) for s in STATES], dtype=float)
+    N = sum(targets[y] for y in P)
+    q = sum(inp["prior"][y] for y in P)  # prior: old method pooled 2013-2015
+    imr, obs, ev, imr_all, nat_imr = _imr_inputs(sh, targets)
+    ih = RACES.index("hispanic")
+    piv = inp["piv16"]
+    natl = piv.sum()
+    lam = np.array([st[(s, 2016)] for s in STATES]) / T
+    h16 = nat[(2016, "Hispanic")]
+    nh16 = {"nh_white": nat[(2016, "non-Hispanic white (bridged race)")],
+            "nh_black": nat[(2016, "non-Hispanic black (bridged race)")],
+            "nh_api": nat[(2016, "Asian or Pacific Islander (bridged race, incl. Hispanic)")] * inp["f_api"],
+            "nh_aian": nat[(2016, "American Indian or Alaska Native (bridged race, incl. Hispanic)")] * inp["f_aian"]}
+    groups = {"nh_white": (["White"], 0.05), "nh_black": (["Black or African American"], 0.03),
+              "nh_api": (["Asian", "Native Hawaiian or Other Pacific Islander"], 0.01),
+              "nh_aian": (["American Indian or Alaska Native"], 0.01)}
+    nhw_pub = {s: (100 - v, 0.25) for s, v in MINORITY_SHARE_2014.items()}
+    nhw_pub["WV"] = (NHW_SHARE_2016["WV"], 1.0)
+
+    def system(xm: np.ndarray):
+        """Constraint rows A (on the flattened S x R cells), targets t, sd (0 = exact), kinds; sds evaluated at xm."""
+        A, t, sd, kinds = [], [], [], []
+
+        def add(coef, tk, sdk, kind):
+            A.append(coef.ravel()), t.append(tk), sd.append(sdk), kinds.append(kind)
+
+        for i in range(S):  # 1. state totals (exact)
+            c = np.zeros((S, R)); c[i] = 1; add(c, T[i], 0.0, "row")
+        for j in range(R):  # 2. national race totals (exact)
+            c = np.zeros((S, R)); c[:, j] = 1; add(c, N[j], 0.0, "col")
+        # 5. published NH white shares: 2014 (bridged race, mid-year of the period) sd 0.25 pt; WV 2016 (single
+        #    race, outside the period) sd 1 pt
+        for s, (pct, sdp) in sorted(nhw_pub.items()):
+            i = STATES.index(s); c = np.zeros((S, R)); c[i, RACES.index("nh_white")] = 1
+            add(c, pct / 100 * T[i], sdp / 100 * T[i], "nhw_share")
+        # 3./4. infant deaths: var of b*IMR/1000 per cell = Poisson (expected deaths) + (b/1000)^2 * IMR error var
+        var_cell = xm * imr / 1000 + (xm / 1000) ** 2 * ev
+        for i in range(S):
+            c = np.zeros((S, R)); c[i] = imr[i] / 1000
+            add(c, imr_all[i] * T[i] / 1000, math.sqrt(var_cell[i].sum() + (0.005 * T[i] / 1000) ** 2 / 3), "state_deaths")
+        for j, r in enumerate(RACES):
+            c = np.zeros((S, R)); c[:, j] = imr[:, j] / 1000
+            add(c, nat_imr[r] * N[j] / 1000, math.sqrt(var_cell[:, j].sum()), "nat_deaths")
+        # 6. 2016 single-race counts (any Hispanic origin): count_s ~ lam_s*(rho_r*b[s,nh_r] + h_r*b[s,hisp]),
+        # lam_s = state total 2016 / pooled 2013-2015; rho_r = national NH single race / NH bridged race 2016;
+        # h_r = national share of 2016 Hispanic births in single race r.  sd: 3% (composition drift 2014->2016,
+        # bridged vs single race) and state variation of the race mix of Hispanic mothers, tau_r * lam_s*b[s,hisp].
+        for r, (labs, tau) in groups.items():
+            nh_single = sum(nat[(2016, SINGLE[lab][1])] for lab in labs)
+            rho, h = nh_single / nh16[r], (sum(natl[lab] for lab in labs) - nh_single) / h16
+            info[f"single2016_rho_{r}"], info[f"single2016_hisp_share_{r}"] = rho, h
+            j = RACES.index(r)
+            for i, s in enumerate(STATES):
+                cnt = float(sum(piv.at[s, lab] for lab in labs))
+                c = np.zeros((S, R)); c[i, j], c[i, ih] = lam[i] * rho, lam[i] * h
+                add(c, cnt, math.sqrt((0.03 * cnt) ** 2 + (tau * lam[i] * xm[i, ih]) ** 2 + 1.0), "single_race")
+        return np.array(A), np.array(t), np.array(sd), kinds
+
+    xm = q
+    for _ in range(3):  # sds evaluated at the prior, then twice at the fit (fixed point)
+        A, t, sd, kinds = system(xm)
+        x = _min_kl(q.ravel(), A, t, sd, PRIOR_CV)
+        xm = x.reshape(S, R)
+    xm = x.reshape(S, R)
+    z = (A @ x - t) / np.where(sd > 0, sd, 1)
+    for kind in ("nhw_share", "state_deaths", "nat_deaths", "single_race"):
+        zk = z[[n for n, kk in enumerate(kinds) if kk == kind]]
+        info[f"fit_z_{kind}_rms"], info[f"fit_z_{kind}_maxabs"] = float(np.sqrt((zk ** 2).mean())), float(np.abs(zk).max())
+    info["fit_pooled_max_row_rel_err"] = float(np.max(np.abs(xm.sum(axis=1) / T - 1)))
+    info["fit_pooled_max_col_rel_err"] = float(np.max(np.abs(xm.sum(axis=0) / N - 1)))
+    pooled_share = xm / xm.sum(axis=1, keepdims=True)
+    rows, per_year = [], {}
+    for y in YEARS:
+        rt = np.array([st[(s, y)] for s in STATES], dtype=float)
+        m = _ipf(pooled_share * rt[:, None], rt, targets[y])
+        per_year[y] = m
         info[f"ipf_max_col_rel_err_{y}"] = float(np.max(np.abs(m.sum(axis=0) / targets[y] - 1)))
         for i, s in enumerate(STATES):
             ints = largest_remainder(m[i], int(rt[i]))
             for j, r in enumerate(RACES):
                 rows.append(dict(state=s, race=r, year=y, births=int(ints[j])))
+    _births_report(xm, q, T, imr, obs, imr_all, nat_imr, nhw_pub, per_year)
     df = pd.DataFrame(rows)
     df["estimated"] = True
-    sy = {y: (2017 if y == 2017 else 2016) for y in YEARS}
-    df["method"] = df.year.map(lambda y: f"IPF of {sy[y]} state single-race shares to {y} national race totals")
+    df["method"] = df.year.map(lambda y: f"min-KL raking of 2013-2015 race split (prior: old IPF), shares raked to {y} national race totals")
     df["source"] = df.year.map(lambda y: (
-        f"state total: NVSR final {y} (observed/births_state_race.csv); shares: CDC WONDER Natality {sy[y]} single race by state; "
-        f"national targets: data.cdc.gov 89yk-m38d {y}; NH fractions: CDC WONDER Natality (external/mchtrends__natality_race_11_15.txt)"))
+        f"state total: NVSR final {y} (observed/births_state_race.csv); prior and soft constraints: CDC WONDER Natality 2016 "
+        f"single race by state; national targets: data.cdc.gov 89yk-m38d {y}; NH fractions: CDC WONDER Natality "
+        "(external/mchtrends__natality_race_11_15.txt); IMR 2013-2015 state x race: observed/imr_state_race_2013_2015_"
+        f"best_available.csv, db295, HEALTH2; {NHW_SRC}"))
     return df, info
+
+
+def _births_report(xm, q, T, imr, obs, imr_all, nat_imr, nhw_pub, per_year) -> None:
+    """Diagnostics of the births estimate (printed to stderr at build time)."""
+    p = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
+    iw, ih = RACES.index("nh_white"), RACES.index("hispanic")
+    p("births estimate -- (a) NH white share of births, pooled 2013-2015 (estimate | old prior | published 2014 bridged, 2016 single race)")
+    for s in sorted(set(NHW_SHARE_2016) | set(MINORITY_SHARE_2014)):
+        i = STATES.index(s)
+        p(f"  {s}: est {100 * xm[i, iw] / T[i]:5.1f}  old {100 * q[i, iw] / T[i]:5.1f}  pub2014 "
+          f"{100 - MINORITY_SHARE_2014[s] if s in MINORITY_SHARE_2014 else float('nan'):5.1f}  pub2016 {NHW_SHARE_2016.get(s, float('nan')):5.1f}")
+    p("  (b) Hispanic births 2015 (estimate, unrounded | old):")
+    for s in ("CA", "TX", "NM", "AZ", "FL", "NY", "WV"):
+        i = STATES.index(s)
+        p(f"  {s}: {per_year[2015][i, ih]:9.0f}  old {q[i, ih] / 3:9.0f} (old pooled/3)")
+    p("  (c) national race IMR implied by sum_s b*IMR[s,r] / sum_s b (observed cell IMR, else national) vs published:")
+    tot_d = (xm * imr).sum() / 1000
+    p(f"    ALL      est {1000 * tot_d / xm.sum():.3f} (from cells)  published 5.89")
+    for j, r in enumerate(RACES):
+        p(f"    {r:9s}est {(xm[:, j] * imr[:, j]).sum() / xm[:, j].sum():.3f}  old {(q[:, j] * imr[:, j]).sum() / q[:, j].sum():.3f}"
+          f"  published {nat_imr[r]:.3f}  (cells observed: {int(obs[:, j].sum())}/51)")
+    for lab, m in (("est", xm), ("old", q)):
+        rel = np.abs((m * imr).sum(axis=1) / (imr_all * T) - 1)
+        k = int(np.argmax(rel))
+        p(f"  (d) {lab}: |sum_r b IMR - observed state deaths| / observed: max {rel.max():.4f} ({STATES[k]}), median {np.median(rel):.4f}")
 
 
 # ----------------------------------------------------------------------------- GA structure

@@ -87,6 +87,15 @@ class CellParams:
         """Return the parameters of the cells ``idx``."""
         return replace(self, **{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
+    def put(self, idx, sub: CellParams) -> None:
+        """Write the parameters of ``sub`` back into the cells ``idx``."""
+        for f in fields(self):
+            arr = getattr(self, f.name)
+            if not arr.flags.writeable:
+                arr = arr.copy()
+                setattr(self, f.name, arr)
+            arr[idx] = getattr(sub, f.name)
+
 
 @dataclass
 class Tables:

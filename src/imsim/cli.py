@@ -1,0 +1,171 @@
+"""The ``imsim`` command line: a thin layer over the library.
+
+Every user mistake is an :class:`imsim.errors.InputError`: one line on stderr, exit code 2, no
+traceback, nothing written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .errors import InputError
+
+EPILOG = """\
+examples:
+  imsim run scenarios/baseline.yaml                      national 2013-2015 baseline
+  imsim run scenarios/safe_sleep.yaml --replicates 200   with 95% intervals
+  imsim run scenarios/baseline.yaml --engine microsim --seed 3
+  imsim validate scenarios/coiin_portfolios.yaml         check a scenario without running it
+  imsim schema > scenario.schema.json                    JSON Schema for your editor
+  imsim data                                             packaged tables and their sources
+  imsim data import-wonder export.txt --out targets.csv  read a CDC WONDER export
+
+Docs: README.md (scenario format, outputs, data). Exit codes: 0 ok, 2 bad input.
+"""
+
+
+def _add_run(sub):
+    p = sub.add_parser(
+        "run", help="run a scenario and write its results folder",
+        description="Run a scenario file: baseline and scenario arms for every state x race "
+                    "x year, then write summary.csv and the other tables, figures, report.html "
+                    "and manifest.json into a new results folder.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", help="scenario YAML file (see scenarios/ for examples)")
+    p.add_argument("--engine", choices=["expected", "microsim"],
+                   help="expected: exact expected counts (fast, default); microsim: simulate "
+                        "every birth (Monte Carlo spread)")
+    p.add_argument("--seed", type=int, help="random seed (default: the scenario's seed)")
+    p.add_argument("--replicates", type=int,
+                   help="uncertainty draws; 1 = point estimate only (default: the scenario's)")
+    p.add_argument("--out", metavar="DIR",
+                   help="results folder to create (default: results/<name>-<timestamp>/); "
+                        "must not exist yet")
+    p.add_argument("--no-figures", action="store_true", help="skip figures and report.html")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or headline")
+
+
+def _cmd_run(args) -> int:
+    import imsim
+
+    scenario = imsim.load_scenario(args.file)
+    t0 = time.perf_counter()
+    result = imsim.run(scenario, engine=args.engine, seed=args.seed, replicates=args.replicates,
+                       progress=not args.quiet)
+    out = result.save(args.out, figures=not args.no_figures, report=not args.no_figures)
+    if not args.quiet:
+        s = result.summary
+        row = s[(s.state == "ALL") & (s.race == "ALL")].iloc[0]
+        interval = ""
+        if row.deaths_averted_lo == row.deaths_averted_lo:  # not NaN
+            interval = f" (95% interval {row.deaths_averted_lo:,.0f} to {row.deaths_averted_hi:,.0f})"
+        print(f"{scenario.name}: {row.births:,.0f} births, {row.deaths_baseline:,.0f} deaths in "
+              f"the baseline (IMR {row.imr_baseline:.2f}); {row.deaths_averted:,.1f} averted"
+              f"{interval}; IMR {row.imr_scenario:.2f}")
+        print(f"wrote {out}/ in {time.perf_counter() - t0:.1f} s "
+              f"({result.engine} engine, seed {result.seed}, {result.replicates} replicate(s))")
+    return 0
+
+
+def _cmd_validate(args) -> int:
+    import imsim
+
+    sc = imsim.load_scenario(args.file)
+    strategies = sorted(set().union(*[sc.portfolio(s).active().keys() for s in sc.state_list]))
+    print(f"{args.file}: ok — '{sc.name}', {sc.years[0]}-{sc.years[1]}, "
+          f"{len(sc.state_list)} state(s), strategies: {', '.join(strategies) or 'none'}"
+          f"{', collaborative' if sc.collaborative else ''}")
+    return 0
+
+
+def _cmd_schema(args) -> int:
+    import json
+
+    from .scenario import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from .data import catalogue, data_hash
+
+    if args.what == "evidence":
+        from .evidence import EvidenceLibrary
+
+        lib = EvidenceLibrary.load()
+        for k in lib.ids:
+            e = lib.effects[k]
+            tag = " [ASSUMPTION]" if e.assumption else ""
+            rng = "" if e.dist == "fixed" else f" ({e.dist} {e.lo:g}-{e.hi:g})"
+            print(f"{k:36s} {e.point:<8g}{rng}{tag}\n    {e.description}\n    {e.citation[:110]}")
+        return 0
+    if args.what == "import-wonder":
+        from .wonder import import_wonder, write_targets
+
+        if not args.files or not args.out:
+            raise InputError("usage: imsim data import-wonder FILE... --out targets.csv")
+        df = import_wonder(args.files)
+        path = write_targets(df, args.out)
+        for w in df.attrs.get("warnings", []):
+            print(f"warning: {w}", file=sys.stderr)
+        print(f"wrote {path}: {len(df)} rows ({', '.join(sorted(df['measure'].unique()))})")
+        return 0
+    print(f"packaged data (hash {data_hash()}), built by scripts/build_data.py from ../shared/data")
+    for t in catalogue():
+        print(f"\n{t['name']} ({t['file']}, {t['rows']} rows): {t['description']}")
+        for s in t.get("sources", []):
+            print(f"  - {s}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="imsim",
+        description="imsim: how many U.S. infant deaths do safe sleep, smoking cessation, "
+                    "preterm prevention, preconception care, risk-appropriate care and social "
+                    "determinants strategies avert, for whom, and how sure are we?",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"imsim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run(sub)
+    v = sub.add_parser("validate", help="check a scenario file without running it")
+    v.add_argument("file")
+    sub.add_parser("schema", help="print the JSON Schema of scenario files")
+    d = sub.add_parser("data", help="list packaged tables and sources; evidence; import-wonder",
+                       description="Without arguments: list the packaged tables and their "
+                                   "sources. `imsim data evidence` lists every effect. "
+                                   "`imsim data import-wonder FILE... --out targets.csv` "
+                                   "reads CDC WONDER exports.")
+    d.add_argument("what", nargs="?", choices=["tables", "evidence", "import-wonder"],
+                   default="tables")
+    d.add_argument("files", nargs="*", help="WONDER export files (import-wonder)")
+    d.add_argument("--out", help="targets CSV to write (import-wonder)")
+    return parser
+
+
+COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "schema": _cmd_schema,
+            "data": _cmd_data}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as exc:
+        print(f"imsim: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("imsim: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
