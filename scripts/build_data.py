@@ -130,7 +130,10 @@ NHW_SRC = ("NH white share of births: NCHS Births: Final Data 2014 (minority sha
            "demomemo.blogspot.com (tier 3)")
 
 
-PRIOR_CV = 0.5  # prior (old split) relative uncertainty per cell in the minimum-discrepancy fit
+# prior (old split) relative uncertainty per cell in the minimum-discrepancy fit: the non-Hispanic black / API / AIAN
+# cells come from real 2016 single-race counts x national NH fractions (fairly good); the Hispanic split is the weak
+# part (national Hispanic fraction per race), and NH white = White single race minus Hispanic inherits its error.
+PRIOR_CV = {"nh_white": 0.5, "nh_black": 0.25, "hispanic": 1.0, "nh_api": 0.25, "nh_aian": 0.25}
 
 
 def _births_inputs(sh: Path) -> dict:
@@ -150,6 +153,10 @@ def _births_inputs(sh: Path) -> dict:
         return float(s[s["Mother's Hispanic Origin"] == "Not Hispanic or Latino"].Births.sum() / known.Births.sum())
 
     f_api, f_aian = nh_frac("Asian or Pacific Islander"), nh_frac("American Indian or Alaska Native")
+    hisp = nhf[nhf["Mother's Hispanic Origin"] == "Hispanic or Latino"].set_index("Mother's Bridged Race").Births
+    hisp_race_mix = {r: float(hisp[lab] / hisp.sum()) for r, lab in (
+        ("nh_white", "White"), ("nh_black", "Black or African American"), ("nh_api", "Asian or Pacific Islander"),
+        ("nh_aian", "American Indian or Alaska Native"))}
     targets, shares, piv16 = {}, {}, None
     info = {"nh_frac_api": f_api, "nh_frac_aian": f_aian}
     for y in YEARS:
@@ -187,7 +194,7 @@ def _births_inputs(sh: Path) -> dict:
         rt = np.array([state_tot[(s, y)] for s in STATES], dtype=float)
         prior[y] = _ipf(shares[2017 if y == 2017 else 2016].values * rt[:, None], rt, targets[y])
     return dict(state_tot=state_tot, nat=nat, targets=targets, prior=prior, piv16=piv16, info=info, f_api=f_api,
-                f_aian=f_aian)
+                f_aian=f_aian, hisp_race_mix=hisp_race_mix)
 
 
 def _ipf(m: np.ndarray, rows: np.ndarray, cols: np.ndarray, it: int = 500) -> np.ndarray:
@@ -227,14 +234,14 @@ def _imr_inputs(sh: Path, targets: dict) -> tuple[np.ndarray, np.ndarray, np.nda
     return imr, tier != "", ev, imr_all, nat_imr
 
 
-def _min_kl(q: np.ndarray, A: np.ndarray, t: np.ndarray, sd: np.ndarray, cv: float) -> np.ndarray:
-    """argmin_x sum_i w_i [x_i log(x_i/q_i) - x_i + q_i] + sum_k (A_k x - t_k)^2 / (2 sd_k^2)  (sd_k = 0: exact),
-    w_i = 1/(cv^2 q_i) (relative entropy of x/q: near q it is sum ((x/q - 1)/cv)^2 / 2, i.e. prior CV = cv).
+def _min_kl(q: np.ndarray, A: np.ndarray, t: np.ndarray, sd: np.ndarray, kappa: np.ndarray) -> np.ndarray:
+    """argmin_x sum_i [x_i log(x_i/q_i) - x_i + q_i] / kappa_i + sum_k (A_k x - t_k)^2 / (2 sd_k^2)  (sd_k = 0: exact).
+    The KL term near q is sum (x_i - q_i)^2 / (2 kappa_i q_i): prior variance kappa_i * q_i (overdispersed Poisson).
     Damped Newton on the concave dual: x = q exp(A'mu / w) >= 0,
     f(mu) = sum w q exp(A'mu / w) - mu.t + sum sd^2 mu^2 / 2.  Deterministic."""
     keep = q > 0
     q, A = q[keep], A[:, keep]
-    w = 1.0 / (cv * cv * q)
+    w = 1.0 / kappa[keep]
     sc = np.abs(t) + 1e-12  # row scaling (affine-invariant problem, better numerics)
     A, t, v = A / sc[:, None], t / sc, (sd / sc) ** 2 + 1e-14
     mu = np.zeros(len(t))
@@ -274,15 +281,17 @@ def build_births(sh: Path) -> tuple[pd.DataFrame, dict]:
     ih = RACES.index("hispanic")
     piv = inp["piv16"]
     natl = piv.sum()
-    lam = np.array([st[(s, 2016)] for s in STATES]) / T
-    h16 = nat[(2016, "Hispanic")]
+    # state factor for 2016 relative to the pooled period, net of national growth (which is race specific below)
+    kap = np.array([st[(s, 2016)] for s in STATES]) / T / (targets[2016].sum() / N.sum())
+    g = targets[2016] / N  # national growth 2013-2015 pooled -> 2016 by race
+    hmix = inp["hisp_race_mix"]  # national share of Hispanic births by bridged race (2011-2015, known origin)
     nh16 = {"nh_white": nat[(2016, "non-Hispanic white (bridged race)")],
             "nh_black": nat[(2016, "non-Hispanic black (bridged race)")],
             "nh_api": nat[(2016, "Asian or Pacific Islander (bridged race, incl. Hispanic)")] * inp["f_api"],
             "nh_aian": nat[(2016, "American Indian or Alaska Native (bridged race, incl. Hispanic)")] * inp["f_aian"]}
-    groups = {"nh_white": (["White"], 0.05), "nh_black": (["Black or African American"], 0.03),
-              "nh_api": (["Asian", "Native Hawaiian or Other Pacific Islander"], 0.01),
-              "nh_aian": (["American Indian or Alaska Native"], 0.01)}
+    groups = {"nh_white": (["White"], 0.05), "nh_black": (["Black or African American"], 0.05),
+              "nh_api": (["Asian", "Native Hawaiian or Other Pacific Islander"], 0.02),
+              "nh_aian": (["American Indian or Alaska Native"], 0.02)}
     nhw_pub = {s: (100 - v, 0.25) for s, v in MINORITY_SHARE_2014.items()}
     nhw_pub["WV"] = (NHW_SHARE_2016["WV"], 1.0)
 
@@ -310,27 +319,35 @@ def build_births(sh: Path) -> tuple[pd.DataFrame, dict]:
         for j, r in enumerate(RACES):
             c = np.zeros((S, R)); c[:, j] = imr[:, j] / 1000
             add(c, nat_imr[r] * N[j] / 1000, math.sqrt(var_cell[:, j].sum()), "nat_deaths")
-        # 6. 2016 single-race counts (any Hispanic origin): count_s ~ lam_s*(rho_r*b[s,nh_r] + h_r*b[s,hisp]),
-        # lam_s = state total 2016 / pooled 2013-2015; rho_r = national NH single race / NH bridged race 2016;
-        # h_r = national share of 2016 Hispanic births in single race r.  sd: 3% (composition drift 2014->2016,
-        # bridged vs single race) and state variation of the race mix of Hispanic mothers, tau_r * lam_s*b[s,hisp].
+        # 6. 2016 single-race counts (any Hispanic origin), soft:
+        #    count_s ~ kap_s * (rho_r * g_r * b[s,nh_r] + h_r * g_hisp * b[s,hisp]),
+        # kap_s = state growth pooled 2013-2015 -> 2016 relative to national; g = national growth by race;
+        # rho_r = national NH single race / NH bridged race 2016 (NH multiple-race mothers are bridged);
+        # h_r = national share of Hispanic births of bridged race r (2011-2015, mchtrends natality file).
+        # sd: 3% (state-specific composition drift 2014->2016, bridged vs single race, Hispanic multiple race) and
+        # state variation of the race mix of Hispanic mothers, tau_r * kap_s * g_hisp * b[s,hisp].
         for r, (labs, tau) in groups.items():
             nh_single = sum(nat[(2016, SINGLE[lab][1])] for lab in labs)
-            rho, h = nh_single / nh16[r], (sum(natl[lab] for lab in labs) - nh_single) / h16
-            info[f"single2016_rho_{r}"], info[f"single2016_hisp_share_{r}"] = rho, h
             j = RACES.index(r)
+            rho, h = nh_single / nh16[r], hmix[r]
+            info[f"single2016_rho_{r}"], info[f"hisp_race_mix_{r}"] = rho, h
             for i, s in enumerate(STATES):
                 cnt = float(sum(piv.at[s, lab] for lab in labs))
-                c = np.zeros((S, R)); c[i, j], c[i, ih] = lam[i] * rho, lam[i] * h
-                add(c, cnt, math.sqrt((0.03 * cnt) ** 2 + (tau * lam[i] * xm[i, ih]) ** 2 + 1.0), "single_race")
+                c = np.zeros((S, R)); c[i, j], c[i, ih] = kap[i] * rho * g[j], kap[i] * h * g[ih]
+                add(c, cnt, math.sqrt((0.03 * cnt) ** 2 + (tau * kap[i] * g[ih] * xm[i, ih]) ** 2 + 1.0), "single_race")
         return np.array(A), np.array(t), np.array(sd), kinds
 
+    # prior variance kappa_r * q: relative sd PRIOR_CV[r] for a cell of the mean state size of race r
+    kappa = np.tile([PRIOR_CV[r] ** 2 * q[:, j].mean() for j, r in enumerate(RACES)], S)
     xm = q
     for _ in range(3):  # sds evaluated at the prior, then twice at the fit (fixed point)
         A, t, sd, kinds = system(xm)
-        x = _min_kl(q.ravel(), A, t, sd, PRIOR_CV)
+        x = _min_kl(q.ravel(), A, t, sd, kappa)
         xm = x.reshape(S, R)
     xm = x.reshape(S, R)
+    z = (A @ x - t) / np.where(sd > 0, sd, 1)
+    big = np.argsort(-np.abs(z))[:8]
+    info["fit_z_largest"] = "; ".join(f"{kinds[k]}:{STATES[int(np.flatnonzero(A[k])[0]) // R]}:{z[k]:+.1f}" for k in big)
     z = (A @ x - t) / np.where(sd > 0, sd, 1)
     for kind in ("nhw_share", "state_deaths", "nat_deaths", "single_race"):
         zk = z[[n for n, kk in enumerate(kinds) if kk == kind]]

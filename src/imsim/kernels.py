@@ -155,8 +155,14 @@ def simulate_counts(chunk_cell, chunk_start, chunk_len, cell_uid, key0, key1, re
         pl3 = p_l3[c]
         gcum = ga_cum[c]
         dcum = death_cum[c]
-        pe = p_exp[c]
-        pu = p_us[c]
+        # Scalars, so the exposure loop is branch-free selects (vectorisable).
+        pe00, pe01 = p_exp[c, 0, 0], p_exp[c, 0, 1]
+        pe10, pe11 = p_exp[c, 1, 0], p_exp[c, 1, 1]
+        pe20, pe21 = p_exp[c, 2, 0], p_exp[c, 2, 1]
+        pe30, pe31 = p_exp[c, 3, 0], p_exp[c, 3, 1]
+        pu00, pu01 = p_us[c, 0, 0], p_us[c, 0, 1]
+        pu10, pu11 = p_us[c, 1, 0], p_us[c, 1, 1]
+        treat = pprog > 0.0 or psd > 0.0
         start = chunk_start[ch]
         end = start + chunk_len[ch]
         ua0 = np.empty(TILE)
@@ -167,62 +173,78 @@ def simulate_counts(chunk_cell, chunk_start, chunk_len, cell_uid, key0, key1, re
         ub1 = np.empty(TILE)
         ub2 = np.empty(TILE)
         ub3 = np.empty(TILE)
+        combo = np.empty(TILE, np.int64)
+        dcv = np.empty(TILE, np.int64)
+        eetv = np.empty(TILE, np.int64)
+        band = np.empty(TILE, np.int64)
         n_li = n_smk = n_pp = n_ipi = n_eet = n_us = n_prog = n_sd = 0
         for t0 in range(start, end, TILE):
             m = min(TILE, end - t0)
             _fill_uniforms(t0, m, uid, np.uint64(0), replicate, key0, key1, ua0, ua1, ua2, ua3)
             _fill_uniforms(t0, m, uid, np.uint64(1), replicate, key0, key1, ub0, ub1, ub2, ub3)
+            # Phase 1: exposures (streams 0.0-0.3, 1.0, 1.1).
             for j in range(m):
-                b = np.uint64(t0 + j)
                 li = np.int64(ua0[j] < pli)
-                smk = np.int64(ua1[j] < pe[0, li])
-                pp = np.int64(ua2[j] < pe[1, li])
-                ipi = np.int64(ua3[j] < pe[2, li])
-                eet = np.int64(ub0[j] < pe[3, li])
-                us = np.int64(ub1[j] < pu[li, smk])
-                prog = 0
-                sd = 0
-                have_c = False
-                e0 = np.uint64(0)
-                e1 = np.uint64(0)
-                e2 = np.uint64(0)
-                if (pp == 1 and pprog > 0.0) or (li == 1 and psd > 0.0):
-                    e0, e1, e2, _e3 = philox4x32(b, uid, np.uint64(2), replicate, key0, key1)
-                    have_c = True
-                    if pp == 1 and _u(e0) < pprog:
-                        prog = 1
-                    if li == 1 and _u(e1) < psd:
-                        sd = 1
-                combo = smk + 2 * pp + 4 * ipi + 8 * li + 16 * prog + 32 * sd
-                band = _ga_band(gcum, combo, ub2[j])
-                band -= eet * np.int64(band == N_BANDS - 1)
-                nonl3 = 0
-                if band < 2:
-                    if not have_c:
-                        e0, e1, e2, _e3 = philox4x32(b, uid, np.uint64(2), replicate, key0, key1)
-                    if _u(e2) < pl3:
-                        acc[OUT_L3] += 1
-                    else:
-                        nonl3 = 1
-                    acc[OUT_LT32] += 1
-                dc = smk + 2 * us + 4 * li + 8 * sd
-                ud = ub3[j]
-                acc[OUT_BIRTHS + band] += 1
-                if ud < dcum[band, nonl3, dc, 2]:
-                    if ud < dcum[band, nonl3, dc, 0]:
-                        acc[OUT_DEATHS + band] += 1
-                    elif ud < dcum[band, nonl3, dc, 1]:
-                        acc[OUT_DEATHS + N_BANDS + band] += 1
-                    else:
-                        acc[OUT_DEATHS + 2 * N_BANDS + band] += 1
+                smk = np.int64(ua1[j] < (pe01 if li else pe00))
+                pp = np.int64(ua2[j] < (pe11 if li else pe10))
+                ipi = np.int64(ua3[j] < (pe21 if li else pe20))
+                eet = np.int64(ub0[j] < (pe31 if li else pe30))
+                pu = (pu11 if smk else pu10) if li else (pu01 if smk else pu00)
+                us = np.int64(ub1[j] < pu)
+                combo[j] = smk + 2 * pp + 4 * ipi + 8 * li
+                dcv[j] = smk + 2 * us + 4 * li
+                eetv[j] = eet
                 n_li += li
                 n_smk += smk
                 n_pp += pp
                 n_ipi += ipi
                 n_eet += eet
                 n_us += us
-                n_prog += prog
-                n_sd += sd
+            # Phase 2: treatments reached by a strategy (stream 2.0 progesterone, 2.1 social
+            # determinants), drawn only for eligible births of cells where a strategy is on.
+            if treat:
+                for j in range(m):
+                    pp = (combo[j] >> 1) & 1
+                    li = (combo[j] >> 3) & 1
+                    if (pp == 1 and pprog > 0.0) or (li == 1 and psd > 0.0):
+                        e0, e1, _e2, _e3 = philox4x32(np.uint64(t0 + j), uid, np.uint64(2),
+                                                      replicate, key0, key1)
+                        prog = np.int64(pp == 1 and _u(e0) < pprog)
+                        sd = np.int64(li == 1 and _u(e1) < psd)
+                        combo[j] += 16 * prog + 32 * sd
+                        dcv[j] += 8 * sd
+                        n_prog += prog
+                        n_sd += sd
+            # Phase 3: gestational age (stream 1.2); elective early term moves 39+ to 37-38.
+            for j in range(m):
+                u = ub2[j]
+                cb = combo[j]
+                bnd = np.int64(0)
+                for k in range(N_CUTS):
+                    bnd += u >= gcum[cb, k]
+                band[j] = bnd - eetv[j] * np.int64(bnd == N_BANDS - 1)
+            # Phase 4: level III delivery (stream 2.2) for GA < 32 weeks, and death (1.3).
+            for j in range(m):
+                bnd = band[j]
+                acc[OUT_BIRTHS + bnd] += 1
+                nonl3 = 0
+                if bnd < 2:
+                    _e0, _e1, e2, _e3 = philox4x32(np.uint64(t0 + j), uid, np.uint64(2),
+                                                   replicate, key0, key1)
+                    if _u(e2) < pl3:
+                        acc[OUT_L3] += 1
+                    else:
+                        nonl3 = 1
+                    acc[OUT_LT32] += 1
+                ud = ub3[j]
+                dc = dcv[j]
+                if ud < dcum[bnd, nonl3, dc, 2]:
+                    if ud < dcum[bnd, nonl3, dc, 0]:
+                        acc[OUT_DEATHS + bnd] += 1
+                    elif ud < dcum[bnd, nonl3, dc, 1]:
+                        acc[OUT_DEATHS + N_BANDS + bnd] += 1
+                    else:
+                        acc[OUT_DEATHS + 2 * N_BANDS + bnd] += 1
         acc[OUT_LI] = n_li
         acc[OUT_SMK] = n_smk
         acc[OUT_PP] = n_pp

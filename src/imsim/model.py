@@ -112,6 +112,25 @@ class Tables:
     ga_cum: np.ndarray
     death_cum: np.ndarray
 
+    def take(self, idx) -> Tables:
+        """The tables of the cells ``idx`` (contiguous copies)."""
+        return Tables(**{f.name: np.ascontiguousarray(getattr(self, f.name)[idx])
+                         for f in fields(self)})
+
+
+def cells_differ(a: Tables, b: Tables) -> np.ndarray:
+    """Boolean [n]: cells whose tables differ between two arms.
+
+    A cell with identical tables has identical outcomes in both arms (common random numbers by
+    construction), so the microsim need not simulate it twice.
+    """
+    n = a.births.shape[0]
+    diff = np.zeros(n, dtype=bool)
+    for f in fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        diff |= (x != y).reshape(n, -1).any(axis=1)
+    return diff
+
 
 def expit(x):
     return 1.0 / (1.0 + np.exp(-x))
