@@ -10,6 +10,23 @@ exposures.csv, associations.csv, evidence.csv and the catalogue tables.json.
 Rules followed: every number names its source; our own arithmetic is labelled DERIVED with the
 formula; values without a source are ASSUMPTIONS (assumption=True) with a range and a reason.
 Output is deterministic: rows sorted, floats printed with a fixed formatter.
+
+births.csv (ESTIMATED; births by state x race/Hispanic origin 2013-2017 were not retrieved).  Prior: the old split
+(2016/2017 single-race state counts, Hispanic split out of each race with the NATIONAL Hispanic fraction, IPF to
+national race totals).  The 2013-2015 pooled cells b[s,r] are then a minimum-discrepancy fit: minimise the
+Kullback-Leibler divergence sum [b log(b/q) - b + q] / kappa_r to the prior q (kappa_r = prior CV_r^2 x mean state
+cell; CV 1.0 Hispanic, 0.5 NH white, 0.25 others, since the NH black/API/AIAN prior cells rest on real counts) plus
+quadratic penalties (residual/sd)^2/2, solved exactly by Newton's method on the convex dual (b = q exp(A'mu/w) >= 0):
+(1) state totals and (2) national race totals exact; (3) per state, sum_r b IMR[s,r] = state all-race IMR x births
+(IMR 2013-2015: observed state x race cells, national race IMR elsewhere; sd from Poisson deaths, rounding, 5%
+Goldstein-vs-db295 error, 25% for unobserved cells); (4) the same per race nationally (db295 / HEALTH2 rates);
+(5) published NH white share of births (NCHS final data 2014 for 12 states, sd 0.25 pt; 2016 for WV, sd 1 pt;
+secondary reproductions, tier 3); (6) 2016 single-race counts by state ~ NH bridged race x (NH single/bridged ratio)
++ Hispanic births x national Hispanic race mix (bridged, 2011-2015), with growth to 2016 and sd 3% (+ excess
+multiple-race share) + state variation of the Hispanic race mix.  Per year, the pooled within-state shares are applied
+to each year's state total, raked (IPF, rows exact) to that year's national race totals and rounded by largest
+remainder.  The 13 published states pin most of the Hispanic births; elsewhere the Hispanic split still follows the
+prior's pattern (rescaled) nudged by the death-consistency terms, so single states can be off by several points.
 """
 from __future__ import annotations
 
@@ -285,6 +302,8 @@ def build_births(sh: Path) -> tuple[pd.DataFrame, dict]:
     kap = np.array([st[(s, 2016)] for s in STATES]) / T / (targets[2016].sum() / N.sum())
     g = targets[2016] / N  # national growth 2013-2015 pooled -> 2016 by race
     hmix = inp["hisp_race_mix"]  # national share of Hispanic births by bridged race (2011-2015, known origin)
+    mshare = (piv["More than one race"] / piv.sum(axis=1)).values  # 2016 multiple-race share by state
+    m_excess = np.maximum(0.0, mshare - float(piv["More than one race"].sum() / piv.values.sum()))
     nh16 = {"nh_white": nat[(2016, "non-Hispanic white (bridged race)")],
             "nh_black": nat[(2016, "non-Hispanic black (bridged race)")],
             "nh_api": nat[(2016, "Asian or Pacific Islander (bridged race, incl. Hispanic)")] * inp["f_api"],
@@ -324,8 +343,9 @@ def build_births(sh: Path) -> tuple[pd.DataFrame, dict]:
         # kap_s = state growth pooled 2013-2015 -> 2016 relative to national; g = national growth by race;
         # rho_r = national NH single race / NH bridged race 2016 (NH multiple-race mothers are bridged);
         # h_r = national share of Hispanic births of bridged race r (2011-2015, mchtrends natality file).
-        # sd: 3% (state-specific composition drift 2014->2016, bridged vs single race, Hispanic multiple race) and
-        # state variation of the race mix of Hispanic mothers, tau_r * kap_s * g_hisp * b[s,hisp].
+        # sd: (3% + the state's excess of multiple-race births over the national share) of the count (composition
+        # drift 2014->2016; bridged vs single race, e.g. Hawaii) and state variation of the race mix of Hispanic
+        # mothers, tau_r * kap_s * g_hisp * b[s,hisp].
         for r, (labs, tau) in groups.items():
             nh_single = sum(nat[(2016, SINGLE[lab][1])] for lab in labs)
             j = RACES.index(r)
@@ -334,7 +354,7 @@ def build_births(sh: Path) -> tuple[pd.DataFrame, dict]:
             for i, s in enumerate(STATES):
                 cnt = float(sum(piv.at[s, lab] for lab in labs))
                 c = np.zeros((S, R)); c[i, j], c[i, ih] = kap[i] * rho * g[j], kap[i] * h * g[ih]
-                add(c, cnt, math.sqrt((0.03 * cnt) ** 2 + (tau * kap[i] * g[ih] * xm[i, ih]) ** 2 + 1.0), "single_race")
+                add(c, cnt, math.sqrt(((0.03 + m_excess[i]) * cnt) ** 2 + (tau * kap[i] * g[ih] * xm[i, ih]) ** 2 + 1.0), "single_race")
         return np.array(A), np.array(t), np.array(sd), kinds
 
     # prior variance kappa_r * q: relative sd PRIOR_CV[r] for a cell of the mean state size of race r
@@ -347,7 +367,9 @@ def build_births(sh: Path) -> tuple[pd.DataFrame, dict]:
     xm = x.reshape(S, R)
     z = (A @ x - t) / np.where(sd > 0, sd, 1)
     big = np.argsort(-np.abs(z))[:8]
-    info["fit_z_largest"] = "; ".join(f"{kinds[k]}:{STATES[int(np.flatnonzero(A[k])[0]) // R]}:{z[k]:+.1f}" for k in big)
+    lab = lambda k: (RACES[k - kinds.index("nat_deaths")] if kinds[k] == "nat_deaths"  # noqa: E731
+                     else STATES[int(np.flatnonzero(A[k])[0]) // R])
+    info["fit_z_largest"] = "; ".join(f"{kinds[k]}:{lab(k)}:{z[k]:+.1f}" for k in big)
     z = (A @ x - t) / np.where(sd > 0, sd, 1)
     for kind in ("nhw_share", "state_deaths", "nat_deaths", "single_race"):
         zk = z[[n for n, kk in enumerate(kinds) if kk == kind]]
@@ -949,8 +971,9 @@ def main(argv=None) -> None:
     cat = []
     spec = [
         ("births", births, ["state", "race", "year", "births", "estimated", "method", "source"], ["state", "race", "year"],
-         "Live births by state x race/Hispanic origin x year 2013-2017; state totals exact (NVSR), race split ESTIMATED by IPF using NATIONAL Hispanic fractions per race (understates Hispanic births in heavily Hispanic states such as CA, TX, NM, AZ)",
-         ["NVSR Births: Final Data 2013-2017 state totals", "CDC WONDER Natality 2016/2017 single race by state", "data.cdc.gov 89yk-m38d national births by race/Hispanic origin"]),
+         "Live births by state x race/Hispanic origin x year 2013-2017; state totals and national race totals exact, race split ESTIMATED by minimum-KL raking of the single-race/national-Hispanic-fraction prior to published NH white shares (13 states), 2016 single-race counts and infant-death consistency (see build_data.py docstring); Hispanic split outside the 13 states remains uncertain",
+         ["NVSR Births: Final Data 2013-2017 state totals", "CDC WONDER Natality 2016/2017 single race by state", "data.cdc.gov 89yk-m38d national births by race/Hispanic origin",
+          "NCHS Births: Final Data 2014/2016 NH white shares (via demomemo.blogspot.com)", "IMR 2013-2015 by state x race (db295, Goldstein/CDC WONDER)"]),
         ("targets", targets, ["target", "state", "race", "period", "value", "unit", "deaths", "births", "lo", "hi", "source_tier", "source", "note"],
          ["target", "state", "race", "period", "source"], "Calibration targets: IMR (2013-2015, by year), preterm, NMR/PNMR, SUID, GA death shares",
          ["NCHS Data Brief 295", "CDC Stats of the States", "CDC WONDER linked exports", "childstats HEALTH2", "NCHS db312/NVSR", "CDC SUID pages", "NCHS cohort-linked files 2010-2013"]),
