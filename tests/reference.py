@@ -89,13 +89,13 @@ def ga_cumulative(p, c, smk, pp, ipi, li, prog, sd):
 def death_probabilities(p, c, band, nonl3, smk, us, li, sd):
     """Per-cause conditional death probabilities (neonatal; SUID | survived neonatal; other |
     survived both) of births with GA ``band`` etc. in cell ``c``."""
-    p_neo = apply_or(p.q_neo[c][band],
-                     _or_pow(p.or_nonl3[c], nonl3 * (band < 2)) * _or_pow(p.or_sd_death[c], sd))
-    or_suid = (_or_pow(p.or_us_suid[c], us) * _or_pow(p.or_smk_suid[c], smk)
-               * _or_pow(p.or_us_smk[c], us * smk) * _or_pow(p.or_li_pn[c], li)
-               * _or_pow(p.or_sd_death[c], sd))
-    p_suid = apply_or(p.q_suid[c][band], or_suid)
-    p_oth = apply_or(p.q_oth[c][band], _or_pow(p.or_li_pn[c], li) * _or_pow(p.or_sd_death[c], sd))
+    rr_sd = _or_pow(p.rr_sd_death[c], sd)
+    p_neo = np.minimum(apply_or(p.q_neo[c][band], _or_pow(p.or_nonl3[c], nonl3 * (band < 2)))
+                       * rr_sd, 0.999)
+    or_suid = _or_pow(p.or_us_suid[c], us) * _or_pow(p.or_us_smk[c], us * smk)
+    rr_suid = _or_pow(p.rr_smk_suid[c], smk) * _or_pow(p.rr_li_pn[c], li) * rr_sd
+    p_suid = np.minimum(apply_or(p.q_suid[c][band], or_suid) * rr_suid, 0.999)
+    p_oth = np.minimum(p.q_oth[c][band] * _or_pow(p.rr_li_pn[c], li) * rr_sd, 0.999)
     return p_neo, p_suid, p_oth
 
 

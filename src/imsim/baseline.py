@@ -149,10 +149,10 @@ class Baseline:
             q_neo=np.zeros((n, 6)), q_suid=np.zeros((n, 6)), q_oth=np.zeros((n, 6)),
             or_nonl3=ones * e["nonlevel3_neonatal_or"],
             or_us_suid=ones * e["unsafe_sleep_suid_or"],
-            or_smk_suid=ones * e["smoking_suid_rr"],
+            rr_smk_suid=ones * e["smoking_suid_rr"],
             or_us_smk=ones * e["unsafe_sleep_smoking_interaction"],
-            or_li_pn=ones * e["low_income_postneonatal_rr"],
-            or_sd_death=ones.copy(),
+            rr_li_pn=ones * e["low_income_postneonatal_rr"],
+            rr_sd_death=ones.copy(),
         )
         # Cut-points: national structure shifted by race (preterm rate) and the fitted cell shift,
         # solved so that the cell's *marginal* GA distribution hits its target given its exposures.

@@ -74,7 +74,7 @@ def warm_up() -> None:
         beta_ipi=z5, beta_li=z5, beta_prog=z5, beta_sd=z5,
         q_neo=np.full((n, 6), 0.001), q_suid=np.full((n, 6), 0.001),
         q_oth=np.full((n, 6), 0.001), or_nonl3=np.ones(n), or_us_suid=np.ones(n),
-        or_smk_suid=np.ones(n), or_us_smk=np.ones(n), or_li_pn=np.ones(n), or_sd_death=np.ones(n),
+        rr_smk_suid=np.ones(n), or_us_smk=np.ones(n), rr_li_pn=np.ones(n), rr_sd_death=np.ones(n),
     )
     tables = build_tables(params)
     expected(tables)

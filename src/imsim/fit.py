@@ -73,7 +73,7 @@ def scaled(params, m):
     return p
 
 
-def direct_fit(baseline: Baseline, effects: dict[str, float], iters: int = 12,
+def direct_fit(baseline: Baseline, effects: dict[str, float], iters: int = 40,
                tol: float = 1e-10) -> Fit:
     """Solve the per-cell multipliers (see module docstring)."""
     cells = baseline.pooled_cells()

@@ -26,8 +26,9 @@ The birth (see DESIGN.md):
    postneonatal odds; the social-determinants intervention multiplies all death odds of the
    births it reaches.
 
-Ratio effects act on the odds of the outcome (``odds' = odds x OR``), which is exact for odds
-ratios and, for these rare outcomes, indistinguishable from a risk ratio.
+Odds ratios (``or_*``) act on the odds of the outcome (``odds' = odds x OR``), which converts
+them to risk ratios with the baseline risk as the evidence guidance asks; risk ratios (``rr_*``)
+multiply the probability (capped below 1). Odds ratios apply first.
 """
 from __future__ import annotations
 
@@ -69,11 +70,11 @@ class CellParams:
     q_suid: np.ndarray            # [n, 6]
     q_oth: np.ndarray             # [n, 6]
     or_nonl3: np.ndarray          # neonatal death odds ratio below level III (GA < 32)
-    or_us_suid: np.ndarray        # unsafe sleep -> SUID
-    or_smk_suid: np.ndarray       # smoking -> SUID (direct)
-    or_us_smk: np.ndarray         # unsafe sleep x smoking interaction on SUID
-    or_li_pn: np.ndarray          # low income -> postneonatal death (direct)
-    or_sd_death: np.ndarray       # social-determinants intervention -> death odds
+    or_us_suid: np.ndarray        # unsafe sleep -> SUID (odds ratio)
+    rr_smk_suid: np.ndarray       # smoking -> SUID, direct (risk ratio)
+    or_us_smk: np.ndarray         # unsafe sleep x smoking interaction on SUID (odds ratio)
+    rr_li_pn: np.ndarray          # low income -> postneonatal death, direct (risk ratio)
+    rr_sd_death: np.ndarray       # social-determinants intervention -> death risk (risk ratio)
 
     @property
     def n(self) -> int:
@@ -148,6 +149,11 @@ def apply_or(p, odds_ratio):
     return odds_ratio * p / (1.0 - p + odds_ratio * p)
 
 
+def apply_rr(p, risk_ratio, cap: float = 0.999):
+    """Return ``p`` times a risk ratio, capped at ``cap`` (a probability never reaches 1)."""
+    return np.minimum(np.asarray(p, dtype=float) * np.asarray(risk_ratio, dtype=float), cap)
+
+
 def _combo_bits(n_bits: int) -> np.ndarray:
     """[2**n_bits, n_bits] array of the bits of each combination index (bit 0 first)."""
     idx = np.arange(2**n_bits)
@@ -194,21 +200,21 @@ def death_probabilities(params: CellParams):
     def pw(base, exponent):
         return np.power(base[:, None, None, None], exponent)
 
-    or_neo = (
-        pw(params.or_nonl3, lt32[None, :, None, None] * nonl3[None, None, :, None])
-        * pw(params.or_sd_death, sd[None, None, None, :])
-    )
-    p_neo = apply_or(params.q_neo[:, :, None, None], or_neo)
+    or_neo = pw(params.or_nonl3, lt32[None, :, None, None] * nonl3[None, None, :, None])
+    rr_sd = pw(params.rr_sd_death, sd[None, None, None, :])
+    p_neo = apply_rr(apply_or(params.q_neo[:, :, None, None], or_neo), rr_sd)
     or_suid = (
         pw(params.or_us_suid, us[None, None, None, :])
-        * pw(params.or_smk_suid, smk[None, None, None, :])
         * pw(params.or_us_smk, (us * smk)[None, None, None, :])
-        * pw(params.or_li_pn, li[None, None, None, :])
-        * pw(params.or_sd_death, sd[None, None, None, :])
     )
-    p_suid = apply_or(params.q_suid[:, :, None, None], or_suid)
-    or_oth = pw(params.or_li_pn, li[None, None, None, :]) * pw(params.or_sd_death, sd[None, None, None, :])
-    p_oth = apply_or(params.q_oth[:, :, None, None], or_oth)
+    rr_suid = (
+        pw(params.rr_smk_suid, smk[None, None, None, :])
+        * pw(params.rr_li_pn, li[None, None, None, :])
+        * rr_sd
+    )
+    p_suid = apply_rr(apply_or(params.q_suid[:, :, None, None], or_suid), rr_suid)
+    rr_oth = pw(params.rr_li_pn, li[None, None, None, :]) * rr_sd
+    p_oth = apply_rr(params.q_oth[:, :, None, None], rr_oth)
     shape = (n, N_BANDS, 2, 16)
     return (np.broadcast_to(p_neo, shape), np.broadcast_to(p_suid, shape),
             np.broadcast_to(p_oth, shape))

@@ -91,10 +91,10 @@ def social_determinants(p: CellParams, c, e, options=None) -> None:
     policy = (options or {}).get("policy", "medicaid_expansion")
     p.p_sd = np.clip(_col(c, p.n), 0.0, 1.0).copy()
     if policy == "medicaid_expansion":
-        p.or_sd_death = np.full(p.n, e["medicaid_expansion_death_rr"])
+        p.rr_sd_death = np.full(p.n, e["medicaid_expansion_death_rr"])
         p.beta_sd = np.zeros((p.n, 5))
     else:
-        p.or_sd_death = np.ones(p.n)
+        p.rr_sd_death = np.ones(p.n)
         beta = np.zeros((p.n, 5))
         beta[:, :4] = np.log(e["income_support_ptb_or"])
         p.beta_sd = beta
