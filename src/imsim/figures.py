@@ -13,6 +13,7 @@ FIGURES = {
     "disparities.png": "Rate difference vs non-Hispanic white, baseline vs scenario",
     "attribution.png": "Deaths averted credited to each strategy (Shapley values)",
     "coverage.png": "Coverage of each strategy over time",
+    "coverage_trajectories.png": "Collaborative: coverage trajectory of every state team",
 }
 
 
@@ -105,6 +106,11 @@ def write_figures(result, out: Path) -> list[Path]:
         fig.tight_layout()
         written.append(_save(fig, fig_dir / "coverage.png", plt))
         del pd
+    if result.inputs.collaborative is not None:
+        from .collaborative import plot_coverage
+
+        written.append(plot_coverage(result.inputs.collaborative,
+                                     fig_dir / "coverage_trajectories.png"))
     return written
 
 
