@@ -201,14 +201,35 @@ def effect_draws(evidence: EvidenceLibrary, seed: int, replicates: int) -> list[
     return draws
 
 
-def _fit_for(baseline: Baseline, effects: dict[str, float], cache: dict) -> Fit:
-    key = tuple(sorted(effects.items()))
+#: Effect ids that enter the baseline (and hence the fit); strategy efficacies do not.
+BASELINE_EFFECTS = (
+    "smoking_ga_lt32_or", "smoking_ga_lt34_or", "smoking_ga_lt37_or", "prior_preterm_ptb_or",
+    "short_ipi_ptb_or", "low_income_ptb_or", "nonlevel3_neonatal_or", "unsafe_sleep_suid_or",
+    "smoking_suid_rr", "unsafe_sleep_smoking_interaction", "low_income_postneonatal_rr",
+)
+
+
+def _fit_for(baseline: Baseline, effects: dict[str, float], cache: dict,
+             calibration=None, draw: int | None = None) -> Fit:
+    key = (tuple((k, effects[k]) for k in BASELINE_EFFECTS if k in effects), id(calibration),
+           draw)
     if key not in cache:
+        if len(cache) > 512:
+            cache.clear()
         cache[key] = direct_fit(baseline, effects)
     return cache[key]
 
 
 _FIT_CACHE: dict = {}
+
+
+def fit_for_draw(baseline: Baseline, effects: dict[str, float], calibration=None,
+                 draw: int | None = None) -> Fit:
+    """The baseline fit for effect values ``effects`` (and a calibration posterior draw).
+
+    Cached by the effects that enter the baseline, so strategy-efficacy draws reuse fits.
+    """
+    return _fit_for(baseline, effects, _FIT_CACHE, calibration, draw)
 
 
 def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
