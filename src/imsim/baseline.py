@@ -31,6 +31,12 @@ N_S = len(STATES)
 N_R = len(RACES)
 S_INDEX = {s: i for i, s in enumerate(STATES)}
 R_INDEX = {r: i for i, r in enumerate(RACES)}
+#: Effect ids that enter the baseline (and hence the fit); strategy efficacies do not.
+BASELINE_EFFECTS = (
+    "smoking_ga_lt32_or", "smoking_ga_lt34_or", "smoking_ga_lt37_or", "prior_preterm_ptb_or",
+    "short_ipi_ptb_or", "low_income_ptb_or", "nonlevel3_neonatal_or", "unsafe_sleep_suid_or",
+    "smoking_suid_rr", "unsafe_sleep_smoking_interaction", "low_income_postneonatal_rr",
+)
 #: GA cut-point index of each band's upper edge (<28, <32, <34, <37, <39).
 CUT_WEEKS = (28, 32, 34, 37, 39)
 
@@ -112,8 +118,31 @@ class Baseline:
         """Baseline :class:`CellParams` for ``cells`` with effect values ``effects`` (by id).
 
         ``fit`` supplies ``ga_shift[51, 5, 5]`` (log-odds cut-point shifts) and
-        ``m_cause[3, 51, 5]`` (death multipliers); see :mod:`imsim.fit`.
+        ``m_cause[3, 51, 5]`` (death multipliers); see :mod:`imsim.fit`. Parameters depend on the
+        cell only through its state and race, so they are computed once on the 51 x 5 grid (and
+        cached for the same baseline effects and fit) and indexed.
         """
+        grid = self._grid_params(effects, fit)
+        p = grid.take(cells.s_idx * N_R + cells.r_idx)
+        p.births = cells.births.astype(np.int64)
+        p.uid = cell_uid(cells.year, cells.s_idx, cells.r_idx)
+        return p
+
+    def _grid_params(self, effects, fit) -> CellParams:
+        key = tuple(float(effects[k]) for k in BASELINE_EFFECTS)
+        cache = self.__dict__.setdefault("_grid_cache", {})
+        hit = cache.get(key)
+        if hit is not None:
+            for cached_fit, params in hit:
+                if cached_fit is fit:
+                    return params
+        params = self._compute_params(self.pooled_cells(), effects, fit)
+        if sum(len(v) for v in cache.values()) > 256:
+            cache.clear()
+        cache.setdefault(key, []).append((fit, params))
+        return params
+
+    def _compute_params(self, cells: Cells, effects: dict[str, float], fit) -> CellParams:
         n = cells.n
         s, r = cells.s_idx, cells.r_idx
         e = effects

@@ -32,6 +32,7 @@ multiply the probability (capped below 1). Odds ratios apply first.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -179,10 +180,31 @@ def ga_linear_predictor(params: CellParams) -> np.ndarray:
     return eta
 
 
+_GA_FIELDS = ("theta", "beta_smk", "beta_pp", "beta_ipi", "beta_li", "beta_prog", "beta_sd")
+_GA_CACHE: dict[bytes, np.ndarray] = {}
+
+
 def ga_cumulative(params: CellParams) -> np.ndarray:
-    """[n, 64, 5] P(GA < cut_k | combination), made non-decreasing in k."""
-    cum = expit(ga_linear_predictor(params))
-    return np.maximum.accumulate(cum, axis=2)
+    """[n, 64, 5] P(GA < cut_k | combination), made non-decreasing in k.
+
+    Memoised on the content of the GA parameters: fitting and sweeps rebuild tables many times
+    with only the death probabilities changing.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for name in _GA_FIELDS:
+        arr = np.ascontiguousarray(getattr(params, name), dtype=float)
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    key = h.digest()
+    hit = _GA_CACHE.get(key)
+    if hit is not None:
+        return hit
+    cum = np.maximum.accumulate(expit(ga_linear_predictor(params)), axis=2)
+    cum.setflags(write=False)
+    if len(_GA_CACHE) >= 64:
+        _GA_CACHE.clear()
+    _GA_CACHE[key] = cum
+    return cum
 
 
 def death_probabilities(params: CellParams):
@@ -236,7 +258,7 @@ def build_tables(params: CellParams) -> Tables:
         p_prog=np.ascontiguousarray(params.p_prog, dtype=float),
         p_sd=np.ascontiguousarray(params.p_sd, dtype=float),
         p_l3=np.ascontiguousarray(params.p_l3, dtype=float),
-        ga_cum=np.ascontiguousarray(ga_cumulative(params)),
+        ga_cum=ga_cumulative(params),
         death_cum=death_cum,
     )
 

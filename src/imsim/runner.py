@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import strategies as S
-from .baseline import Baseline, Cells, get_baseline
+from .baseline import BASELINE_EFFECTS, Baseline, Cells, get_baseline
 from .constants import RACES, STATES, STRATEGIES
 from .engines import ENGINES, expected, microsim
 from .errors import InputError
@@ -199,14 +199,6 @@ def effect_draws(evidence: EvidenceLibrary, seed: int, replicates: int) -> list[
         for d in range(replicates):
             draws.append({k: float(v[d]) for k, v in sample.items()})
     return draws
-
-
-#: Effect ids that enter the baseline (and hence the fit); strategy efficacies do not.
-BASELINE_EFFECTS = (
-    "smoking_ga_lt32_or", "smoking_ga_lt34_or", "smoking_ga_lt37_or", "prior_preterm_ptb_or",
-    "short_ipi_ptb_or", "low_income_ptb_or", "nonlevel3_neonatal_or", "unsafe_sleep_suid_or",
-    "smoking_suid_rr", "unsafe_sleep_smoking_interaction", "low_income_postneonatal_rr",
-)
 
 
 def _fit_for(baseline: Baseline, effects: dict[str, float], cache: dict,
