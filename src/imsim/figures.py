@@ -38,9 +38,10 @@ def write_figures(result, out: Path) -> list[Path]:
     y = np.arange(len(st))
     ax.barh(y, st.deaths_averted, color="#2b7bba")
     if st.deaths_averted_lo.notna().any():
-        ax.errorbar(st.deaths_averted, y, xerr=[st.deaths_averted - st.deaths_averted_lo,
-                                                st.deaths_averted_hi - st.deaths_averted],
-                    fmt="none", ecolor="#333", lw=0.8)
+        # With few draws the point estimate can sit outside the draws' percentile interval.
+        err = np.clip([st.deaths_averted - st.deaths_averted_lo,
+                       st.deaths_averted_hi - st.deaths_averted], 0.0, None)
+        ax.errorbar(st.deaths_averted, y, xerr=err, fmt="none", ecolor="#333", lw=0.8)
     ax.set_yticks(y, st.state, fontsize=7)
     ax.set_xlabel("infant deaths averted over the horizon")
     ax.set_title(f"{result.scenario.name}: deaths averted by state")

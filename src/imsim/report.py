@@ -5,8 +5,10 @@ import base64
 import html
 from pathlib import Path
 
-from .constants import ALL
+from .constants import ALL, STRATEGIES
 from .figures import FIGURES
+
+_STRATEGY_SET = set(STRATEGIES) | {"exposure_changes"}
 
 
 def _fmt(x, nd=1):
@@ -15,16 +17,43 @@ def _fmt(x, nd=1):
     return f"{x:,.{nd}f}"
 
 
+LABELS = {
+    "race": "Race/Hispanic origin", "state": "State", "strategy": "Strategy",
+    "births": "Births", "deaths_baseline": "Deaths, baseline", "deaths_averted": "Deaths averted",
+    "deaths_averted_lo": "95% low", "deaths_averted_hi": "95% high",
+    "imr_baseline": "IMR baseline", "imr_scenario": "IMR scenario",
+    "rate_ratio_baseline": "Rate ratio, baseline", "rate_ratio_scenario": "Rate ratio, scenario",
+    "rate_difference_baseline": "Rate difference, baseline",
+    "rate_difference_scenario": "Rate difference, scenario",
+    "excess_deaths_baseline": "Excess deaths, baseline",
+    "excess_deaths_scenario": "Excess deaths, scenario", "share_pct": "Share (%)",
+    "gap_closed_pct": "Gap to NH white closed (%)",
+}
+
+
+def _label(value: str) -> str:
+    from .constants import RACE_LABELS
+
+    return RACE_LABELS.get(value, value.replace("_", " ") if value in _STRATEGY_SET else value)
+
+
 def _table(df, cols, nd=1) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    head = "".join(f"<th>{html.escape(LABELS.get(c, c))}</th>" for c in cols)
     rows = []
     for _, r in df.iterrows():
         cells = []
         for c in cols:
             v = r[c]
-            cells.append(f"<td>{_fmt(v, nd) if isinstance(v, float) else html.escape(str(v))}</td>")
+            if isinstance(v, float):
+                text = _fmt(v, nd)
+            elif isinstance(v, str):
+                text = html.escape(_label(v))
+            else:
+                text = html.escape(f"{v:,}" if isinstance(v, int) else str(v))
+            cells.append(f"<td>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (f"<div class='scroll'><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def write_report(result, out: Path) -> Path:
@@ -57,7 +86,7 @@ h1{{font-size:1.6rem}} .headline{{font-size:1.25rem;background:#eef5fb;padding:1
 .ci{{color:#555;font-size:1rem}} table{{border-collapse:collapse;margin:1rem 0;font-size:.85rem}}
 td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}} th{{background:#f3f3f3}}
 td:first-child,th:first-child{{text-align:left}} figure{{margin:1rem 0}} img{{max-width:100%}}
-.note{{color:#555;font-size:.85rem}}
+.note{{color:#555;font-size:.85rem}} .scroll{{overflow-x:auto}}
 </style></head><body>
 <h1>{html.escape(sc.name)}</h1>
 <p>{html.escape(sc.description or '')}</p>
