@@ -4,7 +4,9 @@ Strategies interact through the model (two strategies can reach the same birth),
 not add. The Shapley value of a strategy is its marginal contribution averaged over every order
 in which the portfolio could be assembled; the values sum exactly to the portfolio's total.
 Evaluated with the expected engine at the evidence's point values (2**k scenario evaluations for
-k active strategies; counterfactual exposure changes count as one more "strategy").
+k active strategies; counterfactual exposure changes count as one more "strategy"). The shares are
+then applied to the run's own headline deaths averted per state, so for a microsim run the
+credits also sum to its (simulated) total.
 """
 from __future__ import annotations
 
@@ -71,11 +73,28 @@ def attribution(result) -> pd.DataFrame:
     present = sorted(set(s_idx.tolist()))
     rows = []
     total = value[frozenset(players)]
+    summary = result.summary
+    headline = summary[summary.race == ALL].set_index("state")["deaths_averted"]
     for si in present + [None]:
         st = STATES[si] if si is not None else ALL
         tot = total[si] if si is not None else total.sum()
         for p in players:
             v = phi[p][si] if si is not None else phi[p].sum()
-            rows.append({"state": st, "strategy": p, "deaths_averted": v,
-                         "share_pct": 100.0 * v / tot if abs(tot) > 1e-12 else np.nan})
+            share = v / tot if abs(tot) > 1e-12 else np.nan
+            if result.engine != "expected" and np.isfinite(share):
+                credit = share * float(headline[st])
+            else:
+                credit = v
+            rows.append({"state": st, "strategy": p, "deaths_averted": credit,
+                         "share_pct": 100.0 * share})
+    if result.engine != "expected":
+        # National credits are the sum of the state credits (each scaled to its state total).
+        df = pd.DataFrame(rows, columns=cols)
+        nat = df[df.state != ALL].groupby("strategy", sort=False)["deaths_averted"].sum()
+        mask = df.state == ALL
+        df.loc[mask, "deaths_averted"] = df.loc[mask, "strategy"].map(nat).to_numpy()
+        tot_nat = df.loc[mask, "deaths_averted"].sum()
+        df.loc[mask, "share_pct"] = 100.0 * df.loc[mask, "deaths_averted"] / tot_nat \
+            if abs(tot_nat) > 1e-12 else np.nan
+        return df
     return pd.DataFrame(rows, columns=cols)

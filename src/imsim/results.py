@@ -337,7 +337,9 @@ def save_result(result, out_dir=None, figures: bool = True, report: bool = True)
         for name in TABLES:
             _write_csv(result.table(name), tmp / f"{name}.csv")
         with open(tmp / "scenario.resolved.yaml", "w", encoding="utf-8") as fh:
-            yaml.safe_dump(result.scenario.resolved(), fh, sort_keys=False)
+            yaml.safe_dump(result.scenario.resolved(engine=result.engine, seed=result.seed,
+                                                    replicates=result.replicates),
+                           fh, sort_keys=False)
         if figures:
             from .figures import write_figures
 

@@ -462,9 +462,24 @@ class Scenario(_Strict):
             out.update(self.by_state[state].exposures)
         return out
 
-    def resolved(self) -> dict:
-        """A plain mapping of the scenario with every default filled in."""
-        return self.model_dump(mode="json", exclude_none=True)
+    def resolved(self, **overrides) -> dict:
+        """A plain mapping of the scenario with every default filled in.
+
+        ``overrides`` (e.g. the engine, seed and replicates a run actually used) replace the
+        file's values, so the resolved file reproduces the run. Ramp years stay integers.
+        """
+        data = _plain(self.model_dump(mode="python", exclude_none=True))
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return data
+
+
+def _plain(value):
+    """Tuples to lists, recursively (for YAML), keeping integer keys of ramps."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
