@@ -57,12 +57,12 @@ def random_params(seed: int, n_cells: int = 6, births=(2000, 4000), death_range=
 
 def scenario_arms(spec: dict, seed_for_fit: int = 0):
     """Baseline and scenario :class:`CellParams` of draw 0 (point effects), as ``imsim.run``."""
-    from imsim.runner import _FIT_CACHE, _fit_for, resolve_inputs, scenario_params
+    from imsim.runner import fit_for_draw, resolve_inputs, scenario_params
     from imsim.scenario import parse_scenario
 
     inputs = resolve_inputs(parse_scenario(spec))
     effects = inputs.evidence.point()
-    fit = _fit_for(inputs.baseline, effects, _FIT_CACHE)
+    fit = fit_for_draw(inputs.baseline, effects)
     base = inputs.baseline.params(inputs.cells, effects, fit)
     return inputs, effects, base, scenario_params(inputs, base, effects)
 

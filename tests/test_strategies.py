@@ -16,7 +16,7 @@ from imsim.constants import ALL, RACES, STATES
 from imsim.engines import expected
 from imsim.kernels import N_BANDS, OUT_BIRTHS, OUT_DEATHS
 from imsim.model import CellParams, build_tables, exposure_marginals
-from imsim.runner import _FIT_CACHE, _fit_for, resolve_inputs, scenario_params
+from imsim.runner import fit_for_draw, resolve_inputs, scenario_params
 from imsim.scenario import parse_scenario
 from imsim.strategies import SMOKING_PROGRAM_EFFECT
 
@@ -38,7 +38,7 @@ def _arms(spec):
     """(inputs, point effects, baseline params, scenario params) of draw 0, as imsim.run."""
     inputs = resolve_inputs(parse_scenario(spec))
     effects = inputs.evidence.point()
-    fit = _fit_for(inputs.baseline, effects, _FIT_CACHE)
+    fit = fit_for_draw(inputs.baseline, effects)
     base = inputs.baseline.params(inputs.cells, effects, fit)
     scen = scenario_params(inputs, base, effects)
     return inputs, effects, base, scen

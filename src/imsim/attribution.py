@@ -43,7 +43,7 @@ def attribution(result) -> pd.DataFrame:
     if not players:
         return pd.DataFrame(columns=cols)
     effects = result.effects[0]
-    fit = _fit_for(inputs.baseline, effects, _FIT_CACHE)
+    fit = _fit_for(inputs.baseline, effects, _FIT_CACHE, inputs.calibration)
     base = inputs.baseline.params(inputs.cells, effects, fit)
     s_idx = inputs.cells.s_idx
     n_states = len(STATES)

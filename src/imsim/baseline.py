@@ -229,14 +229,14 @@ def solve_cutpoints(params: CellParams, target_cum, iters: int = 50) -> np.ndarr
     from .model import GA_BITS, expit
 
     n = params.n
-    bits = GA_BITS[:32]  # no treatments in the baseline
+    bits = GA_BITS[:16]  # smk, pp, ipi, li; no treatments in the baseline
     li = bits[:, 3]
-    w = np.ones((n, 32))
+    w = np.ones((n, 16))
     for k, col in ((0, 0), (1, 1), (2, 2)):
-        p = params.p_exp[:, k, :][:, li]                      # [n, 32] P(x=1 | li)
+        p = params.p_exp[:, k, :][:, li]                      # [n, 16] P(x=1 | li)
         w *= np.where(bits[None, :, col] == 1, p, 1 - p)
     w *= np.where(li[None, :] == 1, params.p_li[:, None], 1 - params.p_li[:, None])
-    eet = params.p_exp[:, 3, :][:, li]                          # [n, 32]
+    eet = params.p_exp[:, 3, :][:, li]                          # [n, 16]
     theta = np.zeros((n, 5))
     for k in range(5):
         off = (bits[None, :, 0] * params.beta_smk[:, None, k] + bits[None, :, 1] * params.beta_pp[:, None, k]

@@ -20,6 +20,10 @@ examples:
   imsim schema > scenario.schema.json                    JSON Schema for your editor
   imsim data                                             packaged tables and their sources
   imsim data import-wonder export.txt --out targets.csv  read a CDC WONDER export
+  imsim calibrate --targets targets.csv --out calibration/my_state
+  imsim run scenarios/safe_sleep.yaml --calibration calibration/my_state
+  imsim sweep sweeps/safe_sleep_sobol.yaml --workers 2
+  imsim recommend plans/southeast.yaml
 
 Docs: README.md (scenario format, outputs, data). Exit codes: 0 ok, 2 bad input.
 """
@@ -42,6 +46,10 @@ def _add_run(sub):
     p.add_argument("--out", metavar="DIR",
                    help="results folder to create (default: results/<name>-<timestamp>/); "
                         "must not exist yet")
+    p.add_argument("--calibration", metavar="NAME_OR_DIR",
+                   help="calibration to fit the baseline to: 'default' (the packaged fit), a name "
+                        "under calibration/, a folder from `imsim calibrate`, or 'direct' (fit "
+                        "each observed cell exactly)")
     p.add_argument("--no-figures", action="store_true", help="skip figures and report.html")
     p.add_argument("--quiet", action="store_true", help="no progress bar or headline")
 
@@ -52,7 +60,7 @@ def _cmd_run(args) -> int:
     scenario = imsim.load_scenario(args.file)
     t0 = time.perf_counter()
     result = imsim.run(scenario, engine=args.engine, seed=args.seed, replicates=args.replicates,
-                       progress=not args.quiet)
+                       progress=not args.quiet, calibration=args.calibration)
     out = result.save(args.out, figures=not args.no_figures, report=not args.no_figures)
     if not args.quiet:
         s = result.summary
@@ -120,7 +128,21 @@ def _cmd_data(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Subcommands defined in their own modules, imported only when used (so --help stays instant):
+#: name -> (module, parser-builder, one-line help).
+LAZY_COMMANDS = {
+    "calibrate": ("calibration", "add_parser", "cmd_calibrate",
+                  "fit the baseline to observed rates (pooled, with uncertainty) and report fit"),
+    "backtest": ("backtest", "add_backtest_parser", "cmd_backtest",
+                 "fit on 2013-2015, predict 2016-2017 state IMRs, report the error"),
+    "sweep": ("sweep", "add_parser", "cmd_sweep",
+              "sensitivity analysis: Sobol, Morris or probabilistic sweeps (local or Dask)"),
+    "recommend": ("recommend", "add_parser", "cmd_recommend",
+                  "rank strategy portfolios per state and allocate nationally"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -144,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
                    default="tables")
     d.add_argument("files", nargs="*", help="WONDER export files (import-wonder)")
     d.add_argument("--out", help="targets CSV to write (import-wonder)")
+    for name, (module, builder, _cmd, text) in LAZY_COMMANDS.items():
+        if name == command:
+            import importlib
+
+            mod = importlib.import_module(f".{module}", __package__)
+            getattr(mod, builder)(sub)
+        else:
+            sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
@@ -152,12 +182,20 @@ COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "schema": _cmd_schema,
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 0
     try:
+        if args.command in LAZY_COMMANDS:
+            import importlib
+
+            module, _builder, cmd, _text = LAZY_COMMANDS[args.command]
+            func = getattr(importlib.import_module(f".{module}", __package__), cmd)
+            return int(func(args) or 0)
         return COMMANDS[args.command](args)
     except InputError as exc:
         print(f"imsim: error: {exc}", file=sys.stderr)

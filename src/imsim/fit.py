@@ -6,8 +6,12 @@ equals the observation; cells without an observation share one multiplier per ra
 that the national IMR of the race equals its published value. Gestational age follows the
 national distribution shifted per race to the race's preterm rate.
 
-The fuller calibration (partial pooling, uncertainty, more targets) lives in
-:mod:`imsim.calibration` and produces a :class:`Fit` of the same shape.
+With ``targets`` (a :class:`imsim.calibration.CalibratedTargets`), every cell gets the calibrated
+IMR (the point or posterior draw ``draw``), each race's deaths are split by cause as calibrated
+(one multiplier per cause x race, raked jointly with the cell multipliers) and gestational age
+takes the calibrated shift. The cut-point solve does not depend on the multipliers, so it runs
+once; the multipliers are solved on a linear approximation of deaths in the multipliers and
+corrected with a few exact engine evaluations.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ class Fit:
     ga_shift: np.ndarray        # [51, 5, 5] log-odds shift of each GA cut
     m_cause: np.ndarray         # [3, 51, 5] death multipliers (neonatal, SUID, other)
     source: str = "direct"      # "direct" (this module) or a calibration name
+    draw: int | None = None     # calibration posterior draw (None: the point)
 
     @classmethod
     def identity(cls) -> Fit:
@@ -73,9 +78,16 @@ def scaled(params, m):
     return p
 
 
-def direct_fit(baseline: Baseline, effects: dict[str, float], iters: int = 40,
-               tol: float = 1e-10) -> Fit:
-    """Solve the per-cell multipliers (see module docstring)."""
+def direct_fit(baseline: Baseline, effects: dict[str, float], targets=None, draw: int | None = None,
+               *, iters: int = 40, tol: float = 1e-10) -> Fit:
+    """Solve the per-cell multipliers (see module docstring).
+
+    Without ``targets``: observed cells hit their observed IMR, the others one multiplier per
+    race (as before). With ``targets`` (:class:`imsim.calibration.CalibratedTargets`):
+    :func:`calibrated_fit` with posterior draw ``draw`` (``None``: the point).
+    """
+    if targets is not None:
+        return calibrated_fit(baseline, effects, targets, draw)
     cells = baseline.pooled_cells()
     s, r = cells.s_idx, cells.r_idx
     births = cells.births.astype(float)
@@ -113,4 +125,50 @@ def direct_fit(baseline: Baseline, effects: dict[str, float], iters: int = 40,
             break
     fit = Fit.identity()
     fit.m_cause[:, s, r] = m[None, :]
+    return fit
+
+
+def calibrated_fit(baseline: Baseline, effects: dict[str, float], targets, draw: int | None = None,
+                   engine_iters: int = 3, rake_iters: int = 200, tol: float = 1e-9) -> Fit:
+    """Multipliers that make the expected engine reproduce calibrated ``targets``.
+
+    ``m_cause[c, s, r] = k[s, r] * f[c, r]``: the cell factor ``k`` hits the cell IMR
+    (``targets.cell_imr(draw)``), the race x cause factor ``f`` the race's cause shares
+    (``targets.cause_share``). Deaths are nearly linear in the multipliers (competing risks are
+    rare), so ``k`` and ``f`` are raked on ``m * D`` with ``D`` the deaths per unit multiplier,
+    and ``D`` is refreshed from the engine ``engine_iters`` times.
+    """
+    cells = baseline.pooled_cells()
+    s, r = cells.s_idx, cells.r_idx
+    births = cells.births.astype(float)
+    ga_shift = targets.ga_shift_cuts()
+    params0 = baseline.params(cells, effects, Fit(ga_shift, np.ones((3, N_S, N_R))))
+    target = targets.cell_imr(draw)[s, r] * births / 1000.0           # deaths per cell
+    share = targets.cause_share[r].T                                   # [3, n]
+    onehot = np.zeros((N_R, cells.n))
+    onehot[r, np.arange(cells.n)] = 1.0
+    race_deaths = onehot @ target                                      # [R]
+    race_cause = targets.cause_share.T * race_deaths[None, :]          # [3, R]
+    m = np.ones((3, cells.n))
+    D = _deaths_by_cause(params0)                                      # deaths at m = 1
+    f = np.ones((3, N_R))
+    k = np.ones(cells.n)
+    for it in range(engine_iters + 1):
+        for _ in range(rake_iters):
+            k = target / np.maximum((f[:, r] * D).sum(axis=0), 1e-300)
+            got = (k[None, :] * D) @ onehot.T                          # [3, R]
+            ratio = np.where(got > 0, race_cause / np.maximum(got, 1e-300), 1.0)
+            f_new = ratio
+            if np.max(np.abs(f_new / f - 1.0)) < tol:
+                f = f_new
+                break
+            f = f_new
+        k = target / np.maximum((f[:, r] * D).sum(axis=0), 1e-300)
+        m = k[None, :] * f[:, r]
+        if it == engine_iters:
+            break
+        actual = _deaths_by_cause(scaled(params0, m))
+        D = actual / m                                                 # effective per unit
+    fit = Fit(ga_shift, np.ones((3, N_S, N_R)), source=f"calibration:{targets.name}", draw=draw)
+    fit.m_cause[:, s, r] = m
     return fit

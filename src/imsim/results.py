@@ -159,7 +159,7 @@ def _best_state_imr(result) -> float:
     from .runner import _FIT_CACHE, _fit_for
 
     effects = result.effects[0]
-    fit = _fit_for(inputs.baseline, effects, _FIT_CACHE)
+    fit = _fit_for(inputs.baseline, effects, _FIT_CACHE, inputs.calibration)
     d = expected_deaths(inputs.baseline, cells, effects, fit).sum(axis=0)
     per_state = np.bincount(cells.s_idx, d, minlength=len(STATES))
     births = np.bincount(cells.s_idx, cells.births, minlength=len(STATES))
@@ -310,12 +310,22 @@ def manifest(result) -> dict:
         "births": int(result.inputs.cells.births.sum()),
         "data_hash": data_hash(),
         "calibration": result.fit_source,
+        "calibration_detail": _calibration_meta(result.inputs.calibration),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "dependencies": versions,
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _calibration_meta(cal) -> dict | None:
+    if cal is None:
+        return None
+    meta = getattr(cal, "meta", {}) or {}
+    return {"name": cal.name, "path": str(getattr(cal, "path", "")),
+            "data_hash": meta.get("data_hash"), "targets_hash": meta.get("targets_hash"),
+            "stale": bool(getattr(cal, "stale", False))}
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:

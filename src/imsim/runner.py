@@ -7,6 +7,7 @@ draw share effects, fit and (microsim) random numbers, so their difference is a 
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -45,6 +46,7 @@ class RunInputs:
     options: list[dict[str, dict]]           # per cell: strategy -> options
     evidence: EvidenceLibrary
     collaborative: object = None             # quarterly coverage DataFrame when an ABM ran
+    calibration: object = None               # CalibratedTargets (None: direct fit)
 
 
 @dataclass
@@ -143,6 +145,28 @@ def resolve_inputs(scenario: Scenario, baseline: Baseline | None = None) -> RunI
     return RunInputs(scenario, baseline, cells, coverage, options, evidence, abm)
 
 
+def unique_cells(inputs: RunInputs) -> tuple[RunInputs, np.ndarray]:
+    """Inputs reduced to cells with distinct parameters, each with one birth, and the index map.
+
+    Two cells share parameters when they have the same state, race and coverage of every
+    strategy (years differ only in births and coverage). Returns ``(unique_inputs, inverse)``
+    with ``cells[i]`` ~ ``unique.cells[inverse[i]]``.
+    """
+    cells = inputs.cells
+    key = np.column_stack([cells.s_idx, cells.r_idx]
+                          + [inputs.coverage[k] for k in STRATEGIES]).astype(float)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    ucells = Cells(cells.year[first], cells.s_idx[first], cells.r_idx[first],
+                   np.ones(first.shape[0], dtype=np.int64))
+    unique = RunInputs(
+        scenario=inputs.scenario, baseline=inputs.baseline, cells=ucells,
+        coverage={k: v[first] for k, v in inputs.coverage.items()},
+        options=[inputs.options[i] for i in first], evidence=inputs.evidence,
+        collaborative=inputs.collaborative, calibration=inputs.calibration)
+    return unique, inverse
+
+
 def _option_groups(options, strategy):
     """Group cell indices by their option dict for one strategy."""
     groups: dict[str, tuple[dict, list[int]]] = {}
@@ -201,32 +225,64 @@ def effect_draws(evidence: EvidenceLibrary, seed: int, replicates: int) -> list[
     return draws
 
 
+_FIT_CACHE: dict = {}
+_CAL_CACHE: dict = {}
+
+
+def get_calibration(name=None):
+    """The calibration to fit the baseline to: a name or folder (``None``/``"default"``: the
+    default fit, ``"direct"``: none -- the direct fit to observed cells); loaded once."""
+    if name is not None and not isinstance(name, (str, os.PathLike)):
+        return name                      # already a CalibratedTargets
+    key = "default" if name is None else str(name)
+    if key not in _CAL_CACHE:
+        from .calibration import load_calibration
+
+        _CAL_CACHE[key] = load_calibration(None if key == "default" else key)
+    return _CAL_CACHE[key]
+
+
+def calibration_draw(calibration, d: int) -> int | None:
+    """Posterior draw used by uncertainty draw ``d`` (draw 0: the point estimate)."""
+    if calibration is None or d == 0:
+        return None
+    k = int(calibration.imr_draws.shape[0])
+    return (d - 1) % k
+
+
 def _fit_for(baseline: Baseline, effects: dict[str, float], cache: dict,
              calibration=None, draw: int | None = None) -> Fit:
+    """Fit for ``effects`` and a calibration (object or None = direct), cached."""
     key = (tuple((k, effects[k]) for k in BASELINE_EFFECTS if k in effects), id(calibration),
            draw)
     if key not in cache:
         if len(cache) > 512:
             cache.clear()
-        cache[key] = direct_fit(baseline, effects)
+        cache[key] = direct_fit(baseline, effects, targets=calibration, draw=draw)
     return cache[key]
-
-
-_FIT_CACHE: dict = {}
 
 
 def fit_for_draw(baseline: Baseline, effects: dict[str, float], calibration=None,
                  draw: int | None = None) -> Fit:
-    """The baseline fit for effect values ``effects`` (and a calibration posterior draw).
+    """The baseline fit for effect values ``effects`` and calibration posterior draw ``draw``.
 
-    Cached by the effects that enter the baseline, so strategy-efficacy draws reuse fits.
+    ``calibration``: a CalibratedTargets, a name/folder, ``None`` (the default fit) or
+    ``"direct"``. Cached by the effects that enter the baseline, so strategy-efficacy draws
+    reuse fits.
     """
-    return _fit_for(baseline, effects, _FIT_CACHE, calibration, draw)
+    cal = get_calibration(calibration)
+    if cal is not None and draw is not None:
+        draw = int(draw) % int(cal.imr_draws.shape[0])
+    return _fit_for(baseline, effects, _FIT_CACHE, cal, draw)
 
 
 def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
-        replicates: int | None = None, progress: bool = False) -> Result:
-    """Run ``scenario``; arguments given here override the scenario's own settings."""
+        replicates: int | None = None, progress: bool = False, calibration=None) -> Result:
+    """Run ``scenario``; arguments given here override the scenario's own settings.
+
+    ``calibration``: a calibration name or folder (default: the scenario's, else the packaged
+    default fit); ``"direct"`` fits the baseline directly to the observed cells instead.
+    """
     engine = scenario.engine if engine is None else engine
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}'; allowed: {', '.join(ENGINES)}")
@@ -237,7 +293,9 @@ def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
     if replicates < 1:
         raise InputError(f"replicates must be at least 1, got {replicates}")
     t0 = time.perf_counter()
+    cal = get_calibration(calibration if calibration is not None else scenario.calibration)
     inputs = resolve_inputs(scenario)
+    inputs.calibration = cal
     draws = effect_draws(inputs.evidence, seed, replicates)
     t1 = time.perf_counter()
     n_draws = len(draws)
@@ -251,16 +309,25 @@ def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
 
         bar = tqdm(total=n_draws, desc=f"{engine} draws", unit="draw", leave=False)
     t_engine = 0.0
+    if engine == "expected":
+        unique, inverse = unique_cells(inputs)
+        births = inputs.cells.births.astype(float)[:, None]
     for d, effects in enumerate(draws):
-        fit = _fit_for(inputs.baseline, effects, _FIT_CACHE)
-        base = inputs.baseline.params(inputs.cells, effects, fit)
-        scen = scenario_params(inputs, base, effects)
-        tb, ts = build_tables(base), build_tables(scen)
-        te = time.perf_counter()
+        fit = _fit_for(inputs.baseline, effects, _FIT_CACHE, cal, calibration_draw(cal, d))
         if engine == "expected":
-            out_b[d] = expected(tb)
-            out_s[d] = expected(ts)
+            # Expected counts are proportional to births: evaluate each distinct parameter set
+            # once per birth and scale (years with the same coverage share one evaluation).
+            base = inputs.baseline.params(unique.cells, effects, fit)
+            scen = scenario_params(unique, base, effects)
+            tb, ts = build_tables(base), build_tables(scen)
+            te = time.perf_counter()
+            out_b[d] = expected(tb)[inverse] * births
+            out_s[d] = expected(ts)[inverse] * births
         else:
+            base = inputs.baseline.params(inputs.cells, effects, fit)
+            scen = scenario_params(inputs, base, effects)
+            tb, ts = build_tables(base), build_tables(scen)
+            te = time.perf_counter()
             out_b[d] = microsim(tb, seed, replicate=d)
             # Cells whose tables are the same in both arms have the same outcomes (CRN by
             # construction): simulate only the cells the scenario changes.
@@ -278,4 +345,4 @@ def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
     return Result(inputs=inputs, engine=engine, seed=seed, replicates=replicates,
                   arms=Arms(out_b, out_s), effects=draws,
                   timings={"resolve_s": t1 - t0, "draws_s": t2 - t1, "engine_s": t_engine},
-                  fit_source="direct")
+                  fit_source="direct" if cal is None else f"calibration:{cal.name}")

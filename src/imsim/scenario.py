@@ -325,6 +325,9 @@ class Scenario(_Strict):
         description="Relative change in births per year after 2017 (0 = held constant).")
     collaborative: dict[str, Any] | None = Field(
         default=None, description="A learning-collaborative block (see docs/collaborative.md).")
+    calibration: str | None = Field(
+        default=None, description="Calibration to use: 'default' (the packaged fit), a name "
+                                  "under calibration/, a folder, or 'direct'.")
 
     @field_validator("name")
     @classmethod
