@@ -23,7 +23,7 @@ import pandas as pd
 from .baseline import N_R, N_S, R_INDEX, S_INDEX, Baseline
 from .data import load_table
 from .engines import expected
-from .kernels import N_BANDS, OUT_DEATHS
+from .kernels import N_BANDS, OUT_DEATHS, rake_multipliers
 from .model import build_tables
 
 
@@ -153,17 +153,10 @@ def calibrated_fit(baseline: Baseline, effects: dict[str, float], targets, draw:
     D = _deaths_by_cause(params0)                                      # deaths at m = 1
     f = np.ones((3, N_R))
     k = np.ones(cells.n)
+    r_idx = np.ascontiguousarray(r, dtype=np.int64)
     for it in range(engine_iters + 1):
-        for _ in range(rake_iters):
-            k = target / np.maximum((f[:, r] * D).sum(axis=0), 1e-300)
-            got = (k[None, :] * D) @ onehot.T                          # [3, R]
-            ratio = np.where(got > 0, race_cause / np.maximum(got, 1e-300), 1.0)
-            f_new = ratio
-            if np.max(np.abs(f_new / f - 1.0)) < tol:
-                f = f_new
-                break
-            f = f_new
-        k = target / np.maximum((f[:, r] * D).sum(axis=0), 1e-300)
+        k = rake_multipliers(target, np.ascontiguousarray(D), r_idx, race_cause, f, rake_iters,
+                             tol)
         m = k[None, :] * f[:, r]
         if it == engine_iters:
             break

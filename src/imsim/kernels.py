@@ -414,3 +414,42 @@ def birth_weights(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, out):
                                 out[c, band, 1, dc] += wb * (1.0 - p_l3[c])
                             else:
                                 out[c, band, 0, dc] += wb
+
+
+@nb.njit(**JIT_OPTIONS)
+def rake_multipliers(target, deaths_unit, race, race_cause, f, iters, tol):
+    """Rake cell and race x cause death multipliers (``m[c, i] = k[i] * f[c, race[i]]``).
+
+    ``target[n]``: deaths per cell; ``deaths_unit[3, n]``: deaths per unit multiplier;
+    ``race[n]``: race index; ``race_cause[3, R]``: deaths by cause and race; ``f[3, R]``: the
+    starting race x cause factors (updated in place). Alternates ``k`` (cells hit their totals)
+    and ``f`` (races hit their cause split) until ``f`` changes by less than ``tol``. Returns ``k``.
+    """
+    n = target.shape[0]
+    n_r = race_cause.shape[1]
+    k = np.empty(n)
+    got = np.empty((3, n_r))
+    for _ in range(iters):
+        for i in range(n):
+            tot = 0.0
+            for c in range(3):
+                tot += f[c, race[i]] * deaths_unit[c, i]
+            k[i] = target[i] / max(tot, 1e-300)
+        got[:, :] = 0.0
+        for i in range(n):
+            for c in range(3):
+                got[c, race[i]] += k[i] * deaths_unit[c, i]
+        change = 0.0
+        for c in range(3):
+            for j in range(n_r):
+                new = race_cause[c, j] / got[c, j] if got[c, j] > 0 else 1.0
+                change = max(change, abs(new / f[c, j] - 1.0))
+                f[c, j] = new
+        if change < tol:
+            break
+    for i in range(n):
+        tot = 0.0
+        for c in range(3):
+            tot += f[c, race[i]] * deaths_unit[c, i]
+        k[i] = target[i] / max(tot, 1e-300)
+    return k
