@@ -17,11 +17,16 @@ CHUNK_BIRTHS = 1 << 16
 _SEED_MAX = 2**64 - 1
 
 
+#: Below this many cells the expected engine runs on one thread (thread start-up costs more).
+SERIAL_BELOW = 8192
+
+
 def expected(tables: Tables) -> np.ndarray:
     """Exact expected counts, float64 ``[n_cells, N_OUT]``."""
     n = tables.births.shape[0]
     out = np.zeros((n, K.N_OUT))
-    K.expected_counts(tables.births.astype(np.float64), tables.p_li, tables.p_exp, tables.p_us,
+    kernel = K.expected_counts_serial if n < SERIAL_BELOW else K.expected_counts
+    kernel(tables.births.astype(np.float64), tables.p_li, tables.p_exp, tables.p_us,
                       tables.p_prog, tables.p_sd, tables.p_l3, tables.ga_cum, tables.death_cum,
                       out)
     return out

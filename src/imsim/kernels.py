@@ -257,6 +257,93 @@ def simulate_counts(chunk_cell, chunk_start, chunk_len, cell_uid, key0, key1, re
             out[ch, k] = acc[k]
 
 
+@nb.njit(inline="always", **JIT_OPTIONS)
+def _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out):
+    """Expected outcome counts of cell ``c`` into ``out[c]`` (see :func:`expected_counts`)."""
+    acc = np.zeros(N_OUT)
+    band_p = np.zeros(N_BANDS)
+    nb_ = births[c]
+    for li in range(2):
+        w_li = p_li[c] if li == 1 else 1.0 - p_li[c]
+        if w_li == 0.0:
+            continue
+        psd = p_sd[c] if li == 1 else 0.0
+        for smk in range(2):
+            w_smk = p_exp[c, 0, li] if smk == 1 else 1.0 - p_exp[c, 0, li]
+            if w_smk == 0.0:
+                continue
+            for sd in range(2):
+                w_sd = psd if sd == 1 else 1.0 - psd
+                if w_sd == 0.0:
+                    continue
+                w_a = w_li * w_smk * w_sd
+                # GA band distribution given (li, smk, sd), summed over pp, ipi, prog, eet.
+                for k in range(N_BANDS):
+                    band_p[k] = 0.0
+                w_pp_tot = 0.0
+                w_prog_tot = 0.0
+                for pp in range(2):
+                    w_pp = p_exp[c, 1, li] if pp == 1 else 1.0 - p_exp[c, 1, li]
+                    pprog = p_prog[c] if pp == 1 else 0.0
+                    for ipi in range(2):
+                        w_ipi = p_exp[c, 2, li] if ipi == 1 else 1.0 - p_exp[c, 2, li]
+                        for prog in range(2):
+                            w_prog = pprog if prog == 1 else 1.0 - pprog
+                            w = w_pp * w_ipi * w_prog
+                            if w == 0.0:
+                                continue
+                            combo = smk + 2 * pp + 4 * ipi + 8 * li + 16 * prog + 32 * sd
+                            prev = 0.0
+                            for k in range(N_CUTS):
+                                cum = ga_cum[c, combo, k]
+                                band_p[k] += w * (cum - prev)
+                                prev = cum
+                            band_p[N_BANDS - 1] += w * (1.0 - prev)
+                            w_pp_tot += w * pp
+                            w_prog_tot += w * prog
+                # Elective early-term delivery moves 39+ births to 37-38 weeks.
+                peet = p_exp[c, 3, li]
+                moved = band_p[N_BANDS - 1] * peet
+                band_p[N_BANDS - 1] -= moved
+                band_p[N_BANDS - 2] += moved
+                for us in range(2):
+                    w_us = p_us[c, li, smk] if us == 1 else 1.0 - p_us[c, li, smk]
+                    if w_us == 0.0:
+                        continue
+                    w = nb_ * w_a * w_us
+                    dc = smk + 2 * us + 4 * li + 8 * sd
+                    for band in range(N_BANDS):
+                        wb = w * band_p[band]
+                        acc[OUT_BIRTHS + band] += wb
+                        if band < 2:
+                            acc[OUT_LT32] += wb
+                            acc[OUT_L3] += wb * p_l3[c]
+                            parts = 2
+                        else:
+                            parts = 1
+                        for nonl3 in range(parts):
+                            if band < 2:
+                                wl = wb * ((1.0 - p_l3[c]) if nonl3 == 1 else p_l3[c])
+                            else:
+                                wl = wb
+                            t0 = death_cum[c, band, nonl3, dc, 0]
+                            t1 = death_cum[c, band, nonl3, dc, 1]
+                            t2 = death_cum[c, band, nonl3, dc, 2]
+                            acc[OUT_DEATHS + band] += wl * t0
+                            acc[OUT_DEATHS + N_BANDS + band] += wl * (t1 - t0)
+                            acc[OUT_DEATHS + 2 * N_BANDS + band] += wl * (t2 - t1)
+                    acc[OUT_US] += w * us
+                    acc[OUT_SMK] += w * smk
+                    acc[OUT_LI] += w * li
+                    acc[OUT_SD] += w * sd
+                    acc[OUT_PP] += w * w_pp_tot
+                    acc[OUT_PROG] += w * w_prog_tot
+                    acc[OUT_IPI] += w * p_exp[c, 2, li]
+                    acc[OUT_EET] += w * peet
+    for k in range(N_OUT):
+        out[c, k] = acc[k]
+
+
 @nb.njit(**JIT_PARALLEL_OPTIONS)
 def expected_counts(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out):
     """Write the exact expected outcome counts of each cell into ``out[cell]``.
@@ -266,90 +353,16 @@ def expected_counts(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death
     early-term delivery (which act only through gestational age). Arguments as in
     :func:`simulate_counts`; ``births`` is float64[n], ``out`` float64[n, N_OUT].
     """
-    n = births.shape[0]
-    for c in nb.prange(n):
-        acc = np.zeros(N_OUT)
-        band_p = np.zeros(N_BANDS)
-        nb_ = births[c]
-        for li in range(2):
-            w_li = p_li[c] if li == 1 else 1.0 - p_li[c]
-            if w_li == 0.0:
-                continue
-            psd = p_sd[c] if li == 1 else 0.0
-            for smk in range(2):
-                w_smk = p_exp[c, 0, li] if smk == 1 else 1.0 - p_exp[c, 0, li]
-                if w_smk == 0.0:
-                    continue
-                for sd in range(2):
-                    w_sd = psd if sd == 1 else 1.0 - psd
-                    if w_sd == 0.0:
-                        continue
-                    w_a = w_li * w_smk * w_sd
-                    # GA band distribution given (li, smk, sd), summed over pp, ipi, prog, eet.
-                    for k in range(N_BANDS):
-                        band_p[k] = 0.0
-                    w_pp_tot = 0.0
-                    w_prog_tot = 0.0
-                    for pp in range(2):
-                        w_pp = p_exp[c, 1, li] if pp == 1 else 1.0 - p_exp[c, 1, li]
-                        pprog = p_prog[c] if pp == 1 else 0.0
-                        for ipi in range(2):
-                            w_ipi = p_exp[c, 2, li] if ipi == 1 else 1.0 - p_exp[c, 2, li]
-                            for prog in range(2):
-                                w_prog = pprog if prog == 1 else 1.0 - pprog
-                                w = w_pp * w_ipi * w_prog
-                                if w == 0.0:
-                                    continue
-                                combo = smk + 2 * pp + 4 * ipi + 8 * li + 16 * prog + 32 * sd
-                                prev = 0.0
-                                for k in range(N_CUTS):
-                                    cum = ga_cum[c, combo, k]
-                                    band_p[k] += w * (cum - prev)
-                                    prev = cum
-                                band_p[N_BANDS - 1] += w * (1.0 - prev)
-                                w_pp_tot += w * pp
-                                w_prog_tot += w * prog
-                    # Elective early-term delivery moves 39+ births to 37-38 weeks.
-                    peet = p_exp[c, 3, li]
-                    moved = band_p[N_BANDS - 1] * peet
-                    band_p[N_BANDS - 1] -= moved
-                    band_p[N_BANDS - 2] += moved
-                    for us in range(2):
-                        w_us = p_us[c, li, smk] if us == 1 else 1.0 - p_us[c, li, smk]
-                        if w_us == 0.0:
-                            continue
-                        w = nb_ * w_a * w_us
-                        dc = smk + 2 * us + 4 * li + 8 * sd
-                        for band in range(N_BANDS):
-                            wb = w * band_p[band]
-                            acc[OUT_BIRTHS + band] += wb
-                            if band < 2:
-                                acc[OUT_LT32] += wb
-                                acc[OUT_L3] += wb * p_l3[c]
-                                parts = 2
-                            else:
-                                parts = 1
-                            for nonl3 in range(parts):
-                                if band < 2:
-                                    wl = wb * ((1.0 - p_l3[c]) if nonl3 == 1 else p_l3[c])
-                                else:
-                                    wl = wb
-                                t0 = death_cum[c, band, nonl3, dc, 0]
-                                t1 = death_cum[c, band, nonl3, dc, 1]
-                                t2 = death_cum[c, band, nonl3, dc, 2]
-                                acc[OUT_DEATHS + band] += wl * t0
-                                acc[OUT_DEATHS + N_BANDS + band] += wl * (t1 - t0)
-                                acc[OUT_DEATHS + 2 * N_BANDS + band] += wl * (t2 - t1)
-                        acc[OUT_US] += w * us
-                        acc[OUT_SMK] += w * smk
-                        acc[OUT_LI] += w * li
-                        acc[OUT_SD] += w * sd
-                        acc[OUT_PP] += w * w_pp_tot
-                        acc[OUT_PROG] += w * w_prog_tot
-                        acc[OUT_IPI] += w * p_exp[c, 2, li]
-                        acc[OUT_EET] += w * peet
-        for k in range(N_OUT):
-            out[c, k] = acc[k]
+    for c in nb.prange(births.shape[0]):
+        _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out)
+
+
+@nb.njit(**JIT_OPTIONS)
+def expected_counts_serial(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum,
+                           out):
+    """:func:`expected_counts` on one thread (faster for a few thousand cells or fewer)."""
+    for c in range(births.shape[0]):
+        _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out)
 
 
 @nb.njit(**JIT_PARALLEL_OPTIONS)
@@ -453,3 +466,79 @@ def rake_multipliers(target, deaths_unit, race, race_cause, f, iters, tol):
             tot += f[c, race[i]] * deaths_unit[c, i]
         k[i] = target[i] / max(tot, 1e-300)
     return k
+
+
+@nb.njit(**JIT_OPTIONS)
+def ga_table(theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd, out):
+    """Cumulative GA probabilities ``out[n, 64, 5]`` from the cut-points and log odds ratios.
+
+    ``P(GA < cut_k | combination) = expit(theta_k + sum_x beta_xk x)`` over the combination bits
+    ``smk, pp, ipi, li, prog, sd`` (bit 0 first), made non-decreasing in k.
+    """
+    n = theta.shape[0]
+    for c in range(n):
+        for combo in range(64):
+            smk = combo & 1
+            pp = (combo >> 1) & 1
+            ipi = (combo >> 2) & 1
+            li = (combo >> 3) & 1
+            prog = (combo >> 4) & 1
+            sd = (combo >> 5) & 1
+            prev = 0.0
+            for k in range(N_CUTS):
+                eta = (theta[c, k] + smk * beta_smk[c, k] + pp * beta_pp[c, k]
+                       + ipi * beta_ipi[c, k] + li * beta_li[c, k] + prog * beta_prog[c, k]
+                       + sd * beta_sd[c, k])
+                p = 1.0 / (1.0 + np.exp(-eta))
+                if p < prev:
+                    p = prev
+                out[c, combo, k] = p
+                prev = p
+
+
+@nb.njit(inline="always", **JIT_OPTIONS)
+def _apply_or(p, odds_ratio):
+    return odds_ratio * p / (1.0 - p + odds_ratio * p)
+
+
+@nb.njit(**JIT_OPTIONS)
+def death_table(q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid, or_us_smk, rr_li_pn,
+                rr_sd_death, cap, out):
+    """Cumulative death thresholds ``out[n, 6, 2, 16, 3]`` (see the module docstring).
+
+    Odds ratios act on the odds, risk ratios multiply the probability (capped at ``cap``): as in
+    :func:`imsim.model.death_probabilities`.
+    """
+    n = q_neo.shape[0]
+    for c in range(n):
+        for band in range(N_BANDS):
+            for nonl3 in range(2):
+                for dc in range(16):
+                    smk = dc & 1
+                    us = (dc >> 1) & 1
+                    li = (dc >> 2) & 1
+                    sd = (dc >> 3) & 1
+                    rr_sd = rr_sd_death[c] if sd == 1 else 1.0
+                    p = q_neo[c, band]
+                    if band < 2 and nonl3 == 1:
+                        p = _apply_or(p, or_nonl3[c])
+                    p_neo = min(p * rr_sd, cap)
+                    o = 1.0
+                    if us == 1:
+                        o *= or_us_suid[c]
+                        if smk == 1:
+                            o *= or_us_smk[c]
+                    rr = rr_sd
+                    if smk == 1:
+                        rr *= rr_smk_suid[c]
+                    if li == 1:
+                        rr *= rr_li_pn[c]
+                    p_suid = min(_apply_or(q_suid[c, band], o) * rr, cap)
+                    rr_o = rr_sd * (rr_li_pn[c] if li == 1 else 1.0)
+                    p_oth = min(q_oth[c, band] * rr_o, cap)
+                    t0 = p_neo
+                    t1 = t0 + (1.0 - p_neo) * p_suid
+                    t2 = t1 + (1.0 - p_neo) * (1.0 - p_suid) * p_oth
+                    out[c, band, nonl3, dc, 0] = t0
+                    out[c, band, nonl3, dc, 1] = t1
+                    out[c, band, nonl3, dc, 2] = t2

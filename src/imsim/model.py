@@ -150,7 +150,11 @@ def apply_or(p, odds_ratio):
     return odds_ratio * p / (1.0 - p + odds_ratio * p)
 
 
-def apply_rr(p, risk_ratio, cap: float = 0.999):
+#: A risk ratio never pushes a death probability above this.
+RISK_CAP = 0.999
+
+
+def apply_rr(p, risk_ratio, cap: float = RISK_CAP):
     """Return ``p`` times a risk ratio, capped at ``cap`` (a probability never reaches 1)."""
     return np.minimum(np.asarray(p, dtype=float) * np.asarray(risk_ratio, dtype=float), cap)
 
@@ -199,7 +203,14 @@ def ga_cumulative(params: CellParams) -> np.ndarray:
     hit = _GA_CACHE.get(key)
     if hit is not None:
         return hit
-    cum = np.maximum.accumulate(expit(ga_linear_predictor(params)), axis=2)
+    from . import kernels as K
+
+    f = np.ascontiguousarray
+    cum = np.empty((params.n, 64, N_CUTS))
+    K.ga_table(f(params.theta, dtype=float), f(params.beta_smk, dtype=float),
+               f(params.beta_pp, dtype=float), f(params.beta_ipi, dtype=float),
+               f(params.beta_li, dtype=float), f(params.beta_prog, dtype=float),
+               f(params.beta_sd, dtype=float), cum)
     cum.setflags(write=False)
     if len(_GA_CACHE) >= 64:
         _GA_CACHE.clear()
@@ -242,13 +253,25 @@ def death_probabilities(params: CellParams):
             np.broadcast_to(p_oth, shape))
 
 
+def death_cumulative(params: CellParams) -> np.ndarray:
+    """[n, 6, 2, 16, 3] cumulative death thresholds (Numba; same formulas as
+    :func:`death_probabilities`, which documents them in NumPy)."""
+    from . import kernels as K
+
+    f = np.ascontiguousarray
+    out = np.empty((params.n, N_BANDS, 2, 16, 3))
+    K.death_table(f(params.q_neo, dtype=float), f(params.q_suid, dtype=float),
+                  f(params.q_oth, dtype=float), *(f(np.broadcast_to(getattr(params, k), (params.n,)),
+                                                    dtype=float) for k in
+                                                  ("or_nonl3", "or_us_suid", "rr_smk_suid",
+                                                   "or_us_smk", "rr_li_pn", "rr_sd_death")),
+                  RISK_CAP, out)
+    return out
+
+
 def build_tables(params: CellParams) -> Tables:
     """Translate named cell parameters into the tables both engines read."""
-    p_neo, p_suid, p_oth = death_probabilities(params)
-    t0 = p_neo
-    t1 = t0 + (1.0 - p_neo) * p_suid
-    t2 = t1 + (1.0 - p_neo) * (1.0 - p_suid) * p_oth
-    death_cum = np.ascontiguousarray(np.stack([t0, t1, t2], axis=-1))
+    death_cum = death_cumulative(params)
     return Tables(
         births=np.ascontiguousarray(params.births, dtype=np.int64),
         uid=np.ascontiguousarray(params.uid, dtype=np.uint64),
