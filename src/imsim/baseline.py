@@ -233,7 +233,7 @@ def reference_neonatal(q_avg, p_l3, or_nonl3):
     return q_avg
 
 
-def solve_cutpoints(params: CellParams, target_cum, iters: int = 46) -> np.ndarray:
+def solve_cutpoints(params: CellParams, target_cum) -> np.ndarray:
     """Cut-points theta [n, 5] so the marginal P(GA < cut_k) equals ``target_cum`` [n, 5].
 
     The marginal is over the cell's joint exposure distribution (without treatments); at the
@@ -256,19 +256,13 @@ def solve_cutpoints(params: CellParams, target_cum, iters: int = 46) -> np.ndarr
            + bits[None, :, 1, None] * params.beta_pp[:, None, :]
            + bits[None, :, 2, None] * params.beta_ipi[:, None, :]
            + bits[None, :, 3, None] * params.beta_li[:, None, :])
-    last = np.zeros(5)
-    last[4] = 1.0
-    lo = np.full((n, 5), -30.0)
-    hi = np.full((n, 5), 30.0)
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        c = expit(mid[:, None, :] + off)
-        c = c + last[None, None, :] * (1 - c) * eet[:, :, None]
-        val = np.einsum("nj,njk->nk", w, c)
-        above = val > target_cum
-        hi = np.where(above, mid, hi)
-        lo = np.where(above, lo, mid)
-    return 0.5 * (lo + hi)
+    from .kernels import solve_cutpoints_kernel
+
+    theta = np.empty((n, 5))
+    solve_cutpoints_kernel(np.ascontiguousarray(w), np.ascontiguousarray(off),
+                           np.ascontiguousarray(eet), np.ascontiguousarray(target_cum, dtype=float),
+                           1e-13, theta)
+    return theta
 
 
 # ---------------------------------------------------------------------------------------------

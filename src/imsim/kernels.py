@@ -542,3 +542,49 @@ def death_table(q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid, or_us_s
                     out[c, band, nonl3, dc, 0] = t0
                     out[c, band, nonl3, dc, 1] = t1
                     out[c, band, nonl3, dc, 2] = t2
+
+
+@nb.njit(**JIT_OPTIONS)
+def solve_cutpoints_kernel(w, off, eet, target, tol, out):
+    """Cut-points ``out[n, 5]`` with ``sum_j w[c, j] F_k(theta + off[c, j, k]) = target[c, k]``.
+
+    ``F_k`` is the logistic function, except at the last cut (39 weeks) where elective early-term
+    delivery adds ``(1 - F) eet[c, j]``. Safeguarded Newton (bisection when a step leaves the
+    bracket); ``w[n, J]`` combination weights summing to 1.
+    """
+    n, n_j = w.shape
+    for c in range(n):
+        for k in range(N_CUTS):
+            tgt = target[c, k]
+            lo = -40.0
+            hi = 40.0
+            x = np.log(tgt / (1.0 - tgt))
+            mean_off = 0.0
+            for j in range(n_j):
+                mean_off += w[c, j] * off[c, j, k]
+            x -= mean_off
+            for _ in range(100):
+                val = 0.0
+                der = 0.0
+                for j in range(n_j):
+                    p = 1.0 / (1.0 + np.exp(-(x + off[c, j, k])))
+                    d = p * (1.0 - p)
+                    if k == N_CUTS - 1:
+                        val += w[c, j] * (p + (1.0 - p) * eet[c, j])
+                        der += w[c, j] * d * (1.0 - eet[c, j])
+                    else:
+                        val += w[c, j] * p
+                        der += w[c, j] * d
+                f = val - tgt
+                if f > 0:
+                    hi = x
+                else:
+                    lo = x
+                if abs(f) < tol:
+                    break
+                step = f / der if der > 0 else 0.0
+                nxt = x - step
+                if not (lo < nxt < hi) or der <= 0:
+                    nxt = 0.5 * (lo + hi)
+                x = nxt
+            out[c, k] = x
