@@ -399,15 +399,19 @@ class _Prepared:
                 if idx.size == 0:
                     continue
                 opts = self.option_values[(s, int(g))]
-                sub = scen.take(idx)
-                e_sub = {e: v[idx] for e, v in E.items()}
+                whole = idx.size == scen.n            # every cell: edit in place, no copies
+                sub = scen if whole else scen.take(idx)
+                e_sub = E if whole else {e: v[idx] for e, v in E.items()}
                 if s == "social_determinants":
+                    e_sub = dict(e_sub)
                     e_sub["income_support_ptb_or"] = e_sub["income_support_ptb_or"][:, None]
+                ci = c if whole else c[idx]
                 if s == "preterm_prevention":
-                    S.preterm_prevention(sub, c[idx], e_sub, opts, short[idx])
+                    S.preterm_prevention(sub, ci, e_sub, opts, short if whole else short[idx])
                 else:
-                    S.LEVERS[s](sub, c[idx], e_sub, opts)
-                scen.put(idx, sub)
+                    S.LEVERS[s](sub, ci, e_sub, opts)
+                if not whole:
+                    scen.put(idx, sub)
         tables = self._tables(scen, pre, [b[1] for b in bases])
         out_s = expected(tables).reshape(k, nu, -1)
         out_b = np.stack([b[2] for b in bases])

@@ -476,24 +476,30 @@ def ga_table(theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd, ou
     ``smk, pp, ipi, li, prog, sd`` (bit 0 first), made non-decreasing in k.
     """
     n = theta.shape[0]
+    prod = np.empty(64)
+    fac = np.empty(6)
     for c in range(n):
+        for k in range(N_CUTS):
+            # exp(-eta) of every combination as a product of per-bit factors (64 products
+            # instead of 64 exponentials); bit order smk, pp, ipi, li, prog, sd.
+            fac[0] = np.exp(-beta_smk[c, k])
+            fac[1] = np.exp(-beta_pp[c, k])
+            fac[2] = np.exp(-beta_ipi[c, k])
+            fac[3] = np.exp(-beta_li[c, k])
+            fac[4] = np.exp(-beta_prog[c, k])
+            fac[5] = np.exp(-beta_sd[c, k])
+            prod[0] = np.exp(-theta[c, k])
+            size = 1
+            for b in range(6):
+                for j in range(size):
+                    prod[size + j] = prod[j] * fac[b]
+                size *= 2
+            for combo in range(64):
+                out[c, combo, k] = 1.0 / (1.0 + prod[combo])
         for combo in range(64):
-            smk = combo & 1
-            pp = (combo >> 1) & 1
-            ipi = (combo >> 2) & 1
-            li = (combo >> 3) & 1
-            prog = (combo >> 4) & 1
-            sd = (combo >> 5) & 1
-            prev = 0.0
-            for k in range(N_CUTS):
-                eta = (theta[c, k] + smk * beta_smk[c, k] + pp * beta_pp[c, k]
-                       + ipi * beta_ipi[c, k] + li * beta_li[c, k] + prog * beta_prog[c, k]
-                       + sd * beta_sd[c, k])
-                p = 1.0 / (1.0 + np.exp(-eta))
-                if p < prev:
-                    p = prev
-                out[c, combo, k] = p
-                prev = p
+            for k in range(1, N_CUTS):
+                if out[c, combo, k] < out[c, combo, k - 1]:
+                    out[c, combo, k] = out[c, combo, k - 1]
 
 
 @nb.njit(inline="always", **JIT_OPTIONS)

@@ -205,6 +205,12 @@ def scenario_params(inputs: RunInputs, base: CellParams, effects: dict[str, floa
             idx = idx[cov[idx] > 0]
             if idx.size == 0:
                 continue
+            if idx.size == scen.n:                 # every cell: edit in place, no copy
+                if k == "preterm_prevention":
+                    S.preterm_prevention(scen, cov, effects, opts, short_share)
+                else:
+                    S.LEVERS[k](scen, cov, effects, opts)
+                continue
             sub = scen.take(idx)
             if k == "preterm_prevention":
                 S.preterm_prevention(sub, cov[idx], effects, opts, short_share[idx])
