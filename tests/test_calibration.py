@@ -13,7 +13,7 @@ import pytest
 from imsim.calibration import (
     CalibratedTargets, RateData, add_parser, calibrate, fit_rates, load_calibration,
 )
-from imsim.constants import RACES, STATES
+from imsim.constants import RACES
 from imsim.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -166,7 +166,6 @@ class Baseline:
         n = cells.n
         s, r = cells.s_idx, cells.r_idx
         e = effects
-        a = self.associations
         p_li = self.prevalence["low_income"][s, r]
         p_exp, p_us = self._conditionals()
         p_exp, p_us = p_exp[s, r], p_us[s, r]
@@ -240,7 +239,7 @@ def solve_cutpoints(params: CellParams, target_cum) -> np.ndarray:
     last cut (39 weeks) elective early-term delivery moves 39+ births below the cut, so the
     natural cumulative there is solved to leave room for it.
     """
-    from .model import GA_BITS, expit
+    from .model import GA_BITS
 
     n = params.n
     bits = GA_BITS[:16]  # smk, pp, ipi, li; no treatments in the baseline

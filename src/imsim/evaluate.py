@@ -196,7 +196,6 @@ class _Prepared:
         sc = ev.scenario
         self.inputs = inputs = runner.resolve_inputs(sc)
         self.point_effects = inputs.evidence.point()
-        kinds = {p.kind for p in ev.parameters}
         self.cov_params = [(j, p.target) for j, p in enumerate(ev.parameters)
                            if p.kind == "coverage"]
         self.eff_params = [(j, p.target) for j, p in enumerate(ev.parameters)

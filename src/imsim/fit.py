@@ -144,7 +144,6 @@ def calibrated_fit(baseline: Baseline, effects: dict[str, float], targets, draw:
     ga_shift = targets.ga_shift_cuts()
     params0 = baseline.params(cells, effects, Fit(ga_shift, np.ones((3, N_S, N_R))))
     target = targets.cell_imr(draw)[s, r] * births / 1000.0           # deaths per cell
-    share = targets.cause_share[r].T                                   # [3, n]
     onehot = np.zeros((N_R, cells.n))
     onehot[r, np.arange(cells.n)] = 1.0
     race_deaths = onehot @ target                                      # [R]

@@ -25,12 +25,9 @@ import argparse
 import base64
 import datetime as _dt
 import html
-import io
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +40,7 @@ from pydantic_core import PydanticCustomError
 
 from .constants import STATE_NAMES, STATES, STRATEGIES
 from .errors import InputError, did_you_mean
+from .outdir import check_new
 from .portfolio import ELIGIBLE, Evaluation, Setup, enumerate_portfolios, evaluate, portfolio_id
 from .scenario import _short, _Strict, _to_input_error, parse_scenario, read_yaml
 
@@ -991,12 +989,6 @@ def recommend(rp: ResolvedPlan, draws: int | None = None, seed: int | None = Non
     return Recommendation(rp, ev, an, coverage, evidence, timings)
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError("output folder already exists and is not empty; choose another --out",
-                         file=str(out))
-
-
 def default_out(rp: ResolvedPlan) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("results") / f"recommend-{rp.plan.name}-{stamp}"
@@ -1012,10 +1004,9 @@ def save(rec: Recommendation, out: str | Path | None = None, figures: bool = Tru
 
     rp, an, ev = rec.plan, rec.analysis, rec.evaluation
     out = Path(out) if out is not None else default_out(rp)
-    _check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    from .outdir import atomic_folder
+
+    with atomic_folder(out) as tmp:
         t0 = time.perf_counter()
         _csv(an.portfolios, tmp / "portfolios.csv")
         _csv(an.recommendations, tmp / "recommendations.csv")
@@ -1043,12 +1034,6 @@ def save(rec: Recommendation, out: str | Path | None = None, figures: bool = Tru
         rec.timings.update({"tables_s": t1 - t0, "figures_briefs_s": t2 - t1})
         with open(tmp / "manifest.json", "w", encoding="utf-8") as fh:
             json.dump(manifest(rec), fh, indent=2)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -1120,7 +1105,7 @@ def cmd_recommend(args) -> int:
     if args.draws is not None and not 1 <= args.draws <= 5000:
         raise InputError(f"--draws must be 1 to 5000, got {args.draws}")
     out = Path(args.out) if args.out else default_out(rp)
-    _check_out(out)
+    check_new(out)
     rec = recommend(rp, draws=args.draws, seed=args.seed, progress=not args.quiet)
     path = save(rec, out, figures=not args.no_figures)
     if not args.quiet:

@@ -11,11 +11,8 @@ Output columns are a documented interface (README "Outputs"); add columns, never
 from __future__ import annotations
 
 import json
-import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from .constants import ALL, CAUSES, GA_BANDS, RACES, STATES, STRATEGIES
-from .errors import InputError
 from .kernels import N_BANDS, OUT_BIRTHS, OUT_DEATHS
 
 SUMMARY_COLUMNS = [
@@ -336,13 +332,10 @@ def save_result(result, out_dir=None, figures: bool = True, report: bool = True)
     """Write all tables, the resolved scenario, manifest, figures and report; atomically."""
     import yaml
 
+    from .outdir import atomic_folder
+
     out = Path(out_dir) if out_dir is not None else default_out_dir(result)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError("output folder already exists and is not empty; choose another --out "
-                         "(runs never overwrite each other)", file=str(out))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         t0 = time.perf_counter()
         for name in TABLES:
             _write_csv(result.table(name), tmp / f"{name}.csv")
@@ -361,10 +354,4 @@ def save_result(result, out_dir=None, figures: bool = True, report: bool = True)
         result.timings["save_s"] = time.perf_counter() - t0
         with open(tmp / "manifest.json", "w", encoding="utf-8") as fh:
             json.dump(manifest(result), fh, indent=2)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

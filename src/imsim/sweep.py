@@ -725,7 +725,6 @@ def _tornado(sweep: Sweep, evaluator) -> list[dict] | None:
         point = evaluator.point_values() if hasattr(evaluator, "point_values") else None
     except Exception:
         point = None
-    P = sweep.n_params
     if point is None:
         point = np.array([float(d.ppf(0.5)) for d in sweep.dists])
     point = np.asarray(point, dtype=float).copy()
