@@ -258,6 +258,41 @@ def simulate_counts(chunk_cell, chunk_start, chunk_len, cell_uid, key0, key1, re
 
 
 @nb.njit(inline="always", **JIT_OPTIONS)
+def _band_distribution(c, li, smk, sd, p_exp, p_prog, ga_cum, band_p):
+    """GA band probabilities of cell ``c`` given (low income, smoking, SD reach) into
+    ``band_p[6]``, summed over prior preterm, short IPI, progesterone and elective early-term
+    delivery; returns P(prior preterm) and P(progesterone) in that stratum."""
+    for k in range(N_BANDS):
+        band_p[k] = 0.0
+    w_pp_tot = 0.0
+    w_prog_tot = 0.0
+    for pp in range(2):
+        w_pp = p_exp[c, 1, li] if pp == 1 else 1.0 - p_exp[c, 1, li]
+        pprog = p_prog[c] if pp == 1 else 0.0
+        for ipi in range(2):
+            w_ipi = p_exp[c, 2, li] if ipi == 1 else 1.0 - p_exp[c, 2, li]
+            for prog in range(2):
+                w_prog = pprog if prog == 1 else 1.0 - pprog
+                w = w_pp * w_ipi * w_prog
+                if w == 0.0:
+                    continue
+                combo = smk + 2 * pp + 4 * ipi + 8 * li + 16 * prog + 32 * sd
+                prev = 0.0
+                for k in range(N_CUTS):
+                    cum = ga_cum[c, combo, k]
+                    band_p[k] += w * (cum - prev)
+                    prev = cum
+                band_p[N_BANDS - 1] += w * (1.0 - prev)
+                w_pp_tot += w * pp
+                w_prog_tot += w * prog
+    # Elective early-term delivery moves 39+ births to 37-38 weeks.
+    moved = band_p[N_BANDS - 1] * p_exp[c, 3, li]
+    band_p[N_BANDS - 1] -= moved
+    band_p[N_BANDS - 2] += moved
+    return w_pp_tot, w_prog_tot
+
+
+@nb.njit(inline="always", **JIT_OPTIONS)
 def _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out):
     """Expected outcome counts of cell ``c`` into ``out[c]`` (see :func:`expected_counts`)."""
     acc = np.zeros(N_OUT)
@@ -277,35 +312,9 @@ def _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, dea
                 if w_sd == 0.0:
                     continue
                 w_a = w_li * w_smk * w_sd
-                # GA band distribution given (li, smk, sd), summed over pp, ipi, prog, eet.
-                for k in range(N_BANDS):
-                    band_p[k] = 0.0
-                w_pp_tot = 0.0
-                w_prog_tot = 0.0
-                for pp in range(2):
-                    w_pp = p_exp[c, 1, li] if pp == 1 else 1.0 - p_exp[c, 1, li]
-                    pprog = p_prog[c] if pp == 1 else 0.0
-                    for ipi in range(2):
-                        w_ipi = p_exp[c, 2, li] if ipi == 1 else 1.0 - p_exp[c, 2, li]
-                        for prog in range(2):
-                            w_prog = pprog if prog == 1 else 1.0 - pprog
-                            w = w_pp * w_ipi * w_prog
-                            if w == 0.0:
-                                continue
-                            combo = smk + 2 * pp + 4 * ipi + 8 * li + 16 * prog + 32 * sd
-                            prev = 0.0
-                            for k in range(N_CUTS):
-                                cum = ga_cum[c, combo, k]
-                                band_p[k] += w * (cum - prev)
-                                prev = cum
-                            band_p[N_BANDS - 1] += w * (1.0 - prev)
-                            w_pp_tot += w * pp
-                            w_prog_tot += w * prog
-                # Elective early-term delivery moves 39+ births to 37-38 weeks.
+                w_pp_tot, w_prog_tot = _band_distribution(c, li, smk, sd, p_exp, p_prog, ga_cum,
+                                                          band_p)
                 peet = p_exp[c, 3, li]
-                moved = band_p[N_BANDS - 1] * peet
-                band_p[N_BANDS - 1] -= moved
-                band_p[N_BANDS - 2] += moved
                 for us in range(2):
                     w_us = p_us[c, li, smk] if us == 1 else 1.0 - p_us[c, li, smk]
                     if w_us == 0.0:
@@ -363,70 +372,6 @@ def expected_counts_serial(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum
     """:func:`expected_counts` on one thread (faster for a few thousand cells or fewer)."""
     for c in range(births.shape[0]):
         _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out)
-
-
-@nb.njit(**JIT_PARALLEL_OPTIONS)
-def birth_weights(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, out):
-    """Expected births of each cell by (GA band, below level III, death combination).
-
-    ``out[n, 6, 2, 16]`` (float64, zeroed on entry). Deaths by cause are then
-    ``sum(out * p_cause)`` for per-cause probabilities on the same axes, which lets a fit or a
-    sweep change death probabilities without recomputing the exposure and GA distributions.
-    Arguments as in :func:`expected_counts`.
-    """
-    n = births.shape[0]
-    for c in nb.prange(n):
-        band_p = np.zeros(N_BANDS)
-        nb_ = births[c]
-        for li in range(2):
-            w_li = p_li[c] if li == 1 else 1.0 - p_li[c]
-            if w_li == 0.0:
-                continue
-            psd = p_sd[c] if li == 1 else 0.0
-            for smk in range(2):
-                w_smk = p_exp[c, 0, li] if smk == 1 else 1.0 - p_exp[c, 0, li]
-                if w_smk == 0.0:
-                    continue
-                for sd in range(2):
-                    w_sd = psd if sd == 1 else 1.0 - psd
-                    if w_sd == 0.0:
-                        continue
-                    for k in range(N_BANDS):
-                        band_p[k] = 0.0
-                    for pp in range(2):
-                        w_pp = p_exp[c, 1, li] if pp == 1 else 1.0 - p_exp[c, 1, li]
-                        pprog = p_prog[c] if pp == 1 else 0.0
-                        for ipi in range(2):
-                            w_ipi = p_exp[c, 2, li] if ipi == 1 else 1.0 - p_exp[c, 2, li]
-                            for prog in range(2):
-                                w_prog = pprog if prog == 1 else 1.0 - pprog
-                                w = w_pp * w_ipi * w_prog
-                                if w == 0.0:
-                                    continue
-                                combo = smk + 2 * pp + 4 * ipi + 8 * li + 16 * prog + 32 * sd
-                                prev = 0.0
-                                for k in range(N_CUTS):
-                                    cum = ga_cum[c, combo, k]
-                                    band_p[k] += w * (cum - prev)
-                                    prev = cum
-                                band_p[N_BANDS - 1] += w * (1.0 - prev)
-                    peet = p_exp[c, 3, li]
-                    moved = band_p[N_BANDS - 1] * peet
-                    band_p[N_BANDS - 1] -= moved
-                    band_p[N_BANDS - 2] += moved
-                    for us in range(2):
-                        w_us = p_us[c, li, smk] if us == 1 else 1.0 - p_us[c, li, smk]
-                        if w_us == 0.0:
-                            continue
-                        w = nb_ * w_li * w_smk * w_sd * w_us
-                        dc = smk + 2 * us + 4 * li + 8 * sd
-                        for band in range(N_BANDS):
-                            wb = w * band_p[band]
-                            if band < 2:
-                                out[c, band, 0, dc] += wb * p_l3[c]
-                                out[c, band, 1, dc] += wb * (1.0 - p_l3[c])
-                            else:
-                                out[c, band, 0, dc] += wb
 
 
 @nb.njit(**JIT_OPTIONS)
