@@ -766,23 +766,45 @@ def build_exposures(sh: Path, births: pd.DataFrame) -> pd.DataFrame:
         "non-medically-indicated deliveries at 37-38 wk (ASSUMPTION that it generalises); lo = 1.9% (Leapfrog 2016), hi = 9.6% (HCA "
         "baseline pre-2010, prevalence.csv:85)")
     fill_races("elective_early_term", 0.046, 0.019, 0.096, "2013", 84, set(), "")
-    # unsafe sleep
+    # unsafe sleep = usually placed nonsupine OR usual bed-sharing (the evidence's two SUID risks)
     wb = float(nb15["nh_black"])
     ratio = (1 - .58) / (1 - .75)
     x = 0.216 / (1 + (ratio - 1) * wb)
-    add("unsafe_sleep", "ALL", "ALL", 0.216, 0.2155, 0.2165, "2015", 31, False,
-        "DEFINITION: infant usually placed NONSUPINE (side or stomach), PRAMS 2015 (32 states + NYC); bed-sharing NOT included "
-        "(any bed-sharing 61.4%, 14 states, prevalence.csv:35, too broad); lo/hi rounding only")
-    add("unsafe_sleep", "ALL", "nh_white", x, x * 0.9, 0.216, "2015", 43, True,
-        f"DERIVED: nonsupine ratio black/white = (1-0.58)/(1-0.75) = {ratio:.2f} from NISP usual supine 75% white vs 58% African American "
-        f"(2003-07, prevalence.csv:43,44); solve 0.216 = x(1-w)+{ratio:.2f}x w with w = NH black share of 2015 births {wb:.3f}, other "
-        "groups assumed at x; ASSUMPTION that the 2003-07 ratio holds in 2015; hi = national")
-    add("unsafe_sleep", "ALL", "nh_black", x * ratio, 0.216, min(1, x * ratio * 1.1), "2015", 44, True,
-        "DERIVED as nh_white x ratio (see nh_white note); usual bed-sharing black vs white AOR 3.5 (effects.csv:22) suggests unsafe "
-        "bed-sharing is also more common; lo = national")
-    add("unsafe_sleep", "WI", "ALL", 0.122, 0.1215, 0.1225, "2015", 32, False, "nonsupine, lowest PRAMS state")
-    add("unsafe_sleep", "LA", "ALL", 0.338, 0.3375, 0.3385, "2015", 33, False, "nonsupine, highest PRAMS state")
-    fill_races("unsafe_sleep", 0.216, 0.2155, 0.2165, "2015", 31, {"nh_white", "nh_black"}, "")
+    ns = {r: x for r in RACES}
+    ns["nh_black"] = x * ratio
+    # Usual bed-sharing 13.5% (NISP 2010, prevalence.csv:42); black vs white AOR 3.5
+    # (effects.csv:22) applied as an odds ratio, other groups at the white odds.
+    lo_b, hi_b = 1e-6, 0.5
+    for _ in range(80):
+        bw = 0.5 * (lo_b + hi_b)
+        ob = 3.5 * bw / (1 - bw)
+        bb = ob / (1 + ob)
+        nat = bw * (1 - wb) + bb * wb
+        lo_b, hi_b = (bw, hi_b) if nat < 0.135 else (lo_b, bw)
+    bs = {r: bw for r in RACES}
+    bs["nh_black"] = bb
+    union = {r: 1 - (1 - ns[r]) * (1 - bs[r]) for r in RACES}
+    nat_u = 1 - (1 - 0.216) * (1 - 0.135)
+    definition = ("DEFINITION: infant usually placed NONSUPINE (PRAMS 2015, 21.6%, prevalence.csv:31) OR usually "
+                  "BED-SHARING (NISP 2010, 13.5%, prevalence.csv:42); DERIVED as 1-(1-nonsupine)(1-bed-sharing), "
+                  "ASSUMPTION that the two are independent within a group; lo = larger of the two alone (full overlap), "
+                  "hi = their sum (no overlap)")
+    add("unsafe_sleep", "ALL", "ALL", nat_u, 0.216, 0.216 + 0.135, "2010-2015", 31, True, definition)
+    for r in ("nh_white", "nh_black"):
+        add("unsafe_sleep", "ALL", r, union[r], max(ns[r], bs[r]), min(1.0, ns[r] + bs[r]), "2010-2015",
+            43 if r == "nh_white" else 44, True,
+            f"{definition}. Nonsupine {ns[r]:.3f}: black/white ratio (1-0.58)/(1-0.75) = {ratio:.2f} from NISP usual supine "
+            f"75% white vs 58% African American (2003-07, prevalence.csv:43,44) solved to the 21.6% national with NH black "
+            f"share of 2015 births {wb:.3f}; bed-sharing {bs[r]:.3f}: odds x3.5 for NH black (effects.csv:22) solved to the "
+            "13.5% national; other groups at the NH white values")
+    for st, v, i, what in (("WI", 0.122, 32, "lowest"), ("LA", 0.338, 33, "highest")):
+        u = 1 - (1 - v) * (1 - 0.135)
+        add("unsafe_sleep", st, "ALL", u, max(v, 0.135), v + 0.135, "2010-2015", i, True,
+            f"nonsupine {v:.1%} ({what} PRAMS 2015 state) combined with the national usual bed-sharing 13.5% as "
+            f"1-(1-nonsupine)(1-0.135); ASSUMPTION of independence and of the national bed-sharing level")
+    fill_races("unsafe_sleep", union["nh_white"], max(ns["nh_white"], bs["nh_white"]),
+               min(1.0, ns["nh_white"] + bs["nh_white"]), "2010-2015", 31, {"nh_white", "nh_black"},
+               "Groups other than NH black assumed at the NH white nonsupine and bed-sharing levels.")
     # low income (Medicaid-paid births)
     add("low_income", "ALL", "ALL", 0.426, 0.421, 0.445, "2016", 93, False,
         "Medicaid as principal payer at delivery; lo/hi = 2011-13 expansion/non-expansion state shares 42.1/44.5 (prevalence.csv:97)")
