@@ -541,7 +541,7 @@ def parse_scenario(data: Any, file: str | None = None) -> Scenario:
     except ValidationError as err:
         raise _to_input_error(err, file) from None
     if scenario.collaborative is not None:
-        from .collaborative import parse_collaborative
+        from .collaborative_config import parse_collaborative
 
         parse_collaborative(scenario.collaborative, file=file)
     return scenario
