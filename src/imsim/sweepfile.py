@@ -42,7 +42,6 @@ DISTS = {"unif": "uniform", "uniform": "uniform", "triang": "triangular",
          "triangular": "triangular", "norm": "normal", "normal": "normal",
          "lognorm": "lognormal", "lognormal": "lognormal"}
 DEFAULT_CHUNK = 256
-_Z95 = 3.919927969080108
 
 
 # ---------------------------------------------------------------------------------------------
