@@ -18,8 +18,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .constants import STATES, STRATEGIES
-from .errors import InputError, did_you_mean
-from .scenario import _short, _Strict, _to_input_error, parse_scenario, read_yaml
+from .errors import InputError
+from .scenario import _short, _Strict, _to_input_error, keyed_mapping, parse_scenario, read_yaml
 
 
 def _money(v, what="a cost"):
@@ -65,15 +65,9 @@ class PlanBudget(_Strict):
     def _by_state(cls, v):
         if v is None:
             return v
-        if not isinstance(v, dict):
-            raise PydanticCustomError("not_mapping", "by_state must map USPS codes to budgets, "
-                                      "got {value}", {"value": _short(v)})
+        keyed_mapping(v, STATES, "by_state", "{AL: 250000}", "state")
         out = {}
         for k, x in v.items():
-            if k not in STATES:
-                raise PydanticCustomError("unknown_state", "unknown state '{key}'{hint}",
-                                          {"key": k, "hint": did_you_mean(str(k).upper(), STATES),
-                                           "bad_key": k})
             out[k] = _money(x, f"the budget of {k}")
         return out
 

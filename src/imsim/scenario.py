@@ -186,16 +186,9 @@ class _StrategyBase(_Strict):
     def _reach(cls, v):
         if v is None:
             return v
-        if not isinstance(v, dict):
-            raise PydanticCustomError("not_mapping", "reach must map race ids to shares, e.g. "
-                                      "{{nh_black: 0.8}}, got {value}", {"value": _short(v)})
+        keyed_mapping(v, RACES, "reach", "{nh_black: 0.8}", "race id")
         out = {}
         for race, share in v.items():
-            if race not in RACES:
-                raise PydanticCustomError(
-                    "unknown_race", "unknown race id '{race}'{hint}; allowed: {allowed}",
-                    {"race": race, "hint": did_you_mean(str(race), RACES),
-                     "allowed": ", ".join(RACES)})
             out[race] = _fraction(share, f"reach for {race}")
         return out
 
@@ -290,19 +283,32 @@ class StateBlock(_Strict):
         return _check_exposure_keys(v)
 
 
-def _check_exposure_keys(v):
+def keyed_mapping(v, allowed, what: str, example: str, kind: str):
+    """Check that ``v`` is None or a mapping whose keys are all in ``allowed``.
+
+    Raises a pydantic error naming the bad key (added to the key path) with a "did you mean";
+    ``what`` names the mapping, ``example`` shows its shape, ``kind`` its keys (e.g. "state").
+    """
     if v is None:
         return v
     if not isinstance(v, dict):
-        raise PydanticCustomError("not_mapping", "exposures must be a mapping like "
-                                  "{{smoking: {{scale: 0.5}}}}, got {value}", {"value": _short(v)})
+        raise PydanticCustomError("not_mapping", "{what} must be a mapping like {example}, got "
+                                  "{value}", {"what": what, "example": example,
+                                              "value": _short(v)})
+    allowed = tuple(allowed)
+    upper = kind == "state"
     for k in v:
-        if k not in EXPOSURES:
+        if k not in allowed:
+            listed = ("the 50 state USPS codes and DC" if upper else ", ".join(allowed))
             raise PydanticCustomError(
-                "unknown_exposure", "unknown exposure id '{key}'{hint}; allowed: {allowed}",
-                {"key": k, "hint": did_you_mean(str(k), EXPOSURES),
-                 "allowed": ", ".join(EXPOSURES), "bad_key": k})
+                f"unknown_{kind.replace(' ', '_')}", "unknown {kind} '{key}'{hint}; allowed: "
+                "{allowed}", {"kind": kind, "key": k, "allowed": listed, "bad_key": k,
+                              "hint": did_you_mean(str(k).upper() if upper else str(k), allowed)})
     return v
+
+
+def _check_exposure_keys(v):
+    return keyed_mapping(v, EXPOSURES, "exposures", "{smoking: {scale: 0.5}}", "exposure id")
 
 
 class Scenario(_Strict):
@@ -389,14 +395,7 @@ class Scenario(_Strict):
     def _by_state(cls, v):
         if v is None:
             return v
-        if not isinstance(v, dict):
-            raise PydanticCustomError("not_mapping", "by_state must map USPS codes to blocks, "
-                                      "got {value}", {"value": _short(v)})
-        for k in v:
-            if k not in STATES:
-                raise PydanticCustomError(
-                    "unknown_state", "unknown state '{key}'{hint}", {
-                        "key": k, "hint": did_you_mean(str(k).upper(), STATES), "bad_key": k})
+        keyed_mapping(v, STATES, "by_state", "{GA: {strategies: ...}}", "state")
         return v
 
     @field_validator("exposures", mode="before")
