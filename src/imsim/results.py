@@ -277,8 +277,14 @@ TABLES = ("summary", "by_year", "by_cause", "preterm", "disparities", "attributi
 # ---------------------------------------------------------------------------------------------
 
 def default_out_dir(result) -> Path:
+    """``results/<name>-<timestamp>/``, with ``-2``, ``-3``... if that second is taken."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("results") / f"{result.scenario.name}-{stamp}"
+    base = Path("results") / f"{result.scenario.name}-{stamp}"
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
 
 
 def manifest(result) -> dict:
