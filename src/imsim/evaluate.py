@@ -418,7 +418,7 @@ class _Prepared:
 
     def _tables(self, scen, pre, pre_tables):
         """Kernel tables of the stacked scenario arm, rebuilding only what the levers changed."""
-        from .model import Tables, build_tables
+        from .model import build_tables, build_tables_reusing
 
         n = scen.n
         changed = np.zeros(n, dtype=bool)
@@ -428,19 +428,8 @@ class _Prepared:
                 changed |= (a != b).reshape(n, -1).any(axis=1)
         if changed.all():
             return build_tables(scen)
-        ga = np.concatenate([t.ga_cum for t in pre_tables])
-        dc = np.concatenate([t.death_cum for t in pre_tables])
-        if changed.any():
-            idx = np.flatnonzero(changed)
-            t = build_tables(scen.take(idx))
-            ga[idx] = t.ga_cum
-            dc[idx] = t.death_cum
-        c = np.ascontiguousarray
-        return Tables(births=c(scen.births, dtype=np.int64), uid=c(scen.uid, dtype=np.uint64),
-                      p_li=c(scen.p_li, dtype=float), p_exp=c(scen.p_exp, dtype=float),
-                      p_us=c(scen.p_us, dtype=float), p_prog=c(scen.p_prog, dtype=float),
-                      p_sd=c(scen.p_sd, dtype=float), p_l3=c(scen.p_l3, dtype=float),
-                      ga_cum=c(ga), death_cum=c(dc))
+        return build_tables_reusing(scen, np.concatenate([t.ga_cum for t in pre_tables]),
+                                    np.concatenate([t.death_cum for t in pre_tables]), changed)
 
     def _outputs(self, out_b: np.ndarray, out_s: np.ndarray) -> np.ndarray:
         """Outputs [k, O] from counts [k, nu, N_OUT] of both arms.

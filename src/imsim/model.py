@@ -269,21 +269,33 @@ def death_cumulative(params: CellParams) -> np.ndarray:
     return out
 
 
+def _tables(params: CellParams, ga_cum, death_cum) -> Tables:
+    c = np.ascontiguousarray
+    return Tables(
+        births=c(params.births, dtype=np.int64), uid=c(params.uid, dtype=np.uint64),
+        p_li=c(params.p_li, dtype=float), p_exp=c(params.p_exp, dtype=float),
+        p_us=c(params.p_us, dtype=float), p_prog=c(params.p_prog, dtype=float),
+        p_sd=c(params.p_sd, dtype=float), p_l3=c(params.p_l3, dtype=float),
+        ga_cum=ga_cum, death_cum=death_cum,
+    )
+
+
 def build_tables(params: CellParams) -> Tables:
     """Translate named cell parameters into the tables both engines read."""
-    death_cum = death_cumulative(params)
-    return Tables(
-        births=np.ascontiguousarray(params.births, dtype=np.int64),
-        uid=np.ascontiguousarray(params.uid, dtype=np.uint64),
-        p_li=np.ascontiguousarray(params.p_li, dtype=float),
-        p_exp=np.ascontiguousarray(params.p_exp, dtype=float),
-        p_us=np.ascontiguousarray(params.p_us, dtype=float),
-        p_prog=np.ascontiguousarray(params.p_prog, dtype=float),
-        p_sd=np.ascontiguousarray(params.p_sd, dtype=float),
-        p_l3=np.ascontiguousarray(params.p_l3, dtype=float),
-        ga_cum=ga_cumulative(params),
-        death_cum=death_cum,
-    )
+    return _tables(params, ga_cumulative(params), death_cumulative(params))
+
+
+def build_tables_reusing(params: CellParams, ga_cum, death_cum, changed) -> Tables:
+    """Tables of ``params`` from already-built GA/death tables of the same cells, rebuilding only
+    the rows in the boolean mask ``changed`` (cells whose GA or death parameters differ)."""
+    ga_cum = np.array(ga_cum, dtype=float)
+    death_cum = np.array(death_cum, dtype=float)
+    if np.any(changed):
+        idx = np.flatnonzero(changed)
+        sub = params.take(idx)
+        ga_cum[idx] = ga_cumulative(sub)
+        death_cum[idx] = death_cumulative(sub)
+    return _tables(params, np.ascontiguousarray(ga_cum), np.ascontiguousarray(death_cum))
 
 
 # ---------------------------------------------------------------------------------------------

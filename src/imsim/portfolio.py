@@ -39,7 +39,7 @@ from .baseline import Baseline, Cells
 from .constants import RACES, STATES, STRATEGIES
 from .engines import expected
 from .kernels import N_OUT, OUT_BIRTHS, OUT_DEATHS, OUT_LI, OUT_LT32, OUT_SMK
-from .model import CellParams, Tables, build_tables
+from .model import CellParams, Tables, build_tables, build_tables_reusing
 
 #: CellParams fields copied straight into the kernel tables (everything else feeds ga_cum or
 #: death_cum through build_tables).
@@ -174,19 +174,8 @@ def _arm_tables(arm: CellParams, universal: CellParams, t_univ: Tables, src: np.
             continue
         a, b = getattr(arm, f.name), getattr(universal, f.name)[src]
         differ |= (a != b).reshape(n, -1).any(axis=1)
-    ga_cum = t_univ.ga_cum[src]
-    death_cum = t_univ.death_cum[src]
-    if differ.any():                          # never with the current levers; kept for safety
-        idx = np.flatnonzero(differ)
-        rebuilt = build_tables(arm.take(idx))
-        ga_cum[idx] = rebuilt.ga_cum
-        death_cum[idx] = rebuilt.death_cum
-    c = np.ascontiguousarray
-    return Tables(births=c(arm.births, dtype=np.int64), uid=c(arm.uid, dtype=np.uint64),
-                  p_li=c(arm.p_li, dtype=float), p_exp=c(arm.p_exp, dtype=float),
-                  p_us=c(arm.p_us, dtype=float), p_prog=c(arm.p_prog, dtype=float),
-                  p_sd=c(arm.p_sd, dtype=float), p_l3=c(arm.p_l3, dtype=float),
-                  ga_cum=ga_cum, death_cum=death_cum)
+    # `differ` is never set with the current levers; kept so a future lever stays correct.
+    return build_tables_reusing(arm, t_univ.ga_cum[src], t_univ.death_cum[src], differ)
 
 
 def _aggregate(out: np.ndarray, group: np.ndarray, n_groups: int):
