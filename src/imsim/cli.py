@@ -203,6 +203,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("imsim: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into a reader that stopped early (e.g. `imsim data evidence | head`).
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
