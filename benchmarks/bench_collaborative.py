@@ -9,7 +9,7 @@ import statistics
 import sys
 import time
 
-from imsim.collaborative import parse_collaborative, run_collaborative
+from imsim.collaborative.abm import parse_collaborative, run_collaborative
 
 
 def main(repeats: int = 30) -> None:

@@ -24,10 +24,10 @@ def main() -> None:
     import numpy as np
 
     import imsim
-    from imsim.engines import microsim
-    from imsim.model import build_tables
-    from imsim.runner import resolve_inputs, _fit_for, _FIT_CACHE
-    from imsim.scenario import parse_scenario
+    from imsim.birth.engines import microsim
+    from imsim.birth.params import build_tables
+    from imsim.analysis.runner import resolve_inputs, _fit_for, _FIT_CACHE
+    from imsim.config.scenario import parse_scenario
 
     import numba
 
@@ -68,7 +68,7 @@ def main() -> None:
                           "strategies": {"safe_sleep": {"coverage": 0.5},
                                          "smoking_cessation": {"coverage": 0.3}}})
     imsim.run(sc5)
-    from imsim.engines import expected
+    from imsim.birth.engines import expected
 
     inputs5 = resolve_inputs(sc5)
     tables5 = build_tables(inputs5.baseline.params(inputs5.cells, eff, fit))

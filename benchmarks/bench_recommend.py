@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from imsim.recommend import load_plan, recommend, save
+from imsim.analysis.recommend import load_plan, recommend, save
 
 PLAN = Path(__file__).resolve().parents[1] / "plans" / "national.yaml"
 

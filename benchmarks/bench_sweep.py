@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--no-second-order", action="store_true")
     ap.add_argument("--baseline-effects", action="store_true")
     args = ap.parse_args()
-    from imsim.sweep import run_sweep
+    from imsim.analysis.sweep import run_sweep
 
     params = dict(PARAMS)
     if args.baseline_effects:

@@ -4,7 +4,7 @@
 Usage:  python scripts/build_data.py [--shared PATH] [--out DIR]
 
 Reads raw/observed files from ``<repo>/../shared/data`` (never copied into the repo) and writes
-derived aggregates to ``src/imsim/data/``: births.csv, targets.csv, ga_structure.csv,
+derived aggregates to ``src/imsim/inputs/data/``: births.csv, targets.csv, ga_structure.csv,
 exposures.csv, associations.csv, evidence.csv and the catalogue tables.json.
 
 Rules followed: every number names its source; our own arithmetic is labelled DERIVED with the
@@ -45,7 +45,7 @@ from scipy.stats import chi2
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-from imsim.constants import GA_BANDS, RACES, STATES  # noqa: E402
+from imsim.core.constants import GA_BANDS, RACES, STATES  # noqa: E402
 
 YEARS = (2013, 2014, 2015, 2016, 2017)
 RACE_OBS = {  # observed-file labels -> model race ids
@@ -579,7 +579,7 @@ def build_targets(sh: Path, births: pd.DataFrame, ga_tgt: pd.DataFrame) -> pd.Da
     cy = read_wonder(sh / "external/dysart__Linked_Birth_Infant_Death_Records_2007_2017_County_Year.txt")
     dc15 = cy[(cy.County == "District of Columbia, DC") & (cy["Year of Death"] == "2015")].iloc[0]
     wonder[("District of Columbia", 2015)] = (int(dc15.Deaths), int(dc15.Births), float(dc15["Death Rate"]))
-    from imsim.constants import STATE_NAMES
+    from imsim.core.constants import STATE_NAMES
     bt = births.groupby(["state", "year"]).births.sum()
     wsrc = ("CDC WONDER Linked Birth/Infant Death export (GitHub dysartk/BMIN503_Final_Project commit 8bd90144; "
             "shared external/dysart__{y}_All_Infant_Death_By_State.txt)")
@@ -980,7 +980,7 @@ def build_evidence(sh: Path) -> pd.DataFrame:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
-    ap.add_argument("--out", type=Path, default=REPO / "src" / "imsim" / "data")
+    ap.add_argument("--out", type=Path, default=REPO / "src" / "imsim" / "inputs" / "data")
     a = ap.parse_args(argv)
     sh, out = a.shared.resolve(), a.out
     out.mkdir(parents=True, exist_ok=True)

@@ -11,13 +11,13 @@ sys.path.insert(0, str(Path(__file__).parent))   # make tests/reference.py impor
 
 
 def random_params(seed: int, n_cells: int = 6, births=(2000, 4000), death_range=(0.05, 0.3)):
-    """Random but valid :class:`imsim.model.CellParams` with large death probabilities.
+    """Random but valid :class:`imsim.birth.params.CellParams` with large death probabilities.
 
     Exposures are correlated with low income, progesterone and social-determinants coverage are
     non-zero, GA effects differ by cut (some make the cumulative logit non-monotone, so the
     cumulative-max step matters), uids are arbitrary 64-bit-safe values.
     """
-    from imsim.model import CellParams, logit
+    from imsim.birth.params import CellParams, logit
 
     rng = np.random.default_rng(seed)
     n = n_cells
@@ -57,8 +57,8 @@ def random_params(seed: int, n_cells: int = 6, births=(2000, 4000), death_range=
 
 def scenario_arms(spec: dict, seed_for_fit: int = 0):
     """Baseline and scenario :class:`CellParams` of draw 0 (point effects), as ``imsim.run``."""
-    from imsim.runner import fit_for_draw, resolve_inputs, scenario_params
-    from imsim.scenario import parse_scenario
+    from imsim.analysis.runner import fit_for_draw, resolve_inputs, scenario_params
+    from imsim.config.scenario import parse_scenario
 
     inputs = resolve_inputs(parse_scenario(spec))
     effects = inputs.evidence.point()
@@ -70,6 +70,6 @@ def scenario_arms(spec: dict, seed_for_fit: int = 0):
 @pytest.fixture(scope="session")
 def warm():
     """Compile (or load from cache) the kernels once per session."""
-    from imsim.engines import warm_up
+    from imsim.birth.engines import warm_up
 
     warm_up()

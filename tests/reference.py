@@ -1,8 +1,8 @@
 """A slow, independent NumPy version of the birth model, for kernel-vs-reference tests.
 
-It works from the *named* parameters (:class:`imsim.model.CellParams`), never from the kernel
-tables of :func:`imsim.model.build_tables`, and re-derives every step from the model definition
-(DESIGN.md "The model of one birth", :mod:`imsim.model` docstring):
+It works from the *named* parameters (:class:`imsim.birth.params.CellParams`), never from the kernel
+tables of :func:`imsim.birth.params.build_tables`, and re-derives every step from the model definition
+(DESIGN.md "The model of one birth", :mod:`imsim.birth.params` docstring):
 
 * Philox4x32-10 written again, vectorised over births with uint64 arithmetic (checked against
   the Random123 known-answer vectors in ``test_kernels.py``);
@@ -24,8 +24,8 @@ import itertools
 import numpy as np
 from scipy.special import expit
 
-from imsim.kernels import N_OUT, OUT_DEATHS
-from imsim.model import apply_or
+from imsim.birth.kernels import N_OUT, OUT_DEATHS
+from imsim.birth.params import apply_or
 
 N_BANDS = 6
 # Output columns, restated from the kernels module docstring.

@@ -10,17 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imsim.calibration import (
+from imsim.calibration.calibrate import (
     CalibratedTargets, RateData, add_parser, calibrate, fit_rates, load_calibration,
 )
-from imsim.constants import RACES
-from imsim.errors import InputError
+from imsim.core.constants import RACES
+from imsim.core.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _simulate(seed, sigma_alpha=0.15, sigma_eps=0.2):
-    from imsim.baseline import get_baseline
+    from imsim.inputs.baseline import get_baseline
 
     births = get_baseline().pooled_cells().births.reshape(51, 5).astype(float)
     rng = np.random.default_rng(seed)
@@ -91,9 +91,9 @@ def test_fit_report_columns_and_quality(fast_fit):
 
 
 def test_saved_fit_roundtrip_and_direct_fit(fast_fit):
-    from imsim.baseline import get_baseline
-    from imsim.evidence import EvidenceLibrary
-    from imsim.fit import direct_fit
+    from imsim.inputs.baseline import get_baseline
+    from imsim.inputs.evidence import EvidenceLibrary
+    from imsim.inputs.fit import direct_fit
 
     out, cal, _ = fast_fit
     back = CalibratedTargets.load(out)
@@ -109,7 +109,7 @@ def test_saved_fit_roundtrip_and_direct_fit(fast_fit):
 
 
 def test_default_fit_loads_and_reproduces_national_race_imr():
-    from imsim.calibration import load_observations, modelled_counts
+    from imsim.calibration.calibrate import load_observations, modelled_counts
 
     cal = load_calibration()
     assert cal is not None and not cal.stale
@@ -161,7 +161,7 @@ def test_bad_targets_exit_2_nothing_written(tmp_path, row, msg):
     assert "bad.csv" in str(exc.value) and "row 2" in str(exc.value) and msg in str(exc.value)
     assert not out.exists()
     assert not any(p.name.startswith(".never") for p in tmp_path.iterdir())
-    r = subprocess.run([sys.executable, "-m", "imsim.calibration", "calibrate", "--targets",
+    r = subprocess.run([sys.executable, "-m", "imsim.calibration.calibrate", "calibrate", "--targets",
                         str(f), "--out", str(out), "--quiet"], capture_output=True, text=True)
     assert r.returncode == 2 and "row 2" in r.stderr and not out.exists()
 

@@ -1,4 +1,4 @@
-"""Tests of the learning-collaborative ABM (imsim.collaborative)."""
+"""Tests of the learning-collaborative ABM (imsim.collaborative.abm)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from imsim.collaborative import (
+from imsim.collaborative.abm import (
     COIIN_2013_2017_COUNTS,
     PARAMETERS,
     CollaborativeConfig,
@@ -22,8 +22,8 @@ from imsim.collaborative import (
     plot_coverage,
     run_collaborative,
 )
-from imsim.constants import STATES, STRATEGIES
-from imsim.errors import InputError
+from imsim.core.constants import STATES, STRATEGIES
+from imsim.core.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {

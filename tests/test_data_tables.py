@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imsim.constants import GA_BANDS, RACES, STATES
+from imsim.core.constants import GA_BANDS, RACES, STATES
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "src" / "imsim" / "data"
+DATA = REPO / "src" / "imsim" / "inputs" / "data"
 SHARED = REPO.parent / "shared" / "data"
 COLUMNS = {
     "births": ["state", "race", "year", "births", "estimated", "method", "source"],

@@ -20,11 +20,11 @@ from scipy import stats
 
 import imsim
 from conftest import random_params, scenario_arms
-from imsim import engines
-from imsim import strategies as S
-from imsim.kernels import N_BANDS, N_OUT, OUT_DEATHS
-from imsim.model import build_tables
-from imsim.scenario import parse_scenario
+from imsim.birth import engines
+from imsim.birth import strategies as S
+from imsim.birth.kernels import N_BANDS, N_OUT, OUT_DEATHS
+from imsim.birth.params import build_tables
+from imsim.config.scenario import parse_scenario
 
 Z = 4.0
 DEATHS = slice(OUT_DEATHS, OUT_DEATHS + 3 * N_BANDS)
@@ -210,8 +210,8 @@ _THREAD_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, numba
     sys.path.insert(0, {tests!r})
     from conftest import random_params
-    from imsim import engines
-    from imsim.model import build_tables
+    from imsim.birth import engines
+    from imsim.birth.params import build_tables
     assert numba.get_num_threads() == int({threads!r}), numba.get_num_threads()
     params = random_params(31, n_cells=8, births=(20000, 60000))
     np.save({out!r}, engines.microsim(build_tables(params), 2024, chunk_births=4096))

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 import imsim
-from imsim.baseline import N_R, N_S, get_baseline
-from imsim.constants import RACES
-from imsim.engines import expected
-from imsim.fit import direct_fit, imr_targets
-from imsim.kernels import N_BANDS, OUT_DEATHS
-from imsim.model import build_tables
-from imsim.scenario import load_scenario, parse_scenario
+from imsim.inputs.baseline import N_R, N_S, get_baseline
+from imsim.core.constants import RACES
+from imsim.birth.engines import expected
+from imsim.inputs.fit import direct_fit, imr_targets
+from imsim.birth.kernels import N_BANDS, OUT_DEATHS
+from imsim.birth.params import build_tables
+from imsim.config.scenario import load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL_TOL_PER_1000 = 1e-6
@@ -64,7 +64,7 @@ def test_every_observed_cell_imr_is_reproduced(baseline_run):
 
 def test_direct_fit_on_pooled_cells_reproduces_observed_cells():
     """The same without the runner: pooled 2013-2015 cells, fit and expected engine directly."""
-    from imsim.evidence import EvidenceLibrary
+    from imsim.inputs.evidence import EvidenceLibrary
 
     bl = get_baseline()
     effects = EvidenceLibrary.load().point()
@@ -116,14 +116,14 @@ def test_national_total_and_published_examples_calibrated(calibrated_run):
 
 def test_calibrated_cells_inside_observation_intervals(calibrated_run):
     """At least 95% of published cells lie inside their observation's 95% interval."""
-    from imsim.calibration import load_observations
+    from imsim.calibration.calibrate import load_observations
 
     d, b = _pooled_imr(calibrated_run)
     imr = 1000.0 * d / np.maximum(b, 1)
     rep = __import__("pandas").read_csv(ROOT / "calibration" / "default" / "fit_report.csv")
     cells = rep[(rep.target == "imr") & (rep.state != "ALL") & (rep.race != "ALL")
                 & rep.observed.notna()]
-    from imsim.baseline import R_INDEX, S_INDEX
+    from imsim.inputs.baseline import R_INDEX, S_INDEX
 
     inside = [(row.observed_lo <= imr[S_INDEX[row.state], R_INDEX[row.race]] <= row.observed_hi)
               for row in cells.itertuples()]

@@ -11,9 +11,9 @@ import pytest
 
 import reference as ref
 from conftest import random_params
-from imsim import engines
-from imsim.kernels import N_OUT, philox4x32
-from imsim.model import build_tables
+from imsim.birth import engines
+from imsim.birth.kernels import N_OUT, philox4x32
+from imsim.birth.params import build_tables
 
 # Random123 known-answer vectors for Philox4x32-10: (counter, key) -> output.
 KAT = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from conftest import random_params as make_params
-from imsim.model import (
+from imsim.birth.params import (
     build_tables,
     death_probabilities,
     exposure_marginals,
@@ -28,7 +28,7 @@ def test_tables_match_numpy_formulation():
 
 def test_marginals_survive_correlation():
     """Conditional exposure probabilities keep the marginals they were solved for."""
-    from imsim.model import conditional_on_income
+    from imsim.birth.params import conditional_on_income
 
     rng = np.random.default_rng(0)
     marg = rng.uniform(0.01, 0.5, 20)

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 
 import imsim
-from imsim import results as R
-from imsim.constants import ALL, CAUSES, GA_BANDS, RACES
-from imsim.errors import InputError
-from imsim.figures import FIGURES
-from imsim.kernels import N_BANDS, OUT_DEATHS
-from imsim.scenario import parse_scenario
+from imsim.analysis import results as R
+from imsim.core.constants import ALL, CAUSES, GA_BANDS, RACES
+from imsim.core.errors import InputError
+from imsim.output.figures import FIGURES
+from imsim.birth.kernels import N_BANDS, OUT_DEATHS
+from imsim.config.scenario import parse_scenario
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 STATES_ = ["AL", "GA", "MS"]
@@ -296,12 +296,12 @@ def test_saving_twice_is_refused_and_first_is_intact(result, tmp_path):
 
 
 def test_failed_save_leaves_nothing(result, tmp_path, monkeypatch):
-    import imsim.figures
+    import imsim.output.figures
 
     def boom(*a, **k):
         raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(imsim.figures, "write_figures", boom)
+    monkeypatch.setattr(imsim.output.figures, "write_figures", boom)
     parent = tmp_path / "results"
     with pytest.raises(RuntimeError, match="simulated"):
         result.save(parent / "run")
@@ -311,12 +311,12 @@ def test_failed_save_leaves_nothing(result, tmp_path, monkeypatch):
 
 
 def test_failed_report_leaves_nothing(result, tmp_path, monkeypatch):
-    import imsim.report
+    import imsim.output.report
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(imsim.report, "write_report", boom)
+    monkeypatch.setattr(imsim.output.report, "write_report", boom)
     with pytest.raises(KeyboardInterrupt):
         result.save(tmp_path / "run", figures=False)
     assert list(tmp_path.iterdir()) == []

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from imsim.constants import STRATEGIES
-from imsim.portfolio import enumerate_portfolios, portfolio_id
-from imsim.recommend import (
+from imsim.core.constants import STRATEGIES
+from imsim.analysis.portfolio import enumerate_portfolios, portfolio_id
+from imsim.analysis.recommend import (
     choose,
     main,
     p_best,
@@ -166,7 +166,7 @@ def test_random_allocations_respect_the_budget():
 def test_batched_evaluation_matches_runner_paired_draws():
     """Stacked arms + shared tables give exactly what `imsim run` gives, draw by draw."""
     import imsim
-    from imsim.scenario import parse_scenario
+    from imsim.config.scenario import parse_scenario
 
     rp = parse_plan(small_plan(states=["GA"], draws=4, max_strategies=2))
     rec = recommend(rp)
@@ -283,7 +283,7 @@ def test_allocation_beats_random_on_the_same_draws():
     rec = recommend(parse_plan(small_plan(states=["AL", "MS"], draws=10,
                                           budget={"national": 1_000_000})))
     pd_ = rec.analysis.per_draw
-    from imsim.recommend import _total
+    from imsim.analysis.recommend import _total
 
     opt = _total(pd_["u"], pd_["choice"])[:, 0]
     rnd = _total(pd_["u"], pd_["random"])
@@ -364,7 +364,7 @@ def test_existing_nonempty_out_is_refused(tmp_path, capsys):
 
 
 def test_example_plans_validate():
-    from imsim.recommend import load_plan
+    from imsim.analysis.recommend import load_plan
 
     root = Path(__file__).resolve().parents[1] / "plans"
     for f in sorted(root.glob("*.yaml")):

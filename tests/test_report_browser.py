@@ -10,8 +10,8 @@ from html.parser import HTMLParser
 import pytest
 
 import imsim
-from imsim.constants import ALL
-from imsim.scenario import parse_scenario
+from imsim.core.constants import ALL
+from imsim.config.scenario import parse_scenario
 
 SPEC = {
     "name": "report-test",

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from imsim.errors import InputError
-from imsim.scenario import json_schema, load_scenario
+from imsim.core.errors import InputError
+from imsim.config.scenario import json_schema, load_scenario
 
 GOOD = """\
 name: t
@@ -146,7 +146,7 @@ def test_schema_is_json_schema():
 
 
 def test_ramp_interpolation():
-    from imsim.runner import _ramp_value
+    from imsim.analysis.runner import _ramp_value
 
     ramp = {2026: 0.2, 2028: 0.5, 2030: 0.6}
     assert _ramp_value(ramp, 2025) == 0.0

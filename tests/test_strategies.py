@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 import imsim
-from imsim.constants import ALL, RACES, STATES
-from imsim.engines import expected
-from imsim.kernels import N_BANDS, OUT_BIRTHS, OUT_DEATHS
-from imsim.model import CellParams, build_tables, exposure_marginals
-from imsim.runner import fit_for_draw, resolve_inputs, scenario_params
-from imsim.scenario import parse_scenario
-from imsim.strategies import SMOKING_PROGRAM_EFFECT
+from imsim.core.constants import ALL, RACES, STATES
+from imsim.birth.engines import expected
+from imsim.birth.kernels import N_BANDS, OUT_BIRTHS, OUT_DEATHS
+from imsim.birth.params import CellParams, build_tables, exposure_marginals
+from imsim.analysis.runner import fit_for_draw, resolve_inputs, scenario_params
+from imsim.config.scenario import parse_scenario
+from imsim.birth.strategies import SMOKING_PROGRAM_EFFECT
 
 STATES_ = ["AL", "MS", "GA"]
 YEARS = [2016, 2017]

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from imsim.errors import InputError
-from imsim.evaluate import Evaluator, IshigamiEvaluator
-from imsim.sweep import load_sweep, main, run_sweep
+from imsim.core.errors import InputError
+from imsim.analysis.evaluate import Evaluator, IshigamiEvaluator
+from imsim.analysis.sweep import load_sweep, main, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SOUTH = str(ROOT / "scenarios" / "coiin_portfolios.yaml")
@@ -189,7 +189,7 @@ def test_distribution_mapping_matches_evidence(tmp_path):
     X = sw.transform(sw.unit_sample())
     from scipy import stats
 
-    from imsim.evidence import EvidenceLibrary
+    from imsim.inputs.evidence import EvidenceLibrary
 
     lib = EvidenceLibrary.load()
     for j, pid in enumerate(sw.param_ids):

@@ -1,4 +1,4 @@
-"""Tests of the CDC WONDER export importer (imsim.wonder)."""
+"""Tests of the CDC WONDER export importer (imsim.inputs.wonder)."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imsim.errors import InputError
-from imsim.wonder import (TARGET_COLUMNS, import_wonder, parse_wonder, validate_targets,
+from imsim.core.errors import InputError
+from imsim.inputs.wonder import (TARGET_COLUMNS, import_wonder, parse_wonder, validate_targets,
                           write_targets)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,14 +17,14 @@ __all__ = ["load_scenario", "run", "__version__"]
 
 
 def load_scenario(path):
-    """Load and validate a scenario file; see :func:`imsim.scenario.load_scenario`."""
-    from .scenario import load_scenario as _load
+    """Load and validate a scenario file; see :func:`imsim.config.scenario.load_scenario`."""
+    from imsim.config.scenario import load_scenario as _load
 
     return _load(path)
 
 
 def run(scenario, engine=None, seed=None, replicates=None, **kwargs):
-    """Run a scenario; see :func:`imsim.runner.run`."""
-    from .runner import run as _run
+    """Run a scenario; see :func:`imsim.analysis.runner.run`."""
+    from imsim.analysis.runner import run as _run
 
     return _run(scenario, engine=engine, seed=seed, replicates=replicates, **kwargs)

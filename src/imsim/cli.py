@@ -1,6 +1,6 @@
 """The ``imsim`` command line: a thin layer over the library.
 
-Every user mistake is an :class:`imsim.errors.InputError`: one line on stderr, exit code 2, no
+Every user mistake is an :class:`imsim.core.errors.InputError`: one line on stderr, exit code 2, no
 traceback, nothing written.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from .errors import InputError
+from imsim.core.errors import InputError
 
 EPILOG = """\
 examples:
@@ -90,17 +90,17 @@ def _cmd_validate(args) -> int:
 def _cmd_schema(args) -> int:
     import json
 
-    from .scenario import json_schema
+    from imsim.config.scenario import json_schema
 
     print(json.dumps(json_schema(), indent=2))
     return 0
 
 
 def _cmd_data(args) -> int:
-    from .data import catalogue, data_hash
+    from imsim.inputs.data import catalogue, data_hash
 
     if args.what == "evidence":
-        from .evidence import EvidenceLibrary
+        from imsim.inputs.evidence import EvidenceLibrary
 
         lib = EvidenceLibrary.load()
         for k in lib.ids:
@@ -110,7 +110,7 @@ def _cmd_data(args) -> int:
             print(f"{k:36s} {e.point:<8g}{rng}{tag}\n    {e.description}\n    {e.citation[:110]}")
         return 0
     if args.what == "import-wonder":
-        from .wonder import import_wonder, write_targets
+        from imsim.inputs.wonder import import_wonder, write_targets
 
         if not args.files or not args.out:
             raise InputError("usage: imsim data import-wonder FILE... --out targets.csv")
@@ -131,19 +131,19 @@ def _cmd_data(args) -> int:
 #: Subcommands defined in their own modules, imported only when used (so --help stays instant):
 #: name -> (module, parser-builder, one-line help).
 LAZY_COMMANDS = {
-    "calibrate": ("calibration", "add_parser", "cmd_calibrate",
+    "calibrate": ("imsim.calibration.calibrate", "add_parser", "cmd_calibrate",
                   "fit the baseline to observed rates (pooled, with uncertainty) and report fit"),
-    "backtest": ("backtest", "add_backtest_parser", "cmd_backtest",
+    "backtest": ("imsim.calibration.backtest", "add_backtest_parser", "cmd_backtest",
                  "fit on 2013-2015, predict 2016-2017 state IMRs, report the error"),
-    "sweep": ("sweep", "add_parser", "cmd_sweep",
+    "sweep": ("imsim.analysis.sweep", "add_parser", "cmd_sweep",
               "sensitivity analysis: Sobol, Morris or probabilistic sweeps (local or Dask)"),
-    "recommend": ("recommend", "add_parser", "cmd_recommend",
+    "recommend": ("imsim.analysis.recommend", "add_parser", "cmd_recommend",
                   "rank strategy portfolios per state and allocate nationally"),
 }
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    from . import __version__
+    from imsim import __version__
 
     parser = argparse.ArgumentParser(
         prog="imsim",
@@ -170,7 +170,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if name == command:
             import importlib
 
-            mod = importlib.import_module(f".{module}", __package__)
+            mod = importlib.import_module(module)
             getattr(mod, builder)(sub)
         else:
             sub.add_parser(name, help=text, add_help=False)
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
             import importlib
 
             module, _builder, cmd, _text = LAZY_COMMANDS[args.command]
-            func = getattr(importlib.import_module(f".{module}", __package__), cmd)
+            func = getattr(importlib.import_module(module), cmd)
             return int(func(args) or 0)
         return COMMANDS[args.command](args)
     except InputError as exc:

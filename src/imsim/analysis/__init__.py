@@ -1,0 +1,1 @@
+"""Running scenarios and analysing them: results tables, attribution, sweeps, portfolio decisions."""

@@ -1,0 +1,308 @@
+"""Batched evaluation of many strategy portfolios under parameter uncertainty (for ``recommend``).
+
+For every uncertainty draw ``d`` (effect values from :func:`imsim.analysis.runner.effect_draws`, the
+baseline fit from :func:`imsim.analysis.runner.fit_for_draw`) this module
+
+1. builds the baseline :class:`~imsim.birth.params.CellParams` once for all cells of all states;
+2. stacks the scenario arm of *every* portfolio as extra rows (``CellParams.take`` with repeated
+   indices) and applies each strategy's lever (the functions of :mod:`imsim.birth.strategies`, exactly as
+   :func:`imsim.analysis.runner.scenario_params` does) to the rows of the portfolios that contain it;
+3. evaluates baseline and all arms with one call of the expected engine.
+
+So every portfolio and every state of draw ``d`` sees the same effect values and the same fit
+(common random numbers across portfolios): differences between portfolios are paired.
+
+Two exact shortcuts keep this fast (both are checked in ``tests/test_recommend.py``):
+
+* **Identical cells are evaluated once.** Parameters depend on a cell only through its state,
+  race, births and the coverage of each strategy; the expected engine is linear in births. Cells
+  of one state x race with the same coverage vector (e.g. every year of a constant-coverage
+  horizon) are merged into one row carrying their summed births.
+* **Shared gestational-age and death tables.** The levers only change the scalar probabilities
+  the kernels read directly (``p_exp``, ``p_us``, ``p_prog``, ``p_sd``, ``p_l3``) plus the
+  treatment effects ``beta_prog``, ``beta_sd``, ``rr_sd_death``, which matter only for treated
+  births. The baseline has no treated births (``p_prog = p_sd = 0``), so one "universal" table
+  set with the treatment effects filled in gives the baseline's outcomes exactly and serves every
+  arm; an arm row whose other table inputs differ from it (never, with the current levers) is
+  rebuilt with :func:`imsim.birth.params.build_tables`, so the shortcut can never change a result.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from imsim.birth import strategies as S
+from imsim.inputs.baseline import Baseline, Cells
+from imsim.core.constants import RACES, STATES, STRATEGIES
+from imsim.birth.engines import expected
+from imsim.birth.kernels import N_OUT, OUT_BIRTHS, OUT_DEATHS, OUT_LI, OUT_LT32, OUT_SMK
+from imsim.birth.params import CellParams, Tables, build_tables, build_tables_reusing
+
+#: CellParams fields copied straight into the kernel tables (everything else feeds ga_cum or
+#: death_cum through build_tables).
+DIRECT_FIELDS = ("births", "uid", "p_li", "p_exp", "p_us", "p_prog", "p_sd", "p_l3")
+#: Treatment effects that only act on treated births (p_prog, p_sd are 0 in the baseline).
+TREATMENT_FIELDS = ("beta_prog", "beta_sd", "rr_sd_death")
+
+_NB = RACES.index("nh_black")
+_NW = RACES.index("nh_white")
+
+#: The population a strategy's coverage refers to (README: coverage is the share of the
+#: strategy's *eligible* population reached); used for "births reached" and costs.
+ELIGIBLE = {
+    "safe_sleep": "all births",
+    "smoking_cessation": "births to smokers",
+    "preterm_prevention": "all births (hard-stop policies apply to every delivery)",
+    "preconception_care": "all births (postpartum contraception access)",
+    "risk_appropriate_care": "births under 32 weeks",
+    "social_determinants": "births to low-income mothers",
+}
+
+
+def enumerate_portfolios(candidates=STRATEGIES, k: int = 3) -> list[tuple[str, ...]]:
+    """Every portfolio of 1..k distinct strategies of ``candidates``, in canonical order.
+
+    Strategies inside a portfolio follow :data:`imsim.core.constants.STRATEGIES`; portfolios are
+    ordered by size, then lexicographically in that order (``itertools.combinations``).
+    """
+    cands = [s for s in STRATEGIES if s in set(candidates)]
+    out: list[tuple[str, ...]] = []
+    for size in range(1, min(int(k), len(cands)) + 1):
+        out.extend(itertools.combinations(cands, size))
+    return out
+
+
+def portfolio_id(portfolio) -> str:
+    """Canonical id: strategy ids joined with '+' in STRATEGIES order."""
+    order = {s: i for i, s in enumerate(STRATEGIES)}
+    return "+".join(sorted(portfolio, key=order.__getitem__))
+
+
+@dataclass
+class Setup:
+    """What the evaluation needs: cells, coverage per strategy and cell, lever options."""
+
+    baseline: Baseline
+    cells: Cells
+    states: list[str]                      # plan states, in STATES order
+    coverage: dict[str, np.ndarray]        # candidate strategy -> coverage per cell
+    options: dict[str, dict]               # candidate strategy -> lever options
+
+
+@dataclass
+class Evaluation:
+    """Outcomes of every portfolio in every state for every draw (``D`` draws, ``P``, ``S``)."""
+
+    portfolios: list[tuple[str, ...]]
+    states: list[str]
+    effects: list[dict[str, float]]
+    deaths_baseline: np.ndarray            # [D, S]
+    deaths_averted: np.ndarray             # [D, P, S]
+    rd_baseline: np.ndarray                # [D, S] NH black - NH white deaths per 1,000 births
+    rd_change: np.ndarray                  # [D, P, S] scenario - baseline rate difference
+    excess_averted: np.ndarray             # [D, P, S] excess NH black deaths averted
+    births: np.ndarray                     # [S] over the horizon
+    births_black: np.ndarray               # [S]
+    reached: np.ndarray                    # [S, K] births reached per strategy (draw 0)
+    strategies: list[str]                  # the candidate strategies (axis K of reached)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Layout:
+    """Unique rows and the stacked arm rows (precomputed once)."""
+
+    rep: np.ndarray            # [U] representative cell index of each unique row
+    weight: np.ndarray         # [U] births summed over the cells merged into the row
+    u_state: np.ndarray        # [U] position of the row's state in Setup.states
+    u_race: np.ndarray         # [U]
+    cov: dict[str, np.ndarray]  # strategy -> coverage per unique row
+    src: np.ndarray            # [P*U] unique row of each arm row
+    lever_rows: dict[str, np.ndarray]   # strategy -> arm rows it applies to (coverage > 0)
+
+
+def _layout(setup: Setup, portfolios) -> _Layout:
+    cells = setup.cells
+    cands = list(setup.coverage)
+    cov_mat = np.stack([setup.coverage[k] for k in cands], axis=1) if cands else \
+        np.zeros((cells.n, 0))
+    key = np.concatenate([cells.s_idx[:, None].astype(float), cells.r_idx[:, None].astype(float),
+                          cov_mat], axis=1)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    order = np.argsort(first)                 # keep the original cell order
+    remap = np.empty_like(order)
+    remap[order] = np.arange(order.size)
+    rep = first[order]
+    u_of_cell = remap[inverse]
+    weight = np.bincount(u_of_cell, weights=cells.births.astype(float), minlength=rep.size)
+    pos = {s: i for i, s in enumerate(setup.states)}
+    u_state = np.array([pos[STATES[s]] for s in cells.s_idx[rep]], dtype=np.int64)
+    u_race = cells.r_idx[rep].astype(np.int64)
+    cov = {k: setup.coverage[k][rep] for k in cands}
+    n_u = rep.size
+    src = np.tile(np.arange(n_u), len(portfolios))
+    lever_rows = {}
+    for k in cands:
+        rows = [p * n_u + np.flatnonzero(cov[k] > 0)
+                for p, port in enumerate(portfolios) if k in port]
+        lever_rows[k] = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    return _Layout(rep, weight, u_state, u_race, cov, src, lever_rows)
+
+
+def _apply_lever(params: CellParams, k: str, rows: np.ndarray, cov: np.ndarray,
+                 effects: dict[str, float], opts: dict, short_share: np.ndarray) -> None:
+    if rows.size == 0:
+        return
+    sub = params.take(rows)
+    if k == "preterm_prevention":
+        S.preterm_prevention(sub, cov, effects, opts, short_share)
+    else:
+        S.LEVERS[k](sub, cov, effects, opts)
+    params.put(rows, sub)
+
+
+def _arm_tables(arm: CellParams, universal: CellParams, t_univ: Tables, src: np.ndarray) -> Tables:
+    """Kernel tables of the stacked arm rows, sharing the universal GA/death tables."""
+    n = arm.n
+    differ = np.zeros(n, dtype=bool)
+    for f in fields(arm):
+        if f.name in DIRECT_FIELDS:
+            continue
+        a, b = getattr(arm, f.name), getattr(universal, f.name)[src]
+        differ |= (a != b).reshape(n, -1).any(axis=1)
+    # `differ` is never set with the current levers; kept so a future lever stays correct.
+    return build_tables_reusing(arm, t_univ.ga_cum[src], t_univ.death_cum[src], differ)
+
+
+def _aggregate(out: np.ndarray, group: np.ndarray, n_groups: int):
+    """Births and deaths summed per group: two [n_groups] arrays."""
+    births = out[:, OUT_BIRTHS:OUT_BIRTHS + 6].sum(axis=1)
+    deaths = out[:, OUT_DEATHS:OUT_DEATHS + 18].sum(axis=1)
+    return (np.bincount(group, weights=births, minlength=n_groups),
+            np.bincount(group, weights=deaths, minlength=n_groups))
+
+
+def evaluate(setup: Setup, portfolios, draws: list[dict[str, float]], fit_for=None,
+             progress: bool = False) -> Evaluation:
+    """Evaluate every portfolio in every state of ``setup`` for every effect draw.
+
+    ``fit_for(effects, d)`` returns the baseline fit of draw ``d`` (default:
+    :func:`imsim.analysis.runner.fit_for_draw` with the default calibration and, as in
+    :func:`imsim.analysis.runner.run`, its posterior draw ``calibration_draw(cal, d)``).
+    """
+    from imsim.analysis.runner import calibration_draw, fit_for_draw, get_calibration
+
+    baseline = setup.baseline
+    if fit_for is None:
+        cal = get_calibration(None)
+
+        def fit_for(e, d):
+            return fit_for_draw(baseline, e, cal, calibration_draw(cal, d))
+    portfolios = [tuple(p) for p in portfolios]
+    lay = _layout(setup, portfolios)
+    n_u, n_p, n_s, n_r = lay.rep.size, len(portfolios), len(setup.states), len(RACES)
+    n_d = len(draws)
+    cands = list(setup.coverage)
+    ucells = Cells(setup.cells.year[lay.rep], setup.cells.s_idx[lay.rep],
+                   setup.cells.r_idx[lay.rep], np.round(lay.weight).astype(np.int64))
+    short_u = baseline.short_cervix_share[ucells.s_idx, ucells.r_idx]
+    short_arm = short_u[lay.src]
+    g_base = lay.u_state * n_r + lay.u_race                       # [U] -> (state, race)
+    g_arm = (np.repeat(np.arange(n_p), n_u) * n_s + lay.u_state[lay.src]) * n_r \
+        + lay.u_race[lay.src]
+
+    deaths_b = np.zeros((n_d, n_s))
+    averted = np.zeros((n_d, n_p, n_s))
+    rd_b = np.zeros((n_d, n_s))
+    rd_change = np.zeros((n_d, n_p, n_s))
+    excess = np.zeros((n_d, n_p, n_s))
+    births_s = births_black = None
+    reached = np.zeros((n_s, len(cands)))
+    t = {"fit_s": 0.0, "params_s": 0.0, "levers_s": 0.0, "tables_s": 0.0, "engine_s": 0.0,
+         "aggregate_s": 0.0}
+    bar = None
+    if progress and n_d > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_d, desc="portfolio draws", unit="draw", leave=False)
+    for d, effects in enumerate(draws):
+        t0 = time.perf_counter()
+        fit = fit_for(effects, d)
+        t1 = time.perf_counter()
+        base = baseline.params(ucells, effects, fit)
+        # Universal parameters: the baseline plus every treatment effect a lever would set.
+        full = base.copy()
+        for k in cands:
+            rows = np.flatnonzero(lay.cov[k] > 0)
+            _apply_lever(full, k, rows, lay.cov[k][rows], effects, setup.options[k],
+                         short_u[rows])
+        universal = base.copy()
+        for name in TREATMENT_FIELDS:
+            setattr(universal, name, getattr(full, name).copy())
+        t2 = time.perf_counter()
+        arm = universal.take(lay.src)
+        for k in cands:
+            rows = lay.lever_rows[k]
+            _apply_lever(arm, k, rows, lay.cov[k][lay.src[rows]], effects, setup.options[k],
+                         short_arm[rows])
+        t3 = time.perf_counter()
+        t_univ = build_tables(universal)
+        t_arm = _arm_tables(arm, universal, t_univ, lay.src)
+        t4 = time.perf_counter()
+        out_b = expected(t_univ)               # exact baseline (p_prog = p_sd = 0)
+        out_a = expected(t_arm)
+        t5 = time.perf_counter()
+        bb, db = _aggregate(out_b, g_base, n_s * n_r)
+        ba, da = _aggregate(out_a, g_arm, n_p * n_s * n_r)
+        bb, db = bb.reshape(n_s, n_r), db.reshape(n_s, n_r)
+        ba, da = ba.reshape(n_p, n_s, n_r), da.reshape(n_p, n_s, n_r)
+        deaths_b[d] = db.sum(axis=1)
+        averted[d] = deaths_b[d][None, :] - da.sum(axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate_b = np.where(bb > 0, 1000.0 * db / bb, np.nan)
+            rate_a = np.where(ba > 0, 1000.0 * da / ba, np.nan)
+        rdb = rate_b[:, _NB] - rate_b[:, _NW]
+        rda = rate_a[:, :, _NB] - rate_a[:, :, _NW]
+        rd_b[d] = rdb
+        rd_change[d] = np.nan_to_num(rda - rdb[None, :])
+        # Excess NH black deaths (above the NH white rate) averted: -births_black x change / 1000.
+        excess[d] = -bb[None, :, _NB] * rd_change[d] / 1000.0
+        if d == 0:
+            births_s = bb.sum(axis=1)
+            births_black = bb[:, _NB].copy()
+            elig = {
+                "safe_sleep": out_b[:, OUT_BIRTHS:OUT_BIRTHS + 6].sum(axis=1),
+                "smoking_cessation": out_b[:, OUT_SMK],
+                "preterm_prevention": out_b[:, OUT_BIRTHS:OUT_BIRTHS + 6].sum(axis=1),
+                "preconception_care": out_b[:, OUT_BIRTHS:OUT_BIRTHS + 6].sum(axis=1),
+                "risk_appropriate_care": out_b[:, OUT_LT32],
+                "social_determinants": out_b[:, OUT_LI],
+            }
+            for j, k in enumerate(cands):
+                reached[:, j] = np.bincount(lay.u_state, weights=lay.cov[k] * elig[k],
+                                            minlength=n_s)
+        t6 = time.perf_counter()
+        t["fit_s"] += t1 - t0
+        t["params_s"] += t2 - t1
+        t["levers_s"] += t3 - t2
+        t["tables_s"] += t4 - t3
+        t["engine_s"] += t5 - t4
+        t["aggregate_s"] += t6 - t5
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    t["unique_rows"] = float(n_u)
+    t["arm_rows_per_draw"] = float(n_u * n_p)
+    return Evaluation(portfolios=portfolios, states=list(setup.states), effects=list(draws),
+                      deaths_baseline=deaths_b, deaths_averted=averted, rd_baseline=rd_b,
+                      rd_change=rd_change, excess_averted=excess, births=births_s,
+                      births_black=births_black, reached=reached, strategies=cands, timings=t)
+
+
+__all__ = ["ELIGIBLE", "Evaluation", "Setup", "enumerate_portfolios", "evaluate", "portfolio_id",
+           "N_OUT"]

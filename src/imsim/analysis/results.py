@@ -1,0 +1,363 @@
+"""Result tables people decide on, and writing them (atomically) to a results folder.
+
+Every table is built from the per-cell counts of both arms for each draw. Draw 0 (point values of
+the evidence) gives the headline columns; ``_lo``/``_hi`` columns are the 2.5th/97.5th
+percentiles over the uncertainty draws, computed on *paired* differences (both arms of a draw share
+effects, fit and random numbers). With ``replicates: 1`` there are no draws and the interval
+columns are empty.
+
+Output columns are a documented interface (README "Outputs"); add columns, never rename them.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imsim.core.constants import ALL, CAUSES, GA_BANDS, RACES, STATES, STRATEGIES
+from imsim.birth.kernels import N_BANDS, OUT_BIRTHS, OUT_DEATHS
+
+SUMMARY_COLUMNS = [
+    "state", "race", "births", "deaths_baseline", "deaths_scenario", "deaths_averted",
+    "deaths_averted_lo", "deaths_averted_hi", "imr_baseline", "imr_scenario", "imr_change_pct",
+    "preterm_baseline", "preterm_scenario", "preterm_averted", "deaths_at_white_rate",
+    "deaths_at_best_state_rate", "gap_closed_pct",
+]
+BY_CAUSE_COLUMNS = ["cause", "ga_band", "deaths_baseline", "deaths_scenario", "deaths_averted",
+                    "deaths_averted_lo", "deaths_averted_hi"]
+DISPARITY_COLUMNS = [
+    "state", "race", "rate_ratio_baseline", "rate_ratio_scenario", "rate_ratio_scenario_lo",
+    "rate_ratio_scenario_hi", "rate_difference_baseline", "rate_difference_scenario",
+    "rate_difference_scenario_lo", "rate_difference_scenario_hi", "excess_deaths_baseline",
+    "excess_deaths_scenario", "excess_deaths_scenario_lo", "excess_deaths_scenario_hi",
+    "rate_difference_change", "rate_difference_change_lo", "rate_difference_change_hi",
+]
+PRETERM_BANDS = 4  # <28, 28-31, 32-33, 34-36
+
+
+def _q(x, axis=0):
+    """2.5th and 97.5th percentiles over the uncertainty draws (draws 1..R), or NaN."""
+    if x.shape[axis] <= 1:
+        shape = list(x.shape)
+        del shape[axis]
+        nan = np.full(shape, np.nan)
+        return nan, nan
+    draws = np.take(x, np.arange(1, x.shape[axis]), axis=axis)
+    return np.percentile(draws, 2.5, axis=axis), np.percentile(draws, 97.5, axis=axis)
+
+
+def _groups(result, by_year: bool = False):
+    """Row keys and cell indices: each state x race, state x ALL, ALL x race, ALL x ALL."""
+    cells = result.inputs.cells
+    st = np.asarray(STATES)[cells.s_idx]
+    rc = np.asarray(RACES)[cells.r_idx]
+    yr = cells.year
+    keys, idx = [], []
+    years = sorted(set(yr.tolist())) if by_year else [None]
+    states = [s for s in STATES if s in set(st)]
+    for y in years:
+        ymask = np.ones(cells.n, bool) if y is None else yr == y
+        for s in states + [ALL]:
+            smask = ymask & ((st == s) if s != ALL else True)
+            for r in list(RACES) + [ALL]:
+                mask = smask & ((rc == r) if r != ALL else True)
+                k = {"state": s, "race": r}
+                if y is not None:
+                    k = {"year": y, **k}
+                keys.append(k)
+                idx.append(np.flatnonzero(mask))
+    return keys, idx
+
+
+def _agg(arr, idx):
+    """Sum ``arr[D, n, K]`` over the cells of each group -> [D, G, K]."""
+    return np.stack([arr[:, i, :].sum(axis=1) for i in idx], axis=1)
+
+
+def _births(c):
+    return c[..., OUT_BIRTHS:OUT_BIRTHS + N_BANDS].sum(axis=-1)
+
+
+def _deaths(c):
+    return c[..., OUT_DEATHS:OUT_DEATHS + 3 * N_BANDS].sum(axis=-1)
+
+
+def _preterm(c):
+    return c[..., OUT_BIRTHS:OUT_BIRTHS + PRETERM_BANDS].sum(axis=-1)
+
+
+def _rate(deaths, births):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(births > 0, 1000.0 * deaths / births, np.nan)
+
+
+def _summary(result, by_year=False) -> pd.DataFrame:
+    keys, idx = _groups(result, by_year)
+    b = _agg(result.arms.baseline, idx)
+    s = _agg(result.arms.scenario, idx)
+    births = _births(b)
+    db, ds = _deaths(b), _deaths(s)
+    averted = db - ds
+    lo, hi = _q(averted)
+    df = pd.DataFrame(keys)
+    df["births"] = np.round(births[0]).astype(np.int64)
+    df["deaths_baseline"] = db[0]
+    df["deaths_scenario"] = ds[0]
+    df["deaths_averted"] = averted[0]
+    df["deaths_averted_lo"] = lo
+    df["deaths_averted_hi"] = hi
+    df["imr_baseline"] = _rate(db[0], births[0])
+    df["imr_scenario"] = _rate(ds[0], births[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df["imr_change_pct"] = np.where(db[0] > 0, 100.0 * (ds[0] - db[0]) / db[0], np.nan)
+    pb, ps = _preterm(b), _preterm(s)
+    df["preterm_baseline"] = pb[0]
+    df["preterm_scenario"] = ps[0]
+    df["preterm_averted"] = pb[0] - ps[0]
+    if not by_year:
+        white = _white_rate_deaths(result, keys, idx)
+        df["deaths_at_white_rate"] = white
+        best = _best_state_imr(result)
+        df["deaths_at_best_state_rate"] = births[0] * best / 1000.0
+        gap = df["deaths_baseline"] - df["deaths_at_white_rate"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            df["gap_closed_pct"] = np.where(gap > 0.5, 100.0 * df["deaths_averted"] / gap, np.nan)
+        return df[SUMMARY_COLUMNS]
+    return df
+
+
+def _white_rate_deaths(result, keys, idx) -> np.ndarray:
+    """Deaths if every group had its own state's NH white baseline rate (point draw)."""
+    cells = result.inputs.cells
+    base = result.arms.baseline[0]
+    births = _births(base)
+    deaths = _deaths(base)
+    w = RACES.index("nh_white")
+    white_rate = {}
+    for s in np.unique(cells.s_idx):
+        sel = (cells.s_idx == s) & (cells.r_idx == w)
+        white_rate[s] = deaths[sel].sum() / births[sel].sum() if births[sel].sum() > 0 else np.nan
+    per_cell = births * np.array([white_rate[s] for s in cells.s_idx])
+    return np.array([np.nansum(per_cell[i]) for i in idx])
+
+
+def _best_state_imr(result) -> float:
+    """The lowest all-race baseline IMR of the 51 jurisdictions (fitted model, point values)."""
+    from imsim.inputs.fit import expected_deaths
+
+    inputs = result.inputs
+    cells = inputs.baseline.pooled_cells()
+    from imsim.analysis.runner import _FIT_CACHE, _fit_for
+
+    effects = result.effects[0]
+    fit = _fit_for(inputs.baseline, effects, _FIT_CACHE, inputs.calibration)
+    d = expected_deaths(inputs.baseline, cells, effects, fit).sum(axis=0)
+    per_state = np.bincount(cells.s_idx, d, minlength=len(STATES))
+    births = np.bincount(cells.s_idx, cells.births, minlength=len(STATES))
+    return float(np.min(1000.0 * per_state / births))
+
+
+def _by_cause(result) -> pd.DataFrame:
+    b = result.arms.baseline.sum(axis=1)   # [D, K]
+    s = result.arms.scenario.sum(axis=1)
+    rows = []
+    for ci, cause in enumerate(CAUSES):
+        for bi, band in enumerate(GA_BANDS):
+            k = OUT_DEATHS + ci * N_BANDS + bi
+            av = b[:, k] - s[:, k]
+            lo, hi = _q(av[:, None])
+            rows.append({"cause": cause, "ga_band": band, "deaths_baseline": b[0, k],
+                         "deaths_scenario": s[0, k], "deaths_averted": av[0],
+                         "deaths_averted_lo": lo[0], "deaths_averted_hi": hi[0]})
+    return pd.DataFrame(rows, columns=BY_CAUSE_COLUMNS)
+
+
+def _preterm_table(result) -> pd.DataFrame:
+    keys, idx = _groups(result)
+    b = _agg(result.arms.baseline, idx)
+    s = _agg(result.arms.scenario, idx)
+    births = _births(b)[0]
+    pb, ps = _preterm(b), _preterm(s)
+    lo, hi = _q(pb - ps)
+    df = pd.DataFrame(keys)
+    df["births"] = np.round(births).astype(np.int64)
+    df["preterm_baseline"] = pb[0]
+    df["preterm_scenario"] = ps[0]
+    df["preterm_averted"] = pb[0] - ps[0]
+    df["preterm_averted_lo"] = lo
+    df["preterm_averted_hi"] = hi
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df["preterm_rate_baseline_pct"] = np.where(births > 0, 100 * pb[0] / births, np.nan)
+        df["preterm_rate_scenario_pct"] = np.where(births > 0, 100 * ps[0] / births, np.nan)
+    return df
+
+
+def _disparities(result) -> pd.DataFrame:
+    keys, idx = _groups(result)
+    b = _agg(result.arms.baseline, idx)
+    s = _agg(result.arms.scenario, idx)
+    births = _births(b)                       # [D, G] (same in both arms)
+    rb, rs = _rate(_deaths(b), births), _rate(_deaths(s), births)
+    pos = {(k["state"], k["race"]): g for g, k in enumerate(keys)}
+    rows = []
+    for g, k in enumerate(keys):
+        if k["race"] in ("nh_white", ALL):
+            continue
+        w = pos[(k["state"], "nh_white")]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rr_b, rr_s = rb[:, g] / rb[:, w], rs[:, g] / rs[:, w]
+            rd_b, rd_s = rb[:, g] - rb[:, w], rs[:, g] - rs[:, w]
+            ex_b = _deaths(b)[:, g] - births[:, g] * rb[:, w] / 1000.0
+            ex_s = _deaths(s)[:, g] - births[:, g] * rs[:, w] / 1000.0
+        row = {"state": k["state"], "race": k["race"],
+               "rate_ratio_baseline": rr_b[0], "rate_ratio_scenario": rr_s[0],
+               "rate_difference_baseline": rd_b[0], "rate_difference_scenario": rd_s[0],
+               "excess_deaths_baseline": ex_b[0], "excess_deaths_scenario": ex_s[0],
+               "rate_difference_change": rd_s[0] - rd_b[0]}
+        for name, arr in (("rate_ratio_scenario", rr_s), ("rate_difference_scenario", rd_s),
+                          ("excess_deaths_scenario", ex_s),
+                          ("rate_difference_change", rd_s - rd_b)):
+            lo, hi = _q(arr[:, None])
+            row[f"{name}_lo"], row[f"{name}_hi"] = lo[0], hi[0]
+        rows.append(row)
+    return pd.DataFrame(rows, columns=DISPARITY_COLUMNS)
+
+
+def _coverage(result) -> pd.DataFrame:
+    inputs = result.inputs
+    if inputs.collaborative is not None:
+        return inputs.collaborative.copy()
+    cells = inputs.cells
+    st = np.asarray(STATES)[cells.s_idx]
+    rows = []
+    for k in STRATEGIES:
+        cov = inputs.coverage[k]
+        if not np.any(cov > 0):
+            continue
+        df = pd.DataFrame({"year": cells.year, "state": st, "coverage": cov})
+        g = df.groupby(["year", "state"], as_index=False)["coverage"].max()
+        g["strategy"] = k
+        rows.append(g)
+    if not rows:
+        return pd.DataFrame(columns=["year", "state", "strategy", "coverage"])
+    return pd.concat(rows)[["year", "state", "strategy", "coverage"]].sort_values(
+        ["year", "state", "strategy"]).reset_index(drop=True)
+
+
+def build_table(result, name: str) -> pd.DataFrame:
+    if name == "summary":
+        return _summary(result)
+    if name == "by_year":
+        return _summary(result, by_year=True)
+    if name == "by_cause":
+        return _by_cause(result)
+    if name == "preterm":
+        return _preterm_table(result)
+    if name == "disparities":
+        return _disparities(result)
+    if name == "attribution":
+        from imsim.analysis.attribution import attribution
+
+        return attribution(result)
+    if name == "coverage":
+        return _coverage(result)
+    raise KeyError(name)
+
+
+TABLES = ("summary", "by_year", "by_cause", "preterm", "disparities", "attribution", "coverage")
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving
+# ---------------------------------------------------------------------------------------------
+
+def default_out_dir(result) -> Path:
+    """``results/<name>-<timestamp>/``, with ``-2``, ``-3``... if that second is taken."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("results") / f"{result.scenario.name}-{stamp}"
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
+
+
+def manifest(result) -> dict:
+    from importlib import metadata
+
+    from imsim import __version__
+    from imsim.inputs.data import data_hash
+
+    versions = {}
+    for pkg in ("numpy", "pandas", "numba", "scipy", "pydantic", "PyYAML", "mesa", "SALib",
+                "matplotlib"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "imsim_version": __version__,
+        "scenario": result.scenario.name,
+        "scenario_file": getattr(result.scenario, "_source", None),
+        "engine": result.engine,
+        "seed": result.seed,
+        "replicates": result.replicates,
+        "draws": int(result.arms.baseline.shape[0]),
+        "cells": int(result.inputs.cells.n),
+        "births": int(result.inputs.cells.births.sum()),
+        "data_hash": data_hash(),
+        "calibration": result.fit_source,
+        "calibration_detail": _calibration_meta(result.inputs.calibration),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "dependencies": versions,
+        "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _calibration_meta(cal) -> dict | None:
+    if cal is None:
+        return None
+    meta = getattr(cal, "meta", {}) or {}
+    return {"name": cal.name, "path": str(getattr(cal, "path", "")),
+            "data_hash": meta.get("data_hash"), "targets_hash": meta.get("targets_hash"),
+            "stale": bool(getattr(cal, "stale", False))}
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    df.to_csv(path, index=False, float_format="%.6g")
+
+
+def save_result(result, out_dir=None, figures: bool = True, report: bool = True) -> Path:
+    """Write all tables, the resolved scenario, manifest, figures and report; atomically."""
+    import yaml
+
+    from imsim.core.folders import atomic_folder
+
+    out = Path(out_dir) if out_dir is not None else default_out_dir(result)
+    with atomic_folder(out) as tmp:
+        t0 = time.perf_counter()
+        for name in TABLES:
+            _write_csv(result.table(name), tmp / f"{name}.csv")
+        with open(tmp / "scenario.resolved.yaml", "w", encoding="utf-8") as fh:
+            yaml.safe_dump(result.scenario.resolved(engine=result.engine, seed=result.seed,
+                                                    replicates=result.replicates),
+                           fh, sort_keys=False)
+        if figures:
+            from imsim.output.figures import write_figures
+
+            write_figures(result, tmp)
+        if report:
+            from imsim.output.report import write_report
+
+            write_report(result, tmp)
+        result.timings["save_s"] = time.perf_counter() - t0
+        with open(tmp / "manifest.json", "w", encoding="utf-8") as fh:
+            json.dump(manifest(result), fh, indent=2)
+    return out

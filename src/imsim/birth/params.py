@@ -1,0 +1,374 @@
+"""The model of one birth, as named quantities per cell, and its translation into kernel tables.
+
+A *cell* is one state x race/Hispanic origin x year. Everything a strategy can change is a named
+array over cells in :class:`CellParams` (an exposure prevalence, a coverage, an effect size); the
+kernels never see names, only the tables :func:`build_tables` makes from them. Strategies edit
+``CellParams`` (see :mod:`imsim.birth.strategies`), never the kernels.
+
+The birth (see DESIGN.md):
+
+1. Exposures. ``low_income`` is drawn first; ``smoking``, ``prior_preterm`` (eligible for
+   progesterone: prior spontaneous preterm birth or short cervix), ``short_ipi`` and
+   ``elective_early_term`` are drawn given low income, and ``unsafe_sleep`` given low income and
+   smoking. Conditional probabilities are logistic in the parents with the odds ratios of
+   ``associations.csv``, solved so that each exposure keeps its marginal prevalence, so exposures
+   cluster within a birth as they do in the population.
+2. Treatments reached by a strategy: progesterone for eligible births (``p_prog``), a
+   social-determinants intervention for low-income births (``p_sd``).
+3. Gestational age from a cumulative-logit model with cut-points 28, 32, 34, 37 and 39 weeks:
+   ``logit P(GA < cut_k) = theta_k + sum_x beta_xk x``; the exposure effects may differ by cut
+   (e.g. smoking: very, moderate, late preterm odds ratios). An elective early-term delivery turns
+   a 39+ week birth into a 37-38 week birth.
+4. Delivery at a level III+ hospital for births under 32 weeks (``p_l3``).
+5. Death, competing causes: neonatal (by GA band; the odds multiplied by ``or_nonl3`` below
+   level III), then, for neonatal survivors, SUID (by band; odds x unsafe sleep x smoking x
+   their interaction) and other postneonatal causes (by band). Low income multiplies the
+   postneonatal odds; the social-determinants intervention multiplies all death odds of the
+   births it reaches.
+
+Odds ratios (``or_*``) act on the odds of the outcome (``odds' = odds x OR``), which converts
+them to risk ratios with the baseline risk as the evidence guidance asks; risk ratios (``rr_*``)
+multiply the probability (capped below 1). Odds ratios apply first.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+
+from imsim.birth.kernels import N_BANDS, N_CUTS
+
+#: Exposures drawn given low income, in kernel order (axis 1 of ``p_exp``).
+COND_EXPOSURES = ("smoking", "prior_preterm", "short_ipi", "elective_early_term")
+
+
+@dataclass
+class CellParams:
+    """Named model quantities for ``n`` cells (all arrays have ``n`` as first axis).
+
+    Prevalences are probabilities; ``beta_*`` are log odds ratios per GA cut ([n, 5]); ``or_*``
+    odds ratios; ``q_*`` reference death probabilities per GA band ([n, 6]) for an unexposed
+    birth delivered at level III+.
+    """
+
+    births: np.ndarray            # int64[n]
+    uid: np.ndarray               # uint64[n]
+    p_li: np.ndarray              # P(low income)
+    p_exp: np.ndarray             # [n, 4, 2] P(exposure | low income), COND_EXPOSURES order
+    p_us: np.ndarray              # [n, 2, 2] P(unsafe sleep | low income, smoking)
+    p_prog: np.ndarray            # P(progesterone | eligible)
+    p_sd: np.ndarray              # P(reached by social-determinants intervention | low income)
+    p_l3: np.ndarray              # P(level III+ delivery | GA < 32 weeks)
+    theta: np.ndarray             # [n, 5] cut-points (log odds)
+    beta_smk: np.ndarray          # [n, 5]
+    beta_pp: np.ndarray           # [n, 5]
+    beta_ipi: np.ndarray          # [n, 5]
+    beta_li: np.ndarray           # [n, 5]
+    beta_prog: np.ndarray         # [n, 5]
+    beta_sd: np.ndarray           # [n, 5]
+    q_neo: np.ndarray             # [n, 6]
+    q_suid: np.ndarray            # [n, 6]
+    q_oth: np.ndarray             # [n, 6]
+    or_nonl3: np.ndarray          # neonatal death odds ratio below level III (GA < 32)
+    or_us_suid: np.ndarray        # unsafe sleep -> SUID (odds ratio)
+    rr_smk_suid: np.ndarray       # smoking -> SUID, direct (risk ratio)
+    or_us_smk: np.ndarray         # unsafe sleep x smoking interaction on SUID (odds ratio)
+    rr_li_pn: np.ndarray          # low income -> postneonatal death, direct (risk ratio)
+    rr_sd_death: np.ndarray       # social-determinants intervention -> death risk (risk ratio)
+
+    @property
+    def n(self) -> int:
+        return int(self.births.shape[0])
+
+    def copy(self) -> CellParams:
+        """Return a deep copy (strategies edit copies, never the baseline)."""
+        return replace(self, **{f.name: getattr(self, f.name).copy() for f in fields(self)})
+
+    def take(self, idx) -> CellParams:
+        """Return the parameters of the cells ``idx``."""
+        return replace(self, **{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def put(self, idx, sub: CellParams) -> None:
+        """Write the parameters of ``sub`` back into the cells ``idx``."""
+        for f in fields(self):
+            arr = getattr(self, f.name)
+            if not arr.flags.writeable:
+                arr = arr.copy()
+                setattr(self, f.name, arr)
+            arr[idx] = getattr(sub, f.name)
+
+
+@dataclass
+class Tables:
+    """Kernel inputs for ``n`` cells (see :mod:`imsim.birth.kernels`)."""
+
+    births: np.ndarray
+    uid: np.ndarray
+    p_li: np.ndarray
+    p_exp: np.ndarray
+    p_us: np.ndarray
+    p_prog: np.ndarray
+    p_sd: np.ndarray
+    p_l3: np.ndarray
+    ga_cum: np.ndarray
+    death_cum: np.ndarray
+
+    def take(self, idx) -> Tables:
+        """The tables of the cells ``idx`` (contiguous copies)."""
+        return Tables(**{f.name: np.ascontiguousarray(getattr(self, f.name)[idx])
+                         for f in fields(self)})
+
+
+def cells_differ(a: Tables, b: Tables) -> np.ndarray:
+    """Boolean [n]: cells whose tables differ between two arms.
+
+    A cell with identical tables has identical outcomes in both arms (common random numbers by
+    construction), so the microsim need not simulate it twice.
+    """
+    n = a.births.shape[0]
+    diff = np.zeros(n, dtype=bool)
+    for f in fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        diff |= (x != y).reshape(n, -1).any(axis=1)
+    return diff
+
+
+def expit(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def logit(p):
+    p = np.asarray(p, dtype=float)
+    return np.log(p) - np.log1p(-p)
+
+
+def apply_or(p, odds_ratio):
+    """Return the probability whose odds are ``odds_ratio`` times the odds of ``p``."""
+    p = np.asarray(p, dtype=float)
+    odds_ratio = np.asarray(odds_ratio, dtype=float)
+    return odds_ratio * p / (1.0 - p + odds_ratio * p)
+
+
+#: A risk ratio never pushes a death probability above this.
+RISK_CAP = 0.999
+
+
+def apply_rr(p, risk_ratio, cap: float = RISK_CAP):
+    """Return ``p`` times a risk ratio, capped at ``cap`` (a probability never reaches 1)."""
+    return np.minimum(np.asarray(p, dtype=float) * np.asarray(risk_ratio, dtype=float), cap)
+
+
+def _combo_bits(n_bits: int) -> np.ndarray:
+    """[2**n_bits, n_bits] array of the bits of each combination index (bit 0 first)."""
+    idx = np.arange(2**n_bits)
+    return (idx[:, None] >> np.arange(n_bits)[None, :]) & 1
+
+
+GA_BITS = _combo_bits(6)      # smk, pp, ipi, li, prog, sd
+DEATH_BITS = _combo_bits(4)   # smk, us, li, sd
+
+
+def ga_linear_predictor(params: CellParams) -> np.ndarray:
+    """[n, 64, 5] log odds of GA below each cut for every exposure/treatment combination."""
+    b = GA_BITS.astype(float)
+    eta = (
+        params.theta[:, None, :]
+        + b[None, :, 0, None] * params.beta_smk[:, None, :]
+        + b[None, :, 1, None] * params.beta_pp[:, None, :]
+        + b[None, :, 2, None] * params.beta_ipi[:, None, :]
+        + b[None, :, 3, None] * params.beta_li[:, None, :]
+        + b[None, :, 4, None] * params.beta_prog[:, None, :]
+        + b[None, :, 5, None] * params.beta_sd[:, None, :]
+    )
+    return eta
+
+
+_GA_FIELDS = ("theta", "beta_smk", "beta_pp", "beta_ipi", "beta_li", "beta_prog", "beta_sd")
+_GA_CACHE: dict[bytes, np.ndarray] = {}
+
+
+def ga_cumulative(params: CellParams) -> np.ndarray:
+    """[n, 64, 5] P(GA < cut_k | combination), made non-decreasing in k.
+
+    Memoised on the content of the GA parameters: fitting and sweeps rebuild tables many times
+    with only the death probabilities changing.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for name in _GA_FIELDS:
+        arr = np.ascontiguousarray(getattr(params, name), dtype=float)
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    key = h.digest()
+    hit = _GA_CACHE.get(key)
+    if hit is not None:
+        return hit
+    from imsim.birth import kernels as K
+
+    f = np.ascontiguousarray
+    cum = np.empty((params.n, 64, N_CUTS))
+    K.ga_table(f(params.theta, dtype=float), f(params.beta_smk, dtype=float),
+               f(params.beta_pp, dtype=float), f(params.beta_ipi, dtype=float),
+               f(params.beta_li, dtype=float), f(params.beta_prog, dtype=float),
+               f(params.beta_sd, dtype=float), cum)
+    cum.setflags(write=False)
+    if len(_GA_CACHE) >= 64:
+        _GA_CACHE.clear()
+    _GA_CACHE[key] = cum
+    return cum
+
+
+def death_probabilities(params: CellParams):
+    """Per-cause death probabilities ``(p_neo, p_suid, p_oth)``, each [n, 6, 2, 16].
+
+    Axes: cell, GA band, delivery below level III (only meaningful for bands < 32 weeks),
+    combination ``smk + 2 us + 4 li + 8 sd``.
+    """
+    n = params.n
+    bits = DEATH_BITS
+    smk, us, li, sd = (bits[:, k].astype(float) for k in range(4))
+    nonl3 = np.array([0.0, 1.0])
+    lt32 = (np.arange(N_BANDS) < 2).astype(float)
+
+    def pw(base, exponent):
+        return np.power(base[:, None, None, None], exponent)
+
+    or_neo = pw(params.or_nonl3, lt32[None, :, None, None] * nonl3[None, None, :, None])
+    rr_sd = pw(params.rr_sd_death, sd[None, None, None, :])
+    p_neo = apply_rr(apply_or(params.q_neo[:, :, None, None], or_neo), rr_sd)
+    or_suid = (
+        pw(params.or_us_suid, us[None, None, None, :])
+        * pw(params.or_us_smk, (us * smk)[None, None, None, :])
+    )
+    rr_suid = (
+        pw(params.rr_smk_suid, smk[None, None, None, :])
+        * pw(params.rr_li_pn, li[None, None, None, :])
+        * rr_sd
+    )
+    p_suid = apply_rr(apply_or(params.q_suid[:, :, None, None], or_suid), rr_suid)
+    rr_oth = pw(params.rr_li_pn, li[None, None, None, :]) * rr_sd
+    p_oth = apply_rr(params.q_oth[:, :, None, None], rr_oth)
+    shape = (n, N_BANDS, 2, 16)
+    return (np.broadcast_to(p_neo, shape), np.broadcast_to(p_suid, shape),
+            np.broadcast_to(p_oth, shape))
+
+
+def death_cumulative(params: CellParams) -> np.ndarray:
+    """[n, 6, 2, 16, 3] cumulative death thresholds (Numba; same formulas as
+    :func:`death_probabilities`, which documents them in NumPy)."""
+    from imsim.birth import kernels as K
+
+    f = np.ascontiguousarray
+    out = np.empty((params.n, N_BANDS, 2, 16, 3))
+    K.death_table(f(params.q_neo, dtype=float), f(params.q_suid, dtype=float),
+                  f(params.q_oth, dtype=float), *(f(np.broadcast_to(getattr(params, k), (params.n,)),
+                                                    dtype=float) for k in
+                                                  ("or_nonl3", "or_us_suid", "rr_smk_suid",
+                                                   "or_us_smk", "rr_li_pn", "rr_sd_death")),
+                  RISK_CAP, out)
+    return out
+
+
+def _tables(params: CellParams, ga_cum, death_cum) -> Tables:
+    c = np.ascontiguousarray
+    return Tables(
+        births=c(params.births, dtype=np.int64), uid=c(params.uid, dtype=np.uint64),
+        p_li=c(params.p_li, dtype=float), p_exp=c(params.p_exp, dtype=float),
+        p_us=c(params.p_us, dtype=float), p_prog=c(params.p_prog, dtype=float),
+        p_sd=c(params.p_sd, dtype=float), p_l3=c(params.p_l3, dtype=float),
+        ga_cum=ga_cum, death_cum=death_cum,
+    )
+
+
+def build_tables(params: CellParams) -> Tables:
+    """Translate named cell parameters into the tables both engines read."""
+    return _tables(params, ga_cumulative(params), death_cumulative(params))
+
+
+def build_tables_reusing(params: CellParams, ga_cum, death_cum, changed) -> Tables:
+    """Tables of ``params`` from already-built GA/death tables of the same cells, rebuilding only
+    the rows in the boolean mask ``changed`` (cells whose GA or death parameters differ)."""
+    ga_cum = np.array(ga_cum, dtype=float)
+    death_cum = np.array(death_cum, dtype=float)
+    if np.any(changed):
+        idx = np.flatnonzero(changed)
+        sub = params.take(idx)
+        ga_cum[idx] = ga_cumulative(sub)
+        death_cum[idx] = death_cumulative(sub)
+    return _tables(params, np.ascontiguousarray(ga_cum), np.ascontiguousarray(death_cum))
+
+
+# ---------------------------------------------------------------------------------------------
+# Correlated exposures: conditional probabilities that keep the marginal prevalence.
+# ---------------------------------------------------------------------------------------------
+
+def _solve_intercept(target, weights, offsets, iters: int = 60):
+    """Solve ``a`` so that ``sum_j weights[..., j] * expit(a + offsets[..., j]) = target``.
+
+    Vectorised bisection on the log-odds scale; ``target`` in [0, 1].
+    """
+    target = np.asarray(target, dtype=float)
+    lo = np.full(target.shape, -40.0)
+    hi = np.full(target.shape, 40.0)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        val = np.sum(weights * expit(mid[..., None] + offsets), axis=-1)
+        above = val > target
+        hi = np.where(above, mid, hi)
+        lo = np.where(above, lo, mid)
+    a = 0.5 * (lo + hi)
+    a = np.where(target <= 0.0, -np.inf, a)
+    a = np.where(target >= 1.0, np.inf, a)
+    return a
+
+
+def conditional_on_income(marginal, p_li, odds_ratio):
+    """[n, 2] P(x | low income = 0, 1) with the given marginal and odds ratio.
+
+    ``marginal`` and ``p_li`` are [n]; ``odds_ratio`` a scalar or [n].
+    """
+    marginal = np.asarray(marginal, dtype=float)
+    log_or = np.log(np.broadcast_to(np.asarray(odds_ratio, dtype=float), marginal.shape))
+    w = np.stack([1.0 - p_li, p_li], axis=-1)
+    off = np.stack([np.zeros_like(log_or), log_or], axis=-1)
+    a = _solve_intercept(marginal, w, off)
+    with np.errstate(invalid="ignore"):
+        out = expit(a[:, None] + off)
+    out = np.where(marginal[:, None] <= 0.0, 0.0, out)
+    return np.where(marginal[:, None] >= 1.0, 1.0, out)
+
+
+def unsafe_sleep_conditional(marginal, p_li, p_smk_given_li, or_li, or_smk):
+    """[n, 2, 2] P(unsafe sleep | low income, smoking) with the given marginal."""
+    marginal = np.asarray(marginal, dtype=float)
+    n = marginal.shape[0]
+    li = np.array([0, 0, 1, 1], dtype=float)
+    smk = np.array([0, 1, 0, 1], dtype=float)
+    p_li_ = np.asarray(p_li, dtype=float)
+    w = np.empty((n, 4))
+    w[:, 0] = (1 - p_li_) * (1 - p_smk_given_li[:, 0])
+    w[:, 1] = (1 - p_li_) * p_smk_given_li[:, 0]
+    w[:, 2] = p_li_ * (1 - p_smk_given_li[:, 1])
+    w[:, 3] = p_li_ * p_smk_given_li[:, 1]
+    off = (li[None, :] * np.log(np.broadcast_to(or_li, (n,)))[:, None]
+           + smk[None, :] * np.log(np.broadcast_to(or_smk, (n,)))[:, None])
+    a = _solve_intercept(marginal, w, off)
+    with np.errstate(invalid="ignore"):
+        p = expit(a[:, None] + off)
+    p = np.where(marginal[:, None] <= 0.0, 0.0, p)
+    p = np.where(marginal[:, None] >= 1.0, 1.0, p)
+    return p.reshape(n, 2, 2)
+
+
+def exposure_marginals(params: CellParams) -> dict[str, np.ndarray]:
+    """Marginal prevalence of each exposure per cell, implied by the conditional structure."""
+    p_li = params.p_li
+    out = {"low_income": p_li.copy()}
+    for k, name in enumerate(COND_EXPOSURES):
+        out[name] = (1 - p_li) * params.p_exp[:, k, 0] + p_li * params.p_exp[:, k, 1]
+    ps = params.p_exp[:, 0, :]
+    out["unsafe_sleep"] = (
+        (1 - p_li) * ((1 - ps[:, 0]) * params.p_us[:, 0, 0] + ps[:, 0] * params.p_us[:, 0, 1])
+        + p_li * ((1 - ps[:, 1]) * params.p_us[:, 1, 0] + ps[:, 1] * params.p_us[:, 1, 1])
+    )
+    return out

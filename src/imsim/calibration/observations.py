@@ -1,0 +1,313 @@
+"""Observations: the targets the calibration fits, read and checked.
+
+The packaged 2013-2015 targets (``imsim/data/targets.csv``), optionally replaced cell by cell by a
+user's targets CSV from ``imsim data import-wonder``, put on the 51 x 5 state x race grid with
+each observation's measurement error and 95% interval. A bad user file raises
+:class:`imsim.core.errors.InputError` naming the file and row. :func:`rate_data` hands the result to
+the rate model (:mod:`imsim.calibration.ratemodel`) as plain arrays.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imsim.core.constants import ALL, RACES, STATES
+from imsim.core.errors import InputError
+from imsim.calibration.ratemodel import Z95, RateData
+
+#: The 51 x 5 state x race grid.
+N_S = len(STATES)
+N_R = len(RACES)
+S_INDEX = {s: i for i, s in enumerate(STATES)}
+R_INDEX = {r: i for i, r in enumerate(RACES)}
+#: Years pooled by the fit.
+BASE_PERIOD = (2013, 2015)
+
+#: Settings of the calibration: measurement errors of the observations, the rate model's
+#: sigmas and its posterior draws (``imsim calibrate`` and :func:`imsim.calibration.calibrate`).
+DEFAULT_SETTINGS = {
+    "draws": 200,                 # K posterior draws per cell
+    "seed": 20130101,             # seed of the posterior draws
+    "tier3_sd": 0.2,              # extra sd (per 1,000) of a tier-3 (secondary) cell IMR
+    "tier3_rel_sd": 0.05,         # ... plus this relative sd ("more for small groups")
+    "tier3_bias": 0.0,            # added to tier-3 values before fitting (REPORT: ~0.1 low)
+    "derived_sd": 0.02,           # sd (per 1,000) of a tier-2 derived state IMR
+    "national_sd": 0.005,         # sd (per 1,000) of a national race IMR (the anchors)
+    "closure_kappa": 0.0,         # extra variance (x deaths) of state totals and national race
+    "close_national": True,       # scale national race IMRs so their deaths sum to the states'
+    "sigma_eps_by_race": True,    # one sigma_eps per race (else one for all)
+    "sigma_alpha": None,          # fix instead of empirical Bayes
+    "sigma_eps": None,
+}
+
+
+@dataclass
+class Observations:
+    """Everything the fit reads, on the 51 x 5 grid (rates per 1,000; NaN = none)."""
+
+    births: np.ndarray                 # [51, 5] pooled 2013-2015 births used by the fit
+    cell: pd.DataFrame                 # one row per state x race with an observed IMR
+    state: pd.DataFrame                # state all-race IMR rows
+    race: pd.DataFrame                 # national race IMR rows (+ race ALL)
+    imr_year: pd.DataFrame             # state x year IMR (back-test)
+    preterm: pd.DataFrame
+    suid: pd.DataFrame
+    nmr_pnmr: pd.DataFrame
+    ga_share: pd.DataFrame
+    targets_hash: str
+    targets_file: str | None = None
+    user_rows: int = 0
+    notes: list = field(default_factory=list)
+    closure: float = 1.0
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _packaged_targets() -> pd.DataFrame:
+    from imsim.inputs.data import load_table
+
+    return load_table("targets")
+
+
+def _packaged_targets_hash() -> str:
+    from importlib import resources
+
+    return _sha(resources.files("imsim.inputs.data").joinpath("targets.csv").read_bytes())
+
+
+def _poisson_interval(deaths, births, rounding=0.0):
+    """Exact (Garwood) 95% interval of a rate per 1,000 from deaths and births."""
+    from scipy.stats import chi2
+
+    d = np.asarray(deaths, float)
+    b = np.asarray(births, float)
+    lo = np.where(d > 0, chi2.ppf(0.025, 2 * d) / 2, 0.0)
+    hi = chi2.ppf(0.975, 2 * (d + 1)) / 2
+    return 1000 * lo / b - rounding, 1000 * hi / b + rounding
+
+
+def load_observations(targets_file: str | os.PathLike | None = None,
+                      settings: dict | None = None) -> Observations:
+    """Read the packaged targets (and a user targets CSV from ``imsim data import-wonder``).
+
+    User rows (measure ``imr``) for 2013-2015 replace the packaged IMR of the cells they cover
+    (state x race, state ALL, national race); single years 2013, 2014 and 2015 of one cell are
+    pooled when the pooled row is absent; 2016/2017 state all-race rows replace the back-test
+    observations; ``births`` rows (2013-2015 pooled or the three single years) replace the births
+    the fit weights that cell by. A ``suppressed``/``missing`` IMR row removes the cell's packaged
+    value (the cell is then estimated from pooling and its state total). Other periods are
+    ignored with a note. Errors raise :class:`InputError` naming file and row; nothing is written.
+    """
+    from imsim.inputs.baseline import get_baseline
+
+    st = {**DEFAULT_SETTINGS, **(settings or {})}
+    t = _packaged_targets()
+    t["source_tier"] = t["source_tier"].astype(float)
+    births = get_baseline().pooled_cells().births.reshape(N_S, N_R).astype(float)
+    period = f"{BASE_PERIOD[0]}-{BASE_PERIOD[1]}"
+    imr = t[(t["target"] == "imr") & (t["period"].astype(str) == period)].copy()
+    imr["origin"] = "packaged"
+    imr_year = t[t["target"] == "imr_year"].copy()
+    imr_year["year"] = imr_year["period"].astype(int)
+    imr_year["origin"] = "packaged"
+    hashes = [_packaged_targets_hash()]
+    notes: list[str] = []
+    user_rows = 0
+    if targets_file is not None:
+        path = Path(targets_file)
+        if not path.is_file():
+            raise InputError("targets file not found", file=str(targets_file))
+        from imsim.inputs.wonder import validate_targets
+
+        user = validate_targets(str(path))
+        user["row"] = np.arange(len(user)) + 2
+        hashes.append(_sha(path.read_bytes()))
+        imr, imr_year, births, notes, user_rows = _apply_user_targets(
+            user, str(path), imr, imr_year, births)
+    cell = imr[(imr["state"] != ALL) & (imr["race"] != ALL)].copy()
+    state = imr[(imr["state"] != ALL) & (imr["race"] == ALL)].copy()
+    race = imr[imr["state"] == ALL].copy()
+
+    def extra_sd(df):
+        tier = df["source_tier"].to_numpy(float)
+        val = df["value"].to_numpy(float)
+        rnd = np.where(tier >= 3, 0.05, 0.005) / math.sqrt(3.0)
+        t3 = np.where(tier >= 3, np.hypot(st["tier3_sd"], st["tier3_rel_sd"] * val), 0.0)
+        nat = (df["state"] == ALL).to_numpy()
+        t2 = np.where(tier == 2, np.where(nat, st["national_sd"], st["derived_sd"]), 0.0)
+        return np.sqrt(rnd**2 + t3**2 + t2**2)
+
+    for df in (cell, state, race):
+        df["fit_value"] = df["value"] + np.where(df["source_tier"] >= 3, st["tier3_bias"], 0.0)
+        df["meas_sd"] = extra_sd(df) if len(df) else []
+    closure = 1.0
+    if st["close_national"] and len(state) == N_S:
+        rr = race[race["race"].isin(RACES)]
+        if len(rr) == N_R:
+            tot_s = float(np.sum(state["fit_value"].to_numpy(float) * _group_births(state, births)))
+            tot_r = float(np.sum(rr["fit_value"].to_numpy(float) * _group_births(rr, births)))
+            closure = tot_s / tot_r
+            race["fit_value"] = np.where(race["race"].isin(RACES), race["fit_value"] * closure,
+                                         race["fit_value"])
+            notes.append(f"national race IMRs scaled by {closure:.4f} so that their deaths add up to "
+                         "the state totals (the five groups do not close: births of mothers of "
+                         "other or unknown race are allocated to them)")
+    for df in (state, race):
+        # closure variance kappa * deaths, as an sd per 1,000 of the group's births
+        b = _group_births(df, births)
+        d = df["value"].to_numpy(float) * b / 1000.0
+        df["meas_sd"] = np.sqrt(df["meas_sd"].to_numpy(float) ** 2
+                                + st["closure_kappa"] * d / np.maximum(b / 1000.0, 1e-9) ** 2)
+    # 95% interval of the observation: its own (Poisson + rounding) interval, widened by the
+    # secondary-source uncertainty for tier-3 values (REPORT: +-0.4 per 1,000).
+    for df in (cell, state, race):
+        if not len(df):
+            continue
+        val = df["value"].to_numpy(float)
+        lo = df["lo"].to_numpy(float)
+        hi = df["hi"].to_numpy(float)
+        w = np.where(df["source_tier"] >= 3, Z95 * np.hypot(st["tier3_sd"], st["tier3_rel_sd"] * val), 0.0)
+        df["poisson_lo"], df["poisson_hi"] = lo, hi
+        df["obs_lo"] = val - np.hypot(val - lo, w)
+        df["obs_hi"] = val + np.hypot(hi - val, w)
+    return Observations(
+        births=births, cell=cell.reset_index(drop=True), state=state.reset_index(drop=True),
+        race=race.reset_index(drop=True), imr_year=imr_year.reset_index(drop=True),
+        preterm=t[t["target"] == "preterm_rate"].reset_index(drop=True),
+        suid=t[t["target"] == "suid_rate"].reset_index(drop=True),
+        nmr_pnmr=t[t["target"].isin(["nmr", "pnmr"])].reset_index(drop=True),
+        ga_share=t[t["target"] == "ga_death_share"].reset_index(drop=True),
+        targets_hash=_sha("|".join(hashes).encode()) if len(hashes) > 1 else hashes[0],
+        targets_file=None if targets_file is None else str(targets_file),
+        user_rows=user_rows, notes=notes, closure=closure)
+
+
+def _group_births(df, births):
+    out = np.zeros(len(df))
+    for i, (s, r) in enumerate(zip(df["state"], df["race"])):
+        if s != ALL:
+            out[i] = births[S_INDEX[s]].sum()
+        elif r in R_INDEX:
+            out[i] = births[:, R_INDEX[r]].sum()
+        else:
+            out[i] = births.sum()
+    return out
+
+
+def _apply_user_targets(user, name, imr, imr_year, births):
+    notes = []
+    used = 0
+    births = births.copy()
+    y0, y1 = BASE_PERIOD
+    base_years = set(range(y0, y1 + 1))
+    for col in ("rate", "deaths", "births"):
+        user[col] = pd.to_numeric(user[col], errors="coerce")
+    # pool single years 2013, 2014, 2015 of a cell when no pooled row exists
+    rows = []
+    pooled_keys = {(r.state, r.race, r.measure) for r in user.itertuples()
+                   if r.year_start == y0 and r.year_end == y1}
+    singles = user[(user["year_start"] == user["year_end"]) & user["year_start"].isin(base_years)]
+    for (s, r, meas), g in singles.groupby(["state", "race", "measure"], sort=False):
+        if (s, r, meas) in pooled_keys or set(g["year_start"]) != base_years:
+            continue
+        ok = g["flag"].isin(["ok", "unreliable"]).all()
+        deaths = g["deaths"].sum() if g["deaths"].notna().all() else np.nan
+        b = g["births"].sum() if g["births"].notna().all() else np.nan
+        rate = 1000 * deaths / b if ok and b > 0 and deaths == deaths else np.nan
+        rows.append({"state": s, "race": r, "year_start": y0, "year_end": y1, "measure": meas,
+                     "deaths": deaths, "births": b, "rate": rate,
+                     "flag": "ok" if ok else "suppressed", "row": int(g["row"].min())})
+    if rows:
+        user = pd.concat([user, pd.DataFrame(rows)], ignore_index=True)
+    imr = imr.set_index(["state", "race"], drop=False)
+    new_year_rows = []
+    for r in user.itertuples():
+        where = f"row {r.row}"
+        pooled = r.year_start == y0 and r.year_end == y1
+        if r.measure == "births":
+            if pooled and r.state != ALL and r.race != ALL and r.births == r.births:
+                if r.births <= 0:
+                    raise InputError("births must be positive for a fitted cell", file=name, where=where)
+                births[S_INDEX[r.state], R_INDEX[r.race]] = float(r.births)
+                used += 1
+            continue
+        # measure imr
+        if pooled:
+            if r.flag in ("suppressed", "missing") or r.rate != r.rate:
+                if (r.state, r.race) in imr.index:
+                    imr = imr.drop(index=(r.state, r.race))
+                notes.append(f"{name} {where}: {r.state} {r.race} {r.flag}; packaged value dropped")
+                used += 1
+                continue
+            b = r.births if r.births == r.births and r.births > 0 else np.nan
+            d = r.deaths if r.deaths == r.deaths else (r.rate * b / 1000 if b == b else np.nan)
+            if b == b and d == d:
+                lo, hi = _poisson_interval(d, b, 0.0005)
+            else:
+                lo, hi = r.rate * 0.9, r.rate * 1.1
+                notes.append(f"{name} {where}: no deaths/births; assumed +-10% interval")
+            rec = {"target": "imr", "state": r.state, "race": r.race, "period": f"{y0}-{y1}",
+                   "value": float(r.rate), "unit": "per 1,000 live births", "deaths": d,
+                   "births": b, "lo": float(lo), "hi": float(hi), "source_tier": 1.0,
+                   "source": f"user targets {name}", "note": f"{name} {where} ({r.flag})",
+                   "origin": "user"}
+            if (r.state, r.race) in imr.index:
+                imr = imr.drop(index=(r.state, r.race))
+            imr = pd.concat([imr, pd.DataFrame([rec]).set_index(["state", "race"], drop=False)])
+            used += 1
+        elif r.year_start == r.year_end and r.state != ALL and r.race == ALL \
+                and r.year_start in (2013, 2014, 2015, 2016, 2017) and r.rate == r.rate \
+                and r.flag in ("ok", "unreliable"):
+            b = r.births if r.births == r.births and r.births > 0 else np.nan
+            d = r.deaths if r.deaths == r.deaths else np.nan
+            lo, hi = (_poisson_interval(d, b, 0.005) if b == b and d == d
+                      else (r.rate * 0.9, r.rate * 1.1))
+            new_year_rows.append({"target": "imr_year", "state": r.state, "race": ALL,
+                                  "period": str(r.year_start), "year": int(r.year_start),
+                                  "value": float(r.rate), "deaths": d, "births": b,
+                                  "lo": float(lo), "hi": float(hi), "source_tier": 1.0,
+                                  "origin": "user", "note": f"{name} {where}"})
+            used += 1
+        else:
+            notes.append(f"{name} {where}: {r.measure} {r.state} {r.race} "
+                         f"{r.year_start}-{r.year_end} not used (the fit uses {y0}-{y1} cells "
+                         "and 2013-2017 state totals)")
+    if new_year_rows:
+        ny = pd.DataFrame(new_year_rows)
+        keys = set(zip(ny["state"], ny["year"]))
+        keep = [(s, y) not in keys for s, y in zip(imr_year["state"], imr_year["year"])]
+        imr_year = pd.concat([imr_year[keep], ny], ignore_index=True)
+    if used == 0:
+        raise InputError("no usable rows: the file needs measure 'imr' rows for 2013-2015 "
+                         "(state x race, state ALL or national race), single years 2013-2017 "
+                         "by state, or 2013-2015 'births' rows", file=name)
+    return imr.reset_index(drop=True), imr_year, births, notes, used
+
+
+def rate_data(obs: Observations) -> RateData:
+    """The rate model's inputs from :class:`Observations`."""
+    y = np.full((N_S, N_R), np.nan)
+    sd = np.zeros((N_S, N_R))
+    for r in obs.cell.itertuples():
+        y[S_INDEX[r.state], R_INDEX[r.race]] = r.fit_value
+        sd[S_INDEX[r.state], R_INDEX[r.race]] = r.meas_sd
+    srate = np.full(N_S, np.nan)
+    ssd = np.zeros(N_S)
+    for r in obs.state.itertuples():
+        srate[S_INDEX[r.state]] = r.fit_value
+        ssd[S_INDEX[r.state]] = r.meas_sd
+    rrate = np.full(N_R, np.nan)
+    rsd = np.zeros(N_R)
+    for r in obs.race.itertuples():
+        if r.race in R_INDEX:
+            rrate[R_INDEX[r.race]] = r.fit_value
+            rsd[R_INDEX[r.race]] = r.meas_sd
+    return RateData(obs.births, y, sd, srate, ssd, rrate, rsd)

@@ -1,0 +1,1 @@
+"""Input files (scenarios, sweeps, plans), validated strictly by one mechanism."""

@@ -1,0 +1,405 @@
+"""The baseline: packaged data turned into model parameters for any set of cells.
+
+``Baseline`` holds, per state x race, everything that does not depend on a scenario: births by
+year, exposure prevalences and their correlation, the national gestational-age and cause-of-death
+structure, and the fitted cell multipliers (:mod:`imsim.inputs.fit`). :meth:`Baseline.params` builds
+:class:`imsim.birth.params.CellParams` for a list of years and states, given effect values from the
+evidence library.
+
+Future years hold births at the latest data year (2017) and all rates at the 2013-2015 fit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from imsim.core.constants import DATA_YEARS, GA_BANDS, RACES, STATES
+from imsim.inputs.data import load_table
+from imsim.birth.params import (
+    COND_EXPOSURES,
+    CellParams,
+    apply_or,
+    conditional_on_income,
+    logit,
+    unsafe_sleep_conditional,
+)
+
+N_S = len(STATES)
+N_R = len(RACES)
+S_INDEX = {s: i for i, s in enumerate(STATES)}
+R_INDEX = {r: i for i, r in enumerate(RACES)}
+#: Effect ids that enter the baseline (and hence the fit); strategy efficacies do not.
+BASELINE_EFFECTS = (
+    "smoking_ga_lt32_or", "smoking_ga_lt34_or", "smoking_ga_lt37_or", "prior_preterm_ptb_or",
+    "short_ipi_ptb_or", "low_income_ptb_or", "nonlevel3_neonatal_or", "unsafe_sleep_suid_or",
+    "smoking_suid_rr", "unsafe_sleep_smoking_interaction", "low_income_postneonatal_rr",
+)
+#: GA cut-point index of each band's upper edge (<28, <32, <34, <37, <39).
+CUT_WEEKS = (28, 32, 34, 37, 39)
+
+
+def cell_uid(year, s_idx, r_idx) -> np.ndarray:
+    """Stable uint64 id of a cell: the same (year, state, race) always gets the same id."""
+    return (np.asarray(year, dtype=np.uint64) * np.uint64(10000)
+            + np.asarray(s_idx, dtype=np.uint64) * np.uint64(10)
+            + np.asarray(r_idx, dtype=np.uint64))
+
+
+@dataclass
+class Cells:
+    """An ordered list of cells (year, state, race) with their births."""
+
+    year: np.ndarray
+    s_idx: np.ndarray
+    r_idx: np.ndarray
+    births: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.year.shape[0])
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({
+            "year": self.year,
+            "state": np.asarray(STATES)[self.s_idx],
+            "race": np.asarray(RACES)[self.r_idx],
+            "births": self.births,
+        })
+
+
+class Baseline:
+    """Scenario-independent inputs on the 51 x 5 grid (see module docstring)."""
+
+    def __init__(self):
+        self.births = _births_grid()                      # {year: int64[51, 5]}
+        self.prevalence = _prevalence_grid()              # {exposure: float[51, 5]}
+        # Progesterone-eligible = prior spontaneous preterm birth or short cervix (overlap
+        # ignored); the short-cervix share decides who vaginal progesterone can reach.
+        sc = self.prevalence.pop("short_cervix")
+        pp = self.prevalence["prior_preterm"]
+        self.prevalence["prior_preterm"] = np.clip(pp + sc, 0.0, 1.0)
+        self.short_cervix_share = np.where(pp + sc > 0, sc / np.maximum(pp + sc, 1e-12), 0.0)
+        self.p_l3 = self.prevalence.pop("level3_vlbw")  # float[51, 5]
+        self.ga_cum_target = _ga_targets()                # float[5 races, 5 cuts]
+        self.q_race = _death_rates_by_race(self.ga_cum_target)  # [3 causes, 5 races, 6 bands]
+        self.associations = _associations()
+
+    # -- births -----------------------------------------------------------------------------
+    def cells(self, years, states=None) -> Cells:
+        """Cells for the given years and states (all races); births projected past 2017."""
+        s_list = [S_INDEX[s] for s in (states or STATES)]
+        latest = max(DATA_YEARS)
+        ys, ss, rs, bs = [], [], [], []
+        for y in years:
+            grid = self.births[min(int(y), latest)]
+            for s in s_list:
+                for r in range(N_R):
+                    ys.append(int(y))
+                    ss.append(s)
+                    rs.append(r)
+                    bs.append(int(grid[s, r]))
+        return Cells(np.array(ys, dtype=np.int64), np.array(ss, dtype=np.int64),
+                     np.array(rs, dtype=np.int64), np.array(bs, dtype=np.int64))
+
+    def pooled_cells(self, years=(2013, 2014, 2015)) -> Cells:
+        """One cell per state x race with births summed over ``years`` (for fitting)."""
+        total = sum(self.births[int(y)] for y in years)
+        s_idx, r_idx = np.meshgrid(np.arange(N_S), np.arange(N_R), indexing="ij")
+        s_idx = s_idx.ravel()
+        r_idx = r_idx.ravel()
+        return Cells(np.full(s_idx.shape, int(years[0])), s_idx, r_idx,
+                     total.ravel().astype(np.int64))
+
+    # -- parameters -------------------------------------------------------------------------
+    def params(self, cells: Cells, effects: dict[str, float], fit) -> CellParams:
+        """Baseline :class:`CellParams` for ``cells`` with effect values ``effects`` (by id).
+
+        ``fit`` supplies ``ga_shift[51, 5, 5]`` (log-odds cut-point shifts) and
+        ``m_cause[3, 51, 5]`` (death multipliers); see :mod:`imsim.inputs.fit`. Parameters depend on the
+        cell only through its state and race, so they are computed once on the 51 x 5 grid (and
+        cached for the same baseline effects and fit) and indexed.
+        """
+        grid = self._grid_params(effects, fit)
+        p = grid.take(cells.s_idx * N_R + cells.r_idx)
+        p.births = cells.births.astype(np.int64)
+        p.uid = cell_uid(cells.year, cells.s_idx, cells.r_idx)
+        return p
+
+    def _grid_params(self, effects, fit) -> CellParams:
+        key = tuple(float(effects[k]) for k in BASELINE_EFFECTS)
+        cache = self.__dict__.setdefault("_grid_cache", {})
+        hit = cache.get(key)
+        if hit is not None:
+            for cached_fit, params in hit:
+                if cached_fit is fit:
+                    return params
+        params = self._compute_params(self.pooled_cells(), effects, fit)
+        if sum(len(v) for v in cache.values()) > 256:
+            cache.clear()
+        cache.setdefault(key, []).append((fit, params))
+        return params
+
+    def _conditionals(self):
+        """P(exposure | low income) [51, 5, 4, 2] and P(unsafe sleep | li, smoking) [51, 5, 2, 2].
+
+        They depend only on prevalences and the association odds ratios, so are solved once.
+        """
+        if "_cond" not in self.__dict__:
+            a = self.associations
+            cells = self.pooled_cells()
+            s, r = cells.s_idx, cells.r_idx
+            p_li = self.prevalence["low_income"][s, r]
+            p_exp = np.empty((cells.n, 4, 2))
+            for k, name in enumerate(COND_EXPOSURES):
+                p_exp[:, k, :] = conditional_on_income(self.prevalence[name][s, r], p_li,
+                                                       a.get(("low_income", name), 1.0))
+            p_us = unsafe_sleep_conditional(self.prevalence["unsafe_sleep"][s, r], p_li,
+                                            p_exp[:, 0, :], a.get(("low_income", "unsafe_sleep"), 1.0),
+                                            a.get(("smoking", "unsafe_sleep"), 1.0))
+            self._cond = (p_exp.reshape(N_S, N_R, 4, 2), p_us.reshape(N_S, N_R, 2, 2))
+        return self._cond
+
+    def _compute_params(self, cells: Cells, effects: dict[str, float], fit) -> CellParams:
+        n = cells.n
+        s, r = cells.s_idx, cells.r_idx
+        e = effects
+        p_li = self.prevalence["low_income"][s, r]
+        p_exp, p_us = self._conditionals()
+        p_exp, p_us = p_exp[s, r], p_us[s, r]
+
+        def cuts(values):
+            return np.tile(np.log(np.asarray(values, dtype=float)), (n, 1))
+
+        beta_smk = cuts([e["smoking_ga_lt32_or"], e["smoking_ga_lt32_or"],
+                         e["smoking_ga_lt34_or"], e["smoking_ga_lt37_or"], 1.0])
+        beta_pp = cuts([e["prior_preterm_ptb_or"]] * 4 + [1.0])
+        beta_ipi = cuts([e["short_ipi_ptb_or"]] * 4 + [1.0])
+        beta_li = cuts([e["low_income_ptb_or"]] * 4 + [1.0])
+        zeros5 = np.zeros((n, 5))
+        ones = np.ones(n)
+        params = CellParams(
+            births=cells.births.astype(np.int64),
+            uid=cell_uid(cells.year, s, r),
+            p_li=p_li, p_exp=p_exp, p_us=p_us,
+            p_prog=np.zeros(n), p_sd=np.zeros(n), p_l3=self.p_l3[s, r].copy(),
+            theta=np.zeros((n, 5)),
+            beta_smk=beta_smk, beta_pp=beta_pp, beta_ipi=beta_ipi, beta_li=beta_li,
+            beta_prog=zeros5.copy(), beta_sd=zeros5.copy(),
+            q_neo=np.zeros((n, 6)), q_suid=np.zeros((n, 6)), q_oth=np.zeros((n, 6)),
+            or_nonl3=ones * e["nonlevel3_neonatal_or"],
+            or_us_suid=ones * e["unsafe_sleep_suid_or"],
+            rr_smk_suid=ones * e["smoking_suid_rr"],
+            or_us_smk=ones * e["unsafe_sleep_smoking_interaction"],
+            rr_li_pn=ones * e["low_income_postneonatal_rr"],
+            rr_sd_death=ones.copy(),
+        )
+        # Cut-points: national structure shifted by race (preterm rate) and the fitted cell shift,
+        # solved so that the cell's *marginal* GA distribution hits its target given its exposures.
+        target = self.ga_cum_target[r] if fit is None else _shift_cum(
+            self.ga_cum_target[r], fit.ga_shift[s, r])
+        params.theta = solve_cutpoints(params, target)
+        # Reference death probabilities (unexposed, level III) times fitted multipliers.
+        m = np.ones((3, n)) if fit is None else fit.m_cause[:, s, r]
+        q = self.q_race[:, r, :]                                   # [3, n, 6]
+        params.q_neo = reference_neonatal(q[0], self.p_l3[s, r], params.or_nonl3) * m[0][:, None]
+        params.q_suid = q[1] * m[1][:, None]
+        params.q_oth = q[2] * m[2][:, None]
+        return params
+
+
+def _shift_cum(cum, shift):
+    return 1.0 / (1.0 + np.exp(-(logit(cum) + shift)))
+
+
+def reference_neonatal(q_avg, p_l3, or_nonl3):
+    """Neonatal risk at level III+ such that the level mix reproduces ``q_avg`` (bands < 32)."""
+    q_avg = np.array(q_avg, dtype=float)
+    p_l3 = np.asarray(p_l3, dtype=float)
+    for band in range(2):
+        target = q_avg[:, band]
+        lo = np.zeros_like(target)
+        hi = np.ones_like(target) * 0.999999
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            val = p_l3 * mid + (1 - p_l3) * apply_or(mid, or_nonl3)
+            above = val > target
+            hi = np.where(above, mid, hi)
+            lo = np.where(above, lo, mid)
+        q_avg[:, band] = 0.5 * (lo + hi)
+    return q_avg
+
+
+def solve_cutpoints(params: CellParams, target_cum) -> np.ndarray:
+    """Cut-points theta [n, 5] so the marginal P(GA < cut_k) equals ``target_cum`` [n, 5].
+
+    The marginal is over the cell's joint exposure distribution (without treatments); at the
+    last cut (39 weeks) elective early-term delivery moves 39+ births below the cut, so the
+    natural cumulative there is solved to leave room for it.
+    """
+    from imsim.birth.params import GA_BITS
+
+    n = params.n
+    bits = GA_BITS[:16]  # smk, pp, ipi, li; no treatments in the baseline
+    li = bits[:, 3]
+    w = np.ones((n, 16))
+    for k, col in ((0, 0), (1, 1), (2, 2)):
+        p = params.p_exp[:, k, :][:, li]                      # [n, 16] P(x=1 | li)
+        w *= np.where(bits[None, :, col] == 1, p, 1 - p)
+    w *= np.where(li[None, :] == 1, params.p_li[:, None], 1 - params.p_li[:, None])
+    eet = params.p_exp[:, 3, :][:, li]                          # [n, 16]
+    # Offsets of every combination at every cut [n, 16, 5]; one bisection for all cuts at once.
+    off = (bits[None, :, 0, None] * params.beta_smk[:, None, :]
+           + bits[None, :, 1, None] * params.beta_pp[:, None, :]
+           + bits[None, :, 2, None] * params.beta_ipi[:, None, :]
+           + bits[None, :, 3, None] * params.beta_li[:, None, :])
+    from imsim.birth.kernels import solve_cutpoints_kernel
+
+    theta = np.empty((n, 5))
+    solve_cutpoints_kernel(np.ascontiguousarray(w), np.ascontiguousarray(off),
+                           np.ascontiguousarray(eet), np.ascontiguousarray(target_cum, dtype=float),
+                           1e-13, theta)
+    return theta
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the packaged tables
+# ---------------------------------------------------------------------------------------------
+
+def _births_grid() -> dict[int, np.ndarray]:
+    df = load_table("births")
+    out = {}
+    for y in DATA_YEARS:
+        grid = np.zeros((N_S, N_R), dtype=np.int64)
+        sub = df[df["year"] == y]
+        grid[sub["state"].map(S_INDEX).to_numpy(), sub["race"].map(R_INDEX).to_numpy()] = \
+            sub["births"].to_numpy(dtype=np.int64)
+        out[y] = grid
+    return out
+
+
+def _prevalence_grid() -> dict[str, np.ndarray]:
+    """Exposure prevalence per state x race: national race value, scaled to a state value."""
+    df = load_table("exposures")
+    births = _births_grid()
+    w = sum(births[y] for y in (2013, 2014, 2015)).astype(float)
+    out = {}
+    names = list(COND_EXPOSURES) + ["unsafe_sleep", "low_income", "level3_vlbw", "short_cervix"]
+    for name in names:
+        sub = df[df["exposure"] == name]
+        nat = sub[sub["state"] == "ALL"]
+        all_race = nat[nat["race"] == "ALL"]["prevalence"]
+        default = float(all_race.iloc[0]) if len(all_race) else np.nan
+        grid = np.full((N_S, N_R), default)
+        for row in nat[nat["race"] != "ALL"].itertuples():
+            if row.race in R_INDEX:
+                grid[:, R_INDEX[row.race]] = row.prevalence
+        if np.isnan(grid).any():
+            raise ValueError(f"exposures.csv: no national value for {name}")
+        for row in sub[(sub["state"] != "ALL")].itertuples():
+            if row.state not in S_INDEX:
+                continue
+            s = S_INDEX[row.state]
+            if row.race == "ALL":
+                cur = np.sum(grid[s] * w[s]) / max(np.sum(w[s]), 1.0)
+                if cur > 0:
+                    grid[s] = np.clip(grid[s] * row.prevalence / cur, 0.0, 1.0)
+            elif row.race in R_INDEX:
+                grid[s, R_INDEX[row.race]] = row.prevalence
+        out[name] = grid
+    return out
+
+
+def _associations() -> dict[tuple[str, str], float]:
+    df = load_table("associations")
+    return {(r.from_exposure, r.to_exposure): float(r.odds_ratio) for r in df.itertuples()}
+
+
+def _race_preterm() -> np.ndarray:
+    """Preterm (<37 wk) rate per race, 2013-2015-era national values (fraction)."""
+    df = load_table("targets")
+    pt = df[(df["target"] == "preterm_rate") & (df["state"] == "ALL")]
+    out = np.full(N_R, np.nan)
+    overall = None
+    for r in list(RACES) + ["ALL"]:
+        sub = pt[pt["race"] == r]
+        if not len(sub):
+            continue
+        pooled = sub[sub["period"].astype(str).str.contains("2013")]
+        row = pooled.iloc[0] if len(pooled) else sub.sort_values("period").iloc[0]
+        val = float(row["value"]) / 100.0
+        if r == "ALL":
+            overall = val
+        else:
+            out[R_INDEX[r]] = val
+    if overall is None:
+        raise ValueError("targets.csv: no national preterm_rate")
+    return np.where(np.isnan(out), overall, out), overall
+
+
+def _ga_targets() -> np.ndarray:
+    """Target cumulative GA distribution per race [5 races, 5 cuts].
+
+    National births shares by band (ga_structure, race ALL), shifted on the log-odds scale per
+    race so that P(GA < 37) equals the race's preterm rate.
+    """
+    ga = load_table("ga_structure")
+    nat = ga[ga["race"] == "ALL"].set_index("ga_band").loc[list(GA_BANDS)]
+    shares = nat["births_share"].to_numpy(dtype=float)
+    shares = shares / shares.sum()
+    cum = np.cumsum(shares)[:5]
+    race_pt, overall = _race_preterm()
+    shift = logit(race_pt) - logit(cum[3])
+    return 1.0 / (1.0 + np.exp(-(logit(cum)[None, :] + shift[:, None])))
+
+
+def _death_rates_by_race(ga_cum_target) -> np.ndarray:
+    """Death probability per cause x race x GA band [3, 5, 6].
+
+    Race-specific deaths by band and cause (pooled linked cohorts) over race births by band
+    (race births x the race's target GA distribution).
+    """
+    ga = load_table("ga_structure")
+    nat = ga[ga["race"] == "ALL"].set_index("ga_band").loc[list(GA_BANDS)]
+    rates_all = np.stack([nat[f"imr_{c}"].to_numpy(float) for c in
+                          ("neonatal", "suid", "other_postneonatal")]) / 1000.0  # [3, 6]
+    shares_all = nat["births_share"].to_numpy(float)
+    shares_all = shares_all / shares_all.sum()
+    deaths_all = np.stack([nat[f"deaths_{c}"].to_numpy(float) for c in
+                           ("neonatal", "suid", "other_postneonatal")])          # [3, 6]
+    out = np.empty((3, N_R, 6))
+    for r_name, r in R_INDEX.items():
+        sub = ga[ga["race"] == r_name]
+        cum = np.concatenate([ga_cum_target[r], [1.0]])
+        shares_r = np.diff(np.concatenate([[0.0], cum]))
+        if len(sub) == 6:
+            sub = sub.set_index("ga_band").loc[list(GA_BANDS)]
+            d_r = np.stack([sub[f"deaths_{c}"].to_numpy(float) for c in
+                            ("neonatal", "suid", "other_postneonatal")])
+            # Relative risk of race r vs all within a band: (deaths_r / births_r) / (deaths / births).
+            # Births per band are not published by race; use the race's share of deaths relative
+            # to its share of births implied by its GA distribution.
+            frac_r = d_r.sum() / deaths_all.sum()
+            births_frac = _race_birth_fraction(r)
+            rel = np.where(deaths_all > 0, (d_r / np.maximum(deaths_all, 1e-12))
+                           / (births_frac * shares_r / shares_all)[None, :], 1.0)
+            rel = np.where(d_r >= 5, rel, frac_r / births_frac)  # tiny counts: race-wide ratio
+            out[:, r, :] = rates_all * rel
+        else:
+            out[:, r, :] = rates_all
+    return np.clip(out, 1e-7, 0.95)
+
+
+@lru_cache(maxsize=None)
+def _race_birth_fraction(r: int) -> float:
+    b = _births_grid()
+    total = sum(b[y] for y in (2010 + 3, 2014, 2015))
+    return float(total[:, r].sum() / total.sum())
+
+
+@lru_cache(maxsize=1)
+def get_baseline() -> Baseline:
+    """The process-wide :class:`Baseline` (packaged data read once)."""
+    return Baseline()

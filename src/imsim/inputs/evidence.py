@@ -1,0 +1,135 @@
+"""The evidence library: every effect the model uses, with its uncertainty and citation.
+
+Effects live in the packaged table ``data/evidence.csv`` (built by ``scripts/build_data.py`` from
+``../shared/data/evidence``). Each has an ``id``, a point value and a distribution for uncertainty
+analysis:
+
+* ``lognormal`` -- a ratio with a 95% CI: ``log(x) ~ Normal(log(point), (log hi - log lo) / 3.92)``;
+* ``normal`` -- ``Normal(point, (hi - lo) / 3.92)``;
+* ``uniform`` -- ``Uniform(lo, hi)``; ``triangular`` -- ``Triangular(lo, point, hi)``;
+* ``fixed`` -- no uncertainty (a base-case switch such as 17-OHPC's null effect).
+
+Scenario files may override any effect by id (``effects: {unsafe_sleep_suid_or: 2.6}``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from imsim.inputs.data import load_table
+from imsim.core.errors import InputError, did_you_mean
+
+DISTRIBUTIONS = ("lognormal", "normal", "uniform", "triangular", "fixed")
+_Z95 = 3.919927969080108  # 2 x 1.959964
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One row of the evidence library."""
+
+    id: str
+    point: float
+    dist: str
+    lo: float
+    hi: float
+    scale: str
+    description: str
+    citation: str
+    assumption: bool
+
+    def ppf(self, q):
+        """Quantile function of the effect's distribution (vectorised over ``q`` in (0, 1))."""
+        from scipy import stats
+
+        q = np.asarray(q, dtype=float)
+        if self.dist == "fixed" or not np.isfinite(self.lo) or not np.isfinite(self.hi) \
+                or self.lo == self.hi:
+            return np.full(q.shape, self.point)
+        if self.dist == "lognormal":
+            sd = (np.log(self.hi) - np.log(self.lo)) / _Z95
+            return np.exp(stats.norm.ppf(q, loc=np.log(self.point), scale=sd))
+        if self.dist == "normal":
+            return stats.norm.ppf(q, loc=self.point, scale=(self.hi - self.lo) / _Z95)
+        if self.dist == "uniform":
+            return self.lo + q * (self.hi - self.lo)
+        if self.dist == "triangular":
+            c = (self.point - self.lo) / (self.hi - self.lo)
+            return stats.triang.ppf(q, c, loc=self.lo, scale=self.hi - self.lo)
+        raise ValueError(f"unknown distribution {self.dist!r} for effect {self.id}")
+
+    def bounds(self) -> tuple[float, float]:
+        """A (low, high) range for sensitivity analysis: the 95% range of the distribution."""
+        if self.dist == "fixed":
+            return (self.point, self.point)
+        lo, hi = self.ppf([0.025, 0.975])
+        return (float(lo), float(hi))
+
+
+class EvidenceLibrary:
+    """All effects by id, with optional scenario overrides."""
+
+    def __init__(self, effects: dict[str, Effect], overrides: dict[str, float] | None = None):
+        self.effects = effects
+        self.overrides = dict(overrides or {})
+
+    @classmethod
+    def load(cls) -> EvidenceLibrary:
+        return cls(_load_effects())
+
+    @property
+    def ids(self) -> list[str]:
+        return sorted(self.effects)
+
+    def check_id(self, effect_id: str, file=None, where=None) -> None:
+        if effect_id not in self.effects:
+            raise InputError(
+                f"unknown effect id '{effect_id}'{did_you_mean(effect_id, self.effects)}; "
+                f"see `imsim data evidence` for the {len(self.effects)} ids",
+                file=file, where=where)
+
+    def with_overrides(self, overrides: dict[str, float]) -> EvidenceLibrary:
+        for k in overrides:
+            self.check_id(k)
+        return EvidenceLibrary(self.effects, {**self.overrides, **overrides})
+
+    def point(self) -> dict[str, float]:
+        """Point values (overrides applied)."""
+        vals = {k: e.point for k, e in self.effects.items()}
+        vals.update(self.overrides)
+        return vals
+
+    def sample(self, n: int, rng: np.random.Generator, ids=None) -> dict[str, np.ndarray]:
+        """Draw ``n`` values of every effect (overridden effects stay fixed).
+
+        Draws are independent across effects and made in sorted id order, so adding an override
+        does not change the draws of the other effects.
+        """
+        out = {}
+        for k in sorted(self.effects):
+            q = rng.random(n)
+            if ids is not None and k not in ids:
+                out[k] = np.full(n, self.effects[k].point)
+            elif k in self.overrides:
+                out[k] = np.full(n, float(self.overrides[k]))
+            else:
+                out[k] = self.effects[k].ppf(q)
+        return out
+
+
+@lru_cache(maxsize=1)
+def _load_effects() -> dict[str, Effect]:
+    df = load_table("evidence")
+    effects = {}
+    for row in df.itertuples(index=False):
+        effects[row.id] = Effect(
+            id=row.id, point=float(row.point), dist=str(row.dist),
+            lo=float(row.lo) if pd.notna(row.lo) else np.nan,
+            hi=float(row.hi) if pd.notna(row.hi) else np.nan,
+            scale=str(row.scale), description=str(row.description),
+            citation=str(row.citation) if pd.notna(row.citation) else "",
+            assumption=bool(row.assumption),
+        )
+    return effects

@@ -1,0 +1,166 @@
+"""Baseline fit: per-cell multipliers that make the expected engine reproduce observed rates.
+
+This is the direct fit of the Engine issue: for every state x race cell with an observed
+2013-2015 IMR, one death multiplier (applied to all causes) is solved so that the expected IMR
+equals the observation; cells without an observation share one multiplier per race, solved so
+that the national IMR of the race equals its published value. Gestational age follows the
+national distribution shifted per race to the race's preterm rate.
+
+With ``targets`` (a :class:`imsim.calibration.calibrate.CalibratedTargets`), every cell gets the calibrated
+IMR (the point or posterior draw ``draw``), each race's deaths are split by cause as calibrated
+(one multiplier per cause x race, raked jointly with the cell multipliers) and gestational age
+takes the calibrated shift. The cut-point solve does not depend on the multipliers, so it runs
+once; the multipliers are solved on a linear approximation of deaths in the multipliers and
+corrected with a few exact engine evaluations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from imsim.inputs.baseline import N_R, N_S, R_INDEX, S_INDEX, Baseline
+from imsim.inputs.data import load_table
+from imsim.birth.engines import expected
+from imsim.birth.kernels import N_BANDS, OUT_DEATHS, rake_multipliers
+from imsim.birth.params import build_tables
+
+
+@dataclass
+class Fit:
+    """Fitted baseline adjustments on the 51 x 5 grid."""
+
+    ga_shift: np.ndarray        # [51, 5, 5] log-odds shift of each GA cut
+    m_cause: np.ndarray         # [3, 51, 5] death multipliers (neonatal, SUID, other)
+    source: str = "direct"      # "direct" (this module) or a calibration name
+    draw: int | None = None     # calibration posterior draw (None: the point)
+
+    @classmethod
+    def identity(cls) -> Fit:
+        return cls(np.zeros((N_S, N_R, 5)), np.ones((3, N_S, N_R)))
+
+
+def imr_targets() -> tuple[np.ndarray, np.ndarray]:
+    """Observed 2013-2015 IMR per 1,000: ``cell[51, 5]`` (NaN where none) and ``race[5]``."""
+    t = load_table("targets")
+    t = t[(t["target"] == "imr") & (t["period"].astype(str) == "2013-2015")]
+    cell = np.full((N_S, N_R), np.nan)
+    race = np.full(N_R, np.nan)
+    for row in t.itertuples():
+        if pd.isna(row.value) or row.race not in R_INDEX:
+            continue
+        if row.state == "ALL":
+            race[R_INDEX[row.race]] = row.value
+        elif row.state in S_INDEX:
+            cell[S_INDEX[row.state], R_INDEX[row.race]] = row.value
+    return cell, race
+
+
+def _deaths_by_cause(params) -> np.ndarray:
+    counts = expected(build_tables(params))
+    by_cause = counts[:, OUT_DEATHS:OUT_DEATHS + 3 * N_BANDS].reshape(-1, 3, N_BANDS).sum(axis=2)
+    return by_cause.T
+
+
+def expected_deaths(baseline: Baseline, cells, effects, fit) -> np.ndarray:
+    """Expected deaths by cause [3, n] of ``cells`` under the baseline."""
+    return _deaths_by_cause(baseline.params(cells, effects, fit))
+
+
+def scaled(params, m):
+    """A copy of ``params`` with death probabilities times multipliers ``m`` ([n] or [3, n])."""
+    m = np.broadcast_to(np.asarray(m, dtype=float), (3, params.n))
+    p = params.copy()
+    p.q_neo = params.q_neo * m[0][:, None]
+    p.q_suid = params.q_suid * m[1][:, None]
+    p.q_oth = params.q_oth * m[2][:, None]
+    return p
+
+
+def direct_fit(baseline: Baseline, effects: dict[str, float], targets=None, draw: int | None = None,
+               *, iters: int = 40, tol: float = 1e-10) -> Fit:
+    """Solve the per-cell multipliers (see module docstring).
+
+    Without ``targets``: observed cells hit their observed IMR, the others one multiplier per
+    race (as before). With ``targets`` (:class:`imsim.calibration.calibrate.CalibratedTargets`):
+    :func:`calibrated_fit` with posterior draw ``draw`` (``None``: the point).
+    """
+    if targets is not None:
+        return calibrated_fit(baseline, effects, targets, draw)
+    cells = baseline.pooled_cells()
+    s, r = cells.s_idx, cells.r_idx
+    births = cells.births.astype(float)
+    obs_cell, obs_race = imr_targets()
+    observed = ~np.isnan(obs_cell[s, r]) & (births > 0)
+    params0 = baseline.params(cells, effects, None)
+    m = np.ones(cells.n)
+    for _ in range(iters):
+        deaths = _deaths_by_cause(scaled(params0, m)).sum(axis=0)
+        imr = 1000.0 * deaths / np.maximum(births, 1.0)
+        # Observed cells: scale to hit the observation.
+        ratio = np.where(observed, obs_cell[s, r] / np.maximum(imr, 1e-12), 1.0)
+        # Unobserved cells: one factor per race so the national race IMR matches.
+        for ri in range(N_R):
+            sel = r == ri
+            unobs = sel & ~observed
+            target = obs_race[ri] * births[sel].sum() / 1000.0
+            d_unobs = deaths[unobs].sum()
+            if np.isnan(target) or d_unobs <= 0:
+                continue
+            d_obs_next = (deaths * ratio)[sel & observed].sum()
+            ratio[unobs] = max(target - d_obs_next, 0.0) / d_unobs
+        m_new = m * ratio
+        # Keep unobserved cells plausible when the race total cannot be met (estimated births):
+        # within [1/3, 3] x the median multiplier of the race's observed cells.
+        for ri in range(N_R):
+            sel_obs = (r == ri) & observed
+            if sel_obs.any():
+                med = np.median(m_new[sel_obs])
+                unobs = (r == ri) & ~observed
+                m_new[unobs] = np.clip(m_new[unobs], med / 3.0, med * 3.0)
+        ratio = m_new / m
+        m = m_new
+        if np.max(np.abs(ratio - 1.0)) < tol:
+            break
+    fit = Fit.identity()
+    fit.m_cause[:, s, r] = m[None, :]
+    return fit
+
+
+def calibrated_fit(baseline: Baseline, effects: dict[str, float], targets, draw: int | None = None,
+                   engine_iters: int = 3, rake_iters: int = 200, tol: float = 1e-9) -> Fit:
+    """Multipliers that make the expected engine reproduce calibrated ``targets``.
+
+    ``m_cause[c, s, r] = k[s, r] * f[c, r]``: the cell factor ``k`` hits the cell IMR
+    (``targets.cell_imr(draw)``), the race x cause factor ``f`` the race's cause shares
+    (``targets.cause_share``). Deaths are nearly linear in the multipliers (competing risks are
+    rare), so ``k`` and ``f`` are raked on ``m * D`` with ``D`` the deaths per unit multiplier,
+    and ``D`` is refreshed from the engine ``engine_iters`` times.
+    """
+    cells = baseline.pooled_cells()
+    s, r = cells.s_idx, cells.r_idx
+    births = cells.births.astype(float)
+    ga_shift = targets.ga_shift_cuts()
+    params0 = baseline.params(cells, effects, Fit(ga_shift, np.ones((3, N_S, N_R))))
+    target = targets.cell_imr(draw)[s, r] * births / 1000.0           # deaths per cell
+    onehot = np.zeros((N_R, cells.n))
+    onehot[r, np.arange(cells.n)] = 1.0
+    race_deaths = onehot @ target                                      # [R]
+    race_cause = targets.cause_share.T * race_deaths[None, :]          # [3, R]
+    m = np.ones((3, cells.n))
+    D = _deaths_by_cause(params0)                                      # deaths at m = 1
+    f = np.ones((3, N_R))
+    k = np.ones(cells.n)
+    r_idx = np.ascontiguousarray(r, dtype=np.int64)
+    for it in range(engine_iters + 1):
+        k = rake_multipliers(target, np.ascontiguousarray(D), r_idx, race_cause, f, rake_iters,
+                             tol)
+        m = k[None, :] * f[:, r]
+        if it == engine_iters:
+            break
+        actual = _deaths_by_cause(scaled(params0, m))
+        D = actual / m                                                 # effective per unit
+    fit = Fit(ga_shift, np.ones((3, N_S, N_R)), source=f"calibration:{targets.name}", draw=draw)
+    fit.m_cause[:, s, r] = m
+    return fit

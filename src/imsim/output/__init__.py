@@ -1,0 +1,1 @@
+"""What people read: figures, HTML reports and briefs."""

@@ -1,0 +1,115 @@
+"""A self-contained HTML report a planner can read (figures embedded, no external files)."""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from imsim.core.constants import ALL, STRATEGIES
+from imsim.output.figures import FIGURES
+
+_STRATEGY_SET = set(STRATEGIES) | {"exposure_changes"}
+
+
+def _fmt(x, nd=1):
+    if x != x:  # NaN
+        return "&ndash;"
+    return f"{x:,.{nd}f}"
+
+
+LABELS = {
+    "race": "Race/Hispanic origin", "state": "State", "strategy": "Strategy",
+    "births": "Births", "deaths_baseline": "Deaths, baseline", "deaths_averted": "Deaths averted",
+    "deaths_averted_lo": "95% low", "deaths_averted_hi": "95% high",
+    "imr_baseline": "IMR baseline", "imr_scenario": "IMR scenario",
+    "rate_ratio_baseline": "Rate ratio, baseline", "rate_ratio_scenario": "Rate ratio, scenario",
+    "rate_difference_baseline": "Rate difference, baseline",
+    "rate_difference_scenario": "Rate difference, scenario",
+    "excess_deaths_baseline": "Excess deaths, baseline",
+    "excess_deaths_scenario": "Excess deaths, scenario", "share_pct": "Share (%)",
+    "gap_closed_pct": "Gap to NH white closed (%)",
+}
+
+
+def _label(value: str) -> str:
+    from imsim.core.constants import RACE_LABELS
+
+    return RACE_LABELS.get(value, value.replace("_", " ") if value in _STRATEGY_SET else value)
+
+
+def _table(df, cols, nd=1) -> str:
+    head = "".join(f"<th>{html.escape(LABELS.get(c, c))}</th>" for c in cols)
+    rows = []
+    for _, r in df.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            if isinstance(v, float):
+                text = _fmt(v, nd)
+            elif isinstance(v, str):
+                text = html.escape(_label(v))
+            else:
+                text = html.escape(f"{v:,}" if isinstance(v, int) else str(v))
+            cells.append(f"<td>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<div class='scroll'><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def write_report(result, out: Path) -> Path:
+    out = Path(out)
+    s = result.summary
+    tot = s[(s.state == ALL) & (s.race == ALL)].iloc[0]
+    sc = result.scenario
+    interval = ""
+    if tot.deaths_averted_lo == tot.deaths_averted_lo:
+        interval = (f" <span class='ci'>(95% interval {_fmt(tot.deaths_averted_lo)} to "
+                    f"{_fmt(tot.deaths_averted_hi)})</span>")
+    figs = []
+    for name, caption in FIGURES.items():
+        p = out / "figures" / name
+        if p.exists():
+            b64 = base64.b64encode(p.read_bytes()).decode()
+            figs.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,"
+                        f"{b64}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+    races = s[(s.state == ALL) & (s.race != ALL)]
+    states = s[(s.state != ALL) & (s.race == ALL)].sort_values("deaths_averted", ascending=False)
+    disp = result.table("disparities")
+    disp = disp[disp.state == ALL]
+    attr = result.table("attribution")
+    attr = attr[attr.state == ALL]
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>imsim: {html.escape(sc.name)}</title>
+<style>
+body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}}
+h1{{font-size:1.6rem}} .headline{{font-size:1.25rem;background:#eef5fb;padding:1rem;border-radius:6px}}
+.ci{{color:#555;font-size:1rem}} table{{border-collapse:collapse;margin:1rem 0;font-size:.85rem}}
+td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}} th{{background:#f3f3f3}}
+td:first-child,th:first-child{{text-align:left}} figure{{margin:1rem 0}} img{{max-width:100%}}
+.note{{color:#555;font-size:.85rem}} .scroll{{overflow-x:auto}}
+</style></head><body>
+<h1>{html.escape(sc.name)}</h1>
+<p>{html.escape(sc.description or '')}</p>
+<p class="headline" id="headline">Over {sc.years[0]}&ndash;{sc.years[1]} in {len(sc.state_list)}
+jurisdiction(s): <b>{_fmt(tot.deaths_averted)}</b> infant deaths averted{interval},
+of {_fmt(tot.deaths_baseline, 0)} expected without the strategies; infant mortality
+{_fmt(tot.imr_baseline, 2)} &rarr; {_fmt(tot.imr_scenario, 2)} per 1,000 live births.</p>
+<h2>By race/Hispanic origin of the mother</h2>
+{_table(races, ["race", "births", "deaths_baseline", "deaths_averted", "deaths_averted_lo", "deaths_averted_hi", "imr_baseline", "imr_scenario"])}
+<h2>Disparities (vs non-Hispanic white, U.S.)</h2>
+{_table(disp, ["race", "rate_ratio_baseline", "rate_ratio_scenario", "rate_difference_baseline", "rate_difference_scenario", "excess_deaths_baseline", "excess_deaths_scenario"], 2)}
+<h2>Which strategy does the work</h2>
+{_table(attr, ["strategy", "deaths_averted", "share_pct"]) if len(attr) else "<p>No strategies in this scenario.</p>"}
+<h2>By state</h2>
+{_table(states, ["state", "births", "deaths_baseline", "deaths_averted", "deaths_averted_lo", "deaths_averted_hi", "imr_baseline", "imr_scenario", "gap_closed_pct"])}
+<h2>Figures</h2>
+{''.join(figs)}
+<p class="note">Engine: {result.engine}; seed {result.seed}; {result.replicates} replicate(s).
+Intervals are 2.5th&ndash;97.5th percentiles of paired draws (effects from the evidence library,
+baseline refitted per draw). Births by state &times; race are estimates (see README, Data).
+Generated by imsim; the resolved scenario and manifest.json sit beside this file.</p>
+</body></html>
+"""
+    path = out / "report.html"
+    path.write_text(doc, encoding="utf-8")
+    return path
