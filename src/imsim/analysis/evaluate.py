@@ -31,84 +31,18 @@ to stacked copies of the cells with per-cell effect arrays, reusing the kernel t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 import numpy as np
 
+from imsim.config.sweepfile import BASE_OUTPUTS, check_output, parse_parameter  # noqa: F401
 from imsim.core.constants import RACES, STATES, STRATEGIES
-from imsim.core.errors import InputError, did_you_mean
-
-BASE_OUTPUTS = ("deaths_averted", "imr_change_pct", "bw_rate_ratio_change",
-                "bw_rate_difference_change")
+from imsim.core.errors import InputError
 
 #: CellParams fields read by ``model.ga_cumulative`` and by ``model.death_probabilities``.
 _GA_FIELDS = ("theta", "beta_smk", "beta_pp", "beta_ipi", "beta_li", "beta_prog", "beta_sd")
 _DEATH_FIELDS = ("q_neo", "q_suid", "q_oth", "or_nonl3", "or_us_suid", "rr_smk_suid",
                  "or_us_smk", "rr_li_pn", "rr_sd_death")
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """A parsed parameter id."""
-
-    id: str
-    kind: str          # effect | coverage | collaborative | calibration
-    target: str        # effect id, strategy, collaborative parameter name, or ""
-
-
-def parameter_kinds() -> dict[str, list[str]]:
-    """Every parameter id the evaluator understands, by kind."""
-    from imsim.collaborative.abm import PARAMETERS
-    from imsim.inputs.evidence import EvidenceLibrary
-
-    return {
-        "effect": EvidenceLibrary.load().ids,
-        "coverage": [f"strategies.{k}.coverage" for k in STRATEGIES],
-        "collaborative": [f"collaborative.{p}" for p in PARAMETERS],
-        "calibration": ["calibration"],
-    }
-
-
-def all_parameter_ids() -> list[str]:
-    return [p for ids in parameter_kinds().values() for p in ids]
-
-
-def parse_parameter(pid, file=None, where=None) -> ParamSpec:
-    """Parse a parameter id; unknown ids raise InputError with a 'did you mean'."""
-    kinds = parameter_kinds()
-    for kind, ids in kinds.items():
-        if pid in ids:
-            if kind == "effect":
-                return ParamSpec(pid, kind, pid)
-            if kind == "coverage":
-                return ParamSpec(pid, kind, pid.split(".")[1])
-            if kind == "collaborative":
-                return ParamSpec(pid, kind, pid.split(".", 1)[1])
-            return ParamSpec(pid, kind, "")
-    allowed = all_parameter_ids()
-    raise InputError(
-        f"unknown parameter id '{pid}'{did_you_mean(str(pid), allowed)}; allowed: an evidence "
-        f"effect id (`imsim data evidence`), strategies.<strategy>.coverage, "
-        f"collaborative.<parameter> or calibration", file=file, where=where)
-
-
-def output_ids(scenario) -> list[str]:
-    """Every output id available for ``scenario``."""
-    return (list(BASE_OUTPUTS) + [f"deaths_averted.{r}" for r in RACES]
-            + [f"deaths_averted.{s}" for s in scenario.state_list])
-
-
-def check_output(oid, scenario, file=None, where=None) -> None:
-    allowed = output_ids(scenario)
-    if oid not in allowed:
-        extra = ""
-        if isinstance(oid, str) and oid.startswith("deaths_averted.") and \
-                oid.split(".", 1)[1] in STATES:
-            extra = " (that state is not in the scenario's states)"
-        raise InputError(
-            f"unknown output '{oid}'{extra}{did_you_mean(str(oid), allowed)}; allowed: "
-            f"{', '.join(BASE_OUTPUTS)}, deaths_averted.<race>, deaths_averted.<STATE>",
-            file=file, where=where)
 
 
 class Evaluator:
@@ -309,8 +243,12 @@ class _Prepared:
 
     def _abm_coverage(self, values: tuple) -> dict[str, np.ndarray]:
         """Coverage per (unique = every) cell from a rerun of the collaborative ABM."""
-        from imsim.collaborative.abm import (annual_coverage, apply_parameters, parse_collaborative,
-                                    run_collaborative)
+        from imsim.collaborative.abm import (
+            annual_coverage,
+            apply_parameters,
+            parse_collaborative,
+            run_collaborative,
+        )
 
         if values in self._abm_cache:
             return self._abm_cache[values]

@@ -27,10 +27,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from imsim.core.constants import RACES, STATES, STRATEGIES
 from imsim.core.errors import InputError, did_you_mean
 
 METHODS = ("sobol", "morris", "psa")
@@ -199,7 +201,6 @@ class Sweep:
         if not isinstance(outs, list) or not outs:
             raise InputError(f"outputs must be a non-empty list, got {outs!r}", file=f,
                              where="outputs")
-        from imsim.analysis.evaluate import check_output, parse_parameter
 
         for i, o in enumerate(outs):
             check_output(o, self.scenario, file=f, where=f"outputs[{i}]")
@@ -438,3 +439,71 @@ def load_sweep(path) -> Sweep:
     p = Path(path)
     data = read_yaml(p, what="sweep")
     return Sweep(data, file=str(p), base_dir=p.parent)
+
+
+# -- the vocabulary of a sweep file: parameter ids and output ids -------------------------------
+BASE_OUTPUTS = ("deaths_averted", "imr_change_pct", "bw_rate_ratio_change",
+                "bw_rate_difference_change")
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A parsed parameter id."""
+
+    id: str
+    kind: str          # effect | coverage | collaborative | calibration
+    target: str        # effect id, strategy, collaborative parameter name, or ""
+
+
+def parameter_kinds() -> dict[str, list[str]]:
+    """Every parameter id the evaluator understands, by kind."""
+    from imsim.collaborative.abm import PARAMETERS
+    from imsim.inputs.evidence import EvidenceLibrary
+
+    return {
+        "effect": EvidenceLibrary.load().ids,
+        "coverage": [f"strategies.{k}.coverage" for k in STRATEGIES],
+        "collaborative": [f"collaborative.{p}" for p in PARAMETERS],
+        "calibration": ["calibration"],
+    }
+
+
+def all_parameter_ids() -> list[str]:
+    return [p for ids in parameter_kinds().values() for p in ids]
+
+
+def parse_parameter(pid, file=None, where=None) -> ParamSpec:
+    """Parse a parameter id; unknown ids raise InputError with a 'did you mean'."""
+    kinds = parameter_kinds()
+    for kind, ids in kinds.items():
+        if pid in ids:
+            if kind == "effect":
+                return ParamSpec(pid, kind, pid)
+            if kind == "coverage":
+                return ParamSpec(pid, kind, pid.split(".")[1])
+            if kind == "collaborative":
+                return ParamSpec(pid, kind, pid.split(".", 1)[1])
+            return ParamSpec(pid, kind, "")
+    allowed = all_parameter_ids()
+    raise InputError(
+        f"unknown parameter id '{pid}'{did_you_mean(str(pid), allowed)}; allowed: an evidence "
+        f"effect id (`imsim data evidence`), strategies.<strategy>.coverage, "
+        f"collaborative.<parameter> or calibration", file=file, where=where)
+
+
+def output_ids(scenario) -> list[str]:
+    """Every output id available for ``scenario``."""
+    return (list(BASE_OUTPUTS) + [f"deaths_averted.{r}" for r in RACES]
+            + [f"deaths_averted.{s}" for s in scenario.state_list])
+
+
+def check_output(oid, scenario, file=None, where=None) -> None:
+    allowed = output_ids(scenario)
+    if oid not in allowed:
+        extra = ""
+        if isinstance(oid, str) and oid.startswith("deaths_averted.") and \
+                oid.split(".", 1)[1] in STATES:
+            extra = " (that state is not in the scenario's states)"
+        raise InputError(
+            f"unknown output '{oid}'{extra}{did_you_mean(str(oid), allowed)}; allowed: "
+            f"{', '.join(BASE_OUTPUTS)}, deaths_averted.<race>, deaths_averted.<STATE>",
+            file=file, where=where)
