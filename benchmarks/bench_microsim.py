@@ -26,7 +26,8 @@ def main() -> None:
     import imsim
     from imsim.birth.engines import microsim
     from imsim.birth.params import build_tables
-    from imsim.analysis.runner import resolve_inputs, _fit_for, _FIT_CACHE
+    from imsim.analysis.runner import resolve_inputs
+    from imsim.inputs.fit import fit_for
     from imsim.config.scenario import parse_scenario
 
     import numba
@@ -39,7 +40,7 @@ def main() -> None:
 
     inputs = resolve_inputs(sc)
     eff = inputs.evidence.point()
-    fit = _fit_for(inputs.baseline, eff, _FIT_CACHE)
+    fit = fit_for(inputs.baseline, eff)
     tables = build_tables(inputs.baseline.params(inputs.cells, eff, fit))
     n = int(inputs.cells.births.sum())
     kern, full = [], []

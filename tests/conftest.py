@@ -57,12 +57,13 @@ def random_params(seed: int, n_cells: int = 6, births=(2000, 4000), death_range=
 
 def scenario_arms(spec: dict, seed_for_fit: int = 0):
     """Baseline and scenario :class:`CellParams` of draw 0 (point effects), as ``imsim.run``."""
-    from imsim.analysis.runner import fit_for_draw, resolve_inputs, scenario_params
+    from imsim.analysis.runner import get_calibration, resolve_inputs, scenario_params
+    from imsim.inputs.fit import fit_for
     from imsim.config.scenario import parse_scenario
 
     inputs = resolve_inputs(parse_scenario(spec))
     effects = inputs.evidence.point()
-    fit = fit_for_draw(inputs.baseline, effects)
+    fit = fit_for(inputs.baseline, effects, get_calibration(None))
     base = inputs.baseline.params(inputs.cells, effects, fit)
     return inputs, effects, base, scenario_params(inputs, base, effects)
 

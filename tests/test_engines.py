@@ -277,12 +277,11 @@ def test_zero_coverage_gives_bit_identical_arms(warm):
                                          "states": FEW_STATES})
     scen = base.copy()
     zero = np.zeros(scen.n)
+    attrs = S.CellAttributes(np.full(scen.n, 0.4))
     for k, lever in S.LEVERS.items():
-        if k == "preterm_prevention":
-            lever(scen, zero, effects, {"components": ["hard_stop", "vaginal_progesterone", "ohpc"],
-                                        "ohpc_effect": "meis"}, np.full(scen.n, 0.4))
-        else:
-            lever(scen, zero, effects, {})
+        opts = ({"components": ["hard_stop", "vaginal_progesterone", "ohpc"], "ohpc_effect": "meis"}
+                if k == "preterm_prevention" else {})
+        lever(scen, zero, effects, opts, attrs)
     for seed in (0, 1):
         np.testing.assert_array_equal(engines.microsim(build_tables(scen), seed),
                                       engines.microsim(build_tables(base), seed))

@@ -47,7 +47,7 @@ BAD = [
     ("name: t\nyears: [2026, 2030]\nexposures:\n  smoking: {set: 1.2}\n",
      ["exposures.smoking", "1.2", "[0, 1]"]),
     ("name: t\nyears: [2026, 2030]\nexposures:\n  smoking: {scale: -1}\n",
-     ["exposures.smoking", "scale must be >= 0", "-1"]),
+     ["exposures.smoking.scale", "-1", "allowed: a number >= 0"]),
     ("name: t\nyears: [2030, 2026]\n", ["years", "reversed"]),
     ("name: t\nyears: [2010, 2026]\n", ["years", "2010", "out of range"]),
     ("name: t\nyears: [2026, 2099]\n", ["years", "2099", "out of range"]),
@@ -146,11 +146,11 @@ def test_schema_is_json_schema():
 
 
 def test_ramp_interpolation():
-    from imsim.analysis.runner import _ramp_value
+    from imsim.analysis.runner import ramp_value
 
     ramp = {2026: 0.2, 2028: 0.5, 2030: 0.6}
-    assert _ramp_value(ramp, 2025) == 0.0
-    assert _ramp_value(ramp, 2026) == 0.2
-    assert _ramp_value(ramp, 2027) == pytest.approx(0.35)
-    assert _ramp_value(ramp, 2031) == 0.6
-    assert _ramp_value(0.4, 2040) == 0.4
+    assert ramp_value(ramp, 2025) == 0.0
+    assert ramp_value(ramp, 2026) == 0.2
+    assert ramp_value(ramp, 2027) == pytest.approx(0.35)
+    assert ramp_value(ramp, 2031) == 0.6
+    assert ramp_value(0.4, 2040) == 0.4

@@ -16,7 +16,8 @@ from imsim.core.constants import ALL, RACES, STATES
 from imsim.birth.engines import expected
 from imsim.birth.kernels import N_BANDS, OUT_BIRTHS, OUT_DEATHS
 from imsim.birth.params import CellParams, build_tables, exposure_marginals
-from imsim.analysis.runner import fit_for_draw, resolve_inputs, scenario_params
+from imsim.analysis.runner import get_calibration, resolve_inputs, scenario_params
+from imsim.inputs.fit import fit_for
 from imsim.config.scenario import parse_scenario
 from imsim.birth.strategies import SMOKING_PROGRAM_EFFECT
 
@@ -38,7 +39,7 @@ def _arms(spec):
     """(inputs, point effects, baseline params, scenario params) of draw 0, as imsim.run."""
     inputs = resolve_inputs(parse_scenario(spec))
     effects = inputs.evidence.point()
-    fit = fit_for_draw(inputs.baseline, effects)
+    fit = fit_for(inputs.baseline, effects, get_calibration(None))
     base = inputs.baseline.params(inputs.cells, effects, fit)
     scen = scenario_params(inputs, base, effects)
     return inputs, effects, base, scen

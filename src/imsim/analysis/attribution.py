@@ -20,6 +20,7 @@ from imsim.core.constants import ALL, STATES, STRATEGIES
 from imsim.birth.engines import expected
 from imsim.birth.kernels import N_BANDS, OUT_DEATHS
 from imsim.birth.params import build_tables
+from imsim.birth.strategies import scenario_arm
 
 EXPOSURE_PLAYER = "exposure_changes"
 
@@ -35,7 +36,7 @@ def _players(result) -> list[str]:
 
 def attribution(result) -> pd.DataFrame:
     """Shapley deaths averted per state (and ALL) and strategy, summing to the total."""
-    from imsim.analysis.runner import _FIT_CACHE, _fit_for, scenario_params
+    from imsim.inputs.fit import fit_for
 
     inputs = result.inputs
     players = _players(result)
@@ -43,7 +44,7 @@ def attribution(result) -> pd.DataFrame:
     if not players:
         return pd.DataFrame(columns=cols)
     effects = result.effects[0]
-    fit = _fit_for(inputs.baseline, effects, _FIT_CACHE, inputs.calibration)
+    fit = fit_for(inputs.baseline, effects, inputs.calibration)
     base = inputs.baseline.params(inputs.cells, effects, fit)
     s_idx = inputs.cells.s_idx
     n_states = len(STATES)
@@ -59,8 +60,8 @@ def attribution(result) -> pd.DataFrame:
     for size in range(k + 1):
         for subset in combinations(players, size):
             only = {p for p in subset if p != EXPOSURE_PLAYER}
-            scen = scenario_params(inputs, base, effects, only=only,
-                                   with_exposures=EXPOSURE_PLAYER in subset)
+            scen = scenario_arm(base, inputs.levers, effects, strategies=only,
+                                exposures=EXPOSURE_PLAYER in subset)
             value[frozenset(subset)] = d0 - deaths(scen)
     phi = {p: np.zeros(n_states) for p in players}
     for p in players:

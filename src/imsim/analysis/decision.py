@@ -200,11 +200,13 @@ def random_allocations(feasible: np.ndarray, cost: np.ndarray, budget: float | N
                        n: int, seed: int) -> np.ndarray:
     """``n`` random allocations [n, S]: each state a uniformly random feasible portfolio, taken
     in random state order while the national budget lasts (else none, -1)."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xA110C]))
+    from imsim.core.streams import generator
+
     p_n, s_n = feasible.shape
     out = np.full((n, s_n), -1, dtype=np.int64)
     opts = [np.flatnonzero(feasible[:, s]) for s in range(s_n)]
     for j in range(n):
+        rng = generator(seed, "decision_random_allocation", j)   # allocation j: keyed by j
         left = np.inf if budget is None else float(budget)
         for s in rng.permutation(s_n):
             if opts[s].size == 0:
@@ -217,7 +219,7 @@ def random_allocations(feasible: np.ndarray, cost: np.ndarray, budget: float | N
     return out
 
 
-def _total(per_draw: np.ndarray, choice: np.ndarray) -> np.ndarray:
+def allocation_total(per_draw: np.ndarray, choice: np.ndarray) -> np.ndarray:
     """Sum over states of per_draw[:, choice[s], s] ([R, P, S], choice [S] or [J, S])."""
     ch = np.atleast_2d(choice)
     s_idx = np.arange(per_draw.shape[2])
@@ -365,12 +367,12 @@ def analyse(rp: ResolvedPlan, ev: Evaluation, evidence=None) -> Analysis:
                                "cost": 0.0, "deaths_averted_lo": 0.0, "deaths_averted_hi": 0.0,
                                "disparity_reduction": 0.0, "objective": 0.0})
     allocation = pd.DataFrame(alloc_rows, columns=ALLOCATION_COLUMNS)
-    opt_u = _total(u, choice)[:, 0]
-    opt_da = _total(da, choice)[:, 0]
-    opt_dr = _total(dr, choice)[:, 0]
+    opt_u = allocation_total(u, choice)[:, 0]
+    opt_da = allocation_total(da, choice)[:, 0]
+    opt_dr = allocation_total(dr, choice)[:, 0]
     rnd = random_allocations(feasible, cost, nat, N_RANDOM_ALLOCATIONS, plan.seed)
-    rnd_u = _total(u, rnd)                       # [R, J]
-    rnd_da = _total(da, rnd)
+    rnd_u = allocation_total(u, rnd)                       # [R, J]
+    rnd_da = allocation_total(da, rnd)
     rnd_exp = rnd_u.mean(axis=0)
     total_cost = float(np.nansum([cost[choice[s], s] for s in range(n_s) if choice[s] >= 0]))
     summary = {

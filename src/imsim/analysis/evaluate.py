@@ -35,6 +35,9 @@ from dataclasses import fields
 
 import numpy as np
 
+from imsim.birth.strategies import apply
+from imsim.inputs.baseline import BASELINE_EFFECTS
+from imsim.inputs.fit import fit_for
 from imsim.config.sweepfile import BASE_OUTPUTS, check_output, parse_parameter  # noqa: F401
 from imsim.core.constants import RACES, STATES, STRATEGIES
 from imsim.core.errors import InputError
@@ -161,13 +164,11 @@ class _Prepared:
         for _, k in self.cov_params:
             cov = inputs.coverage[k][self.uses[k]]
             self.point_coverage[k] = float(np.mean(cov)) if cov.size else 0.0
-        # Option group id per strategy and cell.
+        # Option group id per strategy and cell (0: strategy not used in the cell).
+        levers = inputs.levers
         opt_id = np.zeros((n, len(STRATEGIES)))
-        self.option_values = {}
         for j, k in enumerate(STRATEGIES):
-            for g, (opts, idx) in enumerate(runner._option_groups(inputs.options, k)):
-                opt_id[idx, j] = g + 1
-                self.option_values[(k, g + 1)] = opts
+            opt_id[:, j] = np.where(self.uses[k], levers.option_index[k] + 1, 0)
         self.opt_id = opt_id
         # Merge cells that can never differ (not with a collaborative: its coverage is per row).
         if sc.collaborative is None:
@@ -201,9 +202,8 @@ class _Prepared:
         self.u_uses = {k: self.uses[k][self.rep] for k in STRATEGIES}
         self.u_reach = {k: self.reach[k][self.rep] for k in STRATEGIES}
         self.u_inputs = runner.RunInputs(sc, inputs.baseline, self.ucells, self.u_coverage,
-                                         self.u_options, inputs.evidence, inputs.collaborative)
-        self.short_share = inputs.baseline.short_cervix_share[self.ucells.s_idx,
-                                                              self.ucells.r_idx]
+                                         self.u_options, inputs.evidence, inputs.collaborative,
+                                         levers=levers.take(self.rep))
         # Aggregation matrices: unique cell -> race, state.
         self.race_of = self.ucells.r_idx
         st_list = sc.state_list
@@ -213,9 +213,7 @@ class _Prepared:
         self.state_names = st_list
         self._base_cache: dict = {}
         self._abm_cache: dict = {}
-        from imsim.analysis import runner as _runner
-
-        self.cal = _runner.get_calibration(ev.calibration)
+        self.cal = runner.get_calibration(ev.calibration)
         self.calib_k = _calibration_draws(self.cal)
 
     # -- the baseline arm, once per fit -------------------------------------------------------
@@ -224,12 +222,11 @@ class _Prepared:
         from imsim.birth.engines import expected
         from imsim.birth.params import build_tables
 
-        key = (tuple(effects[k] for k in _baseline_effect_ids(effects)), draw)
+        key = (tuple(effects[k] for k in BASELINE_EFFECTS if k in effects), draw)
         hit = self._base_cache.get(key)
         if hit is not None:
             return hit
-        fit = runner.fit_for_draw(self.inputs.baseline, effects, calibration=self.cal,
-                                  draw=draw)
+        fit = fit_for(self.inputs.baseline, effects, self.cal, draw)
         base = self.inputs.baseline.params(self.ucells, effects, fit)
         pre = runner.scenario_params(self.u_inputs, base, effects, only=set())
         tb = build_tables(base)
@@ -261,7 +258,7 @@ class _Prepared:
         states = np.asarray(STATES)[cells.s_idx]
         races = np.asarray(RACES)[cells.r_idx]
         out = {}
-        from imsim.analysis.runner import _ramp_value
+        from imsim.analysis.runner import ramp_value
 
         for k in STRATEGIES:
             c = np.zeros(cells.n)
@@ -273,7 +270,7 @@ class _Prepared:
                 elif block is None or block.coverage is None:
                     v = 0.0
                 else:
-                    v = _ramp_value(block.coverage, yr)
+                    v = ramp_value(block.coverage, yr)
                 if block is not None and block.reach and races[i] in block.reach:
                     v *= block.reach[races[i]]
                 c[i] = v
@@ -321,34 +318,12 @@ class _Prepared:
                     cov[s][i * nu:(i + 1) * nu] = abm[s]
         eff_ids = list(self.point_effects)
         E = {e: np.repeat(np.array([r[0][e] for r in rows]), nu) for e in eff_ids}
-        opt_id = np.tile(self.u_opt_id, (k, 1))
-        short = np.tile(self.short_share, k)
-        from imsim.birth import strategies as S
-
-        for js, s in enumerate(STRATEGIES):
-            c = cov[s]
-            if not np.any(c > 0):
-                continue
-            for g in np.unique(opt_id[:, js]):
-                if g == 0:
-                    continue
-                idx = np.flatnonzero((opt_id[:, js] == g) & (c > 0))
-                if idx.size == 0:
-                    continue
-                opts = self.option_values[(s, int(g))]
-                whole = idx.size == scen.n            # every cell: edit in place, no copies
-                sub = scen if whole else scen.take(idx)
-                e_sub = E if whole else {e: v[idx] for e, v in E.items()}
-                if s == "social_determinants":
-                    e_sub = dict(e_sub)
-                    e_sub["income_support_ptb_or"] = e_sub["income_support_ptb_or"][:, None]
-                ci = c if whole else c[idx]
-                if s == "preterm_prevention":
-                    S.preterm_prevention(sub, ci, e_sub, opts, short if whole else short[idx])
-                else:
-                    S.LEVERS[s](sub, ci, e_sub, opts)
-                if not whole:
-                    scen.put(idx, sub)
+        # The one strategy pipeline, on k stacked copies of the unique cells with per-row
+        # effects and coverage (exposure changes are already in `pre`).
+        levers = self.u_inputs.levers.take(np.tile(np.arange(nu), k))
+        for s in STRATEGIES:
+            levers = levers.with_coverage(s, cov[s])
+        apply(scen, levers, E, exposures=False)
         tables = self._tables(scen, pre, [b[1] for b in bases])
         out_s = expected(tables).reshape(k, nu, -1)
         out_b = np.stack([b[2] for b in bases])
@@ -423,13 +398,6 @@ class _Prepared:
                                        - by(self.state_of, self.n_states, ds))
                     cols.append(state_cache[self.state_names.index(what)])
         return np.array(cols, dtype=float)
-
-
-def _baseline_effect_ids(effects) -> tuple[str, ...]:
-    from imsim.analysis.runner import BASELINE_EFFECTS
-
-    extra = tuple(sorted(k for k in effects if k.startswith("assoc_")))
-    return tuple(k for k in BASELINE_EFFECTS if k in effects) + extra
 
 
 def _calibration_draws(calibration) -> int:

@@ -1,12 +1,13 @@
 """Batched evaluation of many strategy portfolios under parameter uncertainty (for ``recommend``).
 
-For every uncertainty draw ``d`` (effect values from :func:`imsim.analysis.runner.effect_draws`, the
-baseline fit from :func:`imsim.analysis.runner.fit_for_draw`) this module
+For every uncertainty draw ``d`` (effect values and calibration posterior draw from
+:func:`imsim.analysis.draws.draw_plan`, the baseline fit from :func:`imsim.inputs.fit.fit_for`)
+this module
 
 1. builds the baseline :class:`~imsim.birth.params.CellParams` once for all cells of all states;
 2. stacks the scenario arm of *every* portfolio as extra rows (``CellParams.take`` with repeated
-   indices) and applies each strategy's lever (the functions of :mod:`imsim.birth.strategies`, exactly as
-   :func:`imsim.analysis.runner.scenario_params` does) to the rows of the portfolios that contain it;
+   indices) and applies the portfolio with :func:`imsim.birth.strategies.apply` -- the one pipeline
+   every run uses -- to the rows of the portfolios that contain each strategy;
 3. evaluates baseline and all arms with one call of the expected engine.
 
 So every portfolio and every state of draw ``d`` sees the same effect values and the same fit
@@ -34,7 +35,9 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from imsim.birth import strategies as S
+from imsim.analysis.draws import Draw
+from imsim.birth.strategies import CellAttributes, Levers, apply
+from imsim.inputs.fit import fit_for
 from imsim.inputs.baseline import Baseline, Cells
 from imsim.core.constants import RACES, STATES, STRATEGIES
 from imsim.birth.engines import expected
@@ -153,18 +156,6 @@ def _layout(setup: Setup, portfolios) -> _Layout:
     return _Layout(rep, weight, u_state, u_race, cov, src, lever_rows)
 
 
-def _apply_lever(params: CellParams, k: str, rows: np.ndarray, cov: np.ndarray,
-                 effects: dict[str, float], opts: dict, short_share: np.ndarray) -> None:
-    if rows.size == 0:
-        return
-    sub = params.take(rows)
-    if k == "preterm_prevention":
-        S.preterm_prevention(sub, cov, effects, opts, short_share)
-    else:
-        S.LEVERS[k](sub, cov, effects, opts)
-    params.put(rows, sub)
-
-
 def _arm_tables(arm: CellParams, universal: CellParams, t_univ: Tables, src: np.ndarray) -> Tables:
     """Kernel tables of the stacked arm rows, sharing the universal GA/death tables."""
     n = arm.n
@@ -186,22 +177,28 @@ def _aggregate(out: np.ndarray, group: np.ndarray, n_groups: int):
             np.bincount(group, weights=deaths, minlength=n_groups))
 
 
-def evaluate(setup: Setup, portfolios, draws: list[dict[str, float]], fit_for=None,
+def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
              progress: bool = False) -> Evaluation:
-    """Evaluate every portfolio in every state of ``setup`` for every effect draw.
+    """Evaluate every portfolio in every state of ``setup`` for every uncertainty draw.
 
-    ``fit_for(effects, d)`` returns the baseline fit of draw ``d`` (default:
-    :func:`imsim.analysis.runner.fit_for_draw` with the default calibration and, as in
-    :func:`imsim.analysis.runner.run`, its posterior draw ``calibration_draw(cal, d)``).
+    Parameters
+    ----------
+    setup : Setup
+        Cells, candidate coverage and options.
+    portfolios : sequence of tuple of str
+        The portfolios (``P``).
+    draws : list of Draw
+        The uncertainty draws (``D``), from :func:`imsim.analysis.draws.draw_plan` -- the same
+        draws ``imsim run`` uses for the same seed and count.
+    calibration : CalibratedTargets or None
+        The calibration the baseline reproduces (None: the direct fit).
+
+    Returns
+    -------
+    Evaluation
+        Deaths averted ``[D, P, S]`` and the disparity measures.
     """
-    from imsim.analysis.runner import calibration_draw, fit_for_draw, get_calibration
-
     baseline = setup.baseline
-    if fit_for is None:
-        cal = get_calibration(None)
-
-        def fit_for(e, d):
-            return fit_for_draw(baseline, e, cal, calibration_draw(cal, d))
     portfolios = [tuple(p) for p in portfolios]
     lay = _layout(setup, portfolios)
     n_u, n_p, n_s, n_r = lay.rep.size, len(portfolios), len(setup.states), len(RACES)
@@ -209,8 +206,17 @@ def evaluate(setup: Setup, portfolios, draws: list[dict[str, float]], fit_for=No
     cands = list(setup.coverage)
     ucells = Cells(setup.cells.year[lay.rep], setup.cells.s_idx[lay.rep],
                    setup.cells.r_idx[lay.rep], np.round(lay.weight).astype(np.int64))
-    short_u = baseline.short_cervix_share[ucells.s_idx, ucells.r_idx]
-    short_arm = short_u[lay.src]
+    attrs_u = CellAttributes(baseline.short_cervix_share[ucells.s_idx, ucells.r_idx])
+    # The universal levers: every candidate where it has coverage. The arm levers: each
+    # portfolio's strategies on its own stacked copy of the rows.
+    levers_u = Levers.uniform({k: lay.cov[k] for k in cands}, setup.options, attrs_u)
+    cov_arm = {}
+    for k in cands:
+        c = np.zeros(lay.src.size)
+        rows = lay.lever_rows[k]
+        c[rows] = lay.cov[k][lay.src[rows]]
+        cov_arm[k] = c
+    levers_arm = Levers.uniform(cov_arm, setup.options, attrs_u.take(lay.src))
     g_base = lay.u_state * n_r + lay.u_race                       # [U] -> (state, race)
     g_arm = (np.repeat(np.arange(n_p), n_u) * n_s + lay.u_state[lay.src]) * n_r \
         + lay.u_race[lay.src]
@@ -229,26 +235,19 @@ def evaluate(setup: Setup, portfolios, draws: list[dict[str, float]], fit_for=No
         from tqdm import tqdm
 
         bar = tqdm(total=n_d, desc="portfolio draws", unit="draw", leave=False)
-    for d, effects in enumerate(draws):
+    for d, draw in enumerate(draws):
+        effects = draw.effects
         t0 = time.perf_counter()
-        fit = fit_for(effects, d)
+        fit = fit_for(baseline, effects, calibration, draw.calibration_draw)
         t1 = time.perf_counter()
         base = baseline.params(ucells, effects, fit)
         # Universal parameters: the baseline plus every treatment effect a lever would set.
-        full = base.copy()
-        for k in cands:
-            rows = np.flatnonzero(lay.cov[k] > 0)
-            _apply_lever(full, k, rows, lay.cov[k][rows], effects, setup.options[k],
-                         short_u[rows])
+        full = apply(base.copy(), levers_u, effects)
         universal = base.copy()
         for name in TREATMENT_FIELDS:
             setattr(universal, name, getattr(full, name).copy())
         t2 = time.perf_counter()
-        arm = universal.take(lay.src)
-        for k in cands:
-            rows = lay.lever_rows[k]
-            _apply_lever(arm, k, rows, lay.cov[k][lay.src[rows]], effects, setup.options[k],
-                         short_arm[rows])
+        arm = apply(universal.take(lay.src), levers_arm, effects)
         t3 = time.perf_counter()
         t_univ = build_tables(universal)
         t_arm = _arm_tables(arm, universal, t_univ, lay.src)
@@ -298,7 +297,8 @@ def evaluate(setup: Setup, portfolios, draws: list[dict[str, float]], fit_for=No
         bar.close()
     t["unique_rows"] = float(n_u)
     t["arm_rows_per_draw"] = float(n_u * n_p)
-    return Evaluation(portfolios=portfolios, states=list(setup.states), effects=list(draws),
+    return Evaluation(portfolios=portfolios, states=list(setup.states),
+                      effects=[dr.effects for dr in draws],
                       deaths_baseline=deaths_b, deaths_averted=averted, rd_baseline=rd_b,
                       rd_change=rd_change, excess_averted=excess, births=births_s,
                       births_black=births_black, reached=reached, strategies=cands, timings=t)

@@ -13,18 +13,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from imsim.birth import strategies as S
-from imsim.inputs.baseline import BASELINE_EFFECTS, Baseline, Cells, get_baseline
-from imsim.core.constants import RACES, STATES, STRATEGIES
+from imsim.inputs.baseline import Baseline, Cells, get_baseline
+from imsim.analysis.draws import Draw, draw_plan
 from imsim.birth.engines import ENGINES, expected, microsim
+from imsim.birth.params import CellParams, build_tables, cells_differ
+from imsim.birth.strategies import CellAttributes, ExposureChange, Levers, scenario_arm
+from imsim.config.scenario import Scenario
+from imsim.core.constants import RACES, STATES, STRATEGIES
 from imsim.core.errors import InputError
 from imsim.inputs.evidence import EvidenceLibrary
-from imsim.inputs.fit import Fit, direct_fit
-from imsim.birth.params import CellParams, build_tables, cells_differ
-from imsim.config.scenario import Scenario
+from imsim.inputs.fit import fit_for
 
-#: Draw-stream label for effect sampling (keeps effect draws independent of the microsim's).
-_EFFECT_STREAM = 0x1B51
 
 
 @dataclass
@@ -47,6 +46,11 @@ class RunInputs:
     evidence: EvidenceLibrary
     collaborative: object = None             # quarterly coverage DataFrame when an ABM ran
     calibration: object = None               # CalibratedTargets (None: direct fit)
+    levers: Levers | None = None             # the portfolio over the cells (built from the above)
+
+    def __post_init__(self):
+        if self.levers is None:
+            self.levers = levers_for(self)
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Result:
     effects: list[dict[str, float]]
     timings: dict[str, float] = field(default_factory=dict)
     fit_source: str = "direct"
+    draws: list[Draw] = field(default_factory=list)   # the uncertainty draws (draw 0: point)
     _tables: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -79,14 +84,12 @@ class Result:
         """Deaths and IMR per state x race (with ``ALL`` totals) over the horizon."""
         return self.table("summary")
 
-    def save(self, out_dir=None, figures: bool = True, report: bool = True):
-        """Write every output into a new folder atomically; return its path."""
-        from imsim.analysis.results import save_result
 
-        return save_result(self, out_dir, figures=figures, report=report)
+def ramp_value(cov, year: int) -> float:
+    """Coverage in ``year`` of a scenario coverage: a number, or a ramp ``{year: value}``.
 
-
-def _ramp_value(cov, year: int) -> float:
+    A ramp is 0 before its first year, linear between points and held after its last year.
+    """
     if cov is None:
         return 0.0
     if not isinstance(cov, dict):
@@ -135,7 +138,7 @@ def resolve_inputs(scenario: Scenario, baseline: Baseline | None = None) -> RunI
             elif abm_cov is not None and (block is None or block.coverage is None):
                 c = 0.0
             else:
-                c = _ramp_value(block.coverage if block else None, yr)
+                c = ramp_value(block.coverage if block else None, yr)
             if block is not None and block.reach and race in block.reach:
                 c *= block.reach[race]
             coverage[k][i] = c
@@ -163,123 +166,52 @@ def unique_cells(inputs: RunInputs) -> tuple[RunInputs, np.ndarray]:
         scenario=inputs.scenario, baseline=inputs.baseline, cells=ucells,
         coverage={k: v[first] for k, v in inputs.coverage.items()},
         options=[inputs.options[i] for i in first], evidence=inputs.evidence,
-        collaborative=inputs.collaborative, calibration=inputs.calibration)
+        collaborative=inputs.collaborative, calibration=inputs.calibration,
+        levers=inputs.levers.take(first))
     return unique, inverse
 
 
-def _option_groups(options, strategy):
-    """Group cell indices by their option dict for one strategy."""
-    groups: dict[str, tuple[dict, list[int]]] = {}
-    for i, opts in enumerate(options):
-        if strategy in opts:
-            key = repr(sorted(opts[strategy].items()))
-            groups.setdefault(key, (opts[strategy], []))[1].append(i)
-    return [(o, np.array(idx, dtype=np.int64)) for o, idx in groups.values()]
+def exposure_changes(scenario: Scenario, cells: Cells) -> list[ExposureChange]:
+    """The scenario's counterfactual exposure changes as masks over ``cells``."""
+    states = np.asarray(STATES)[cells.s_idx]
+    out = []
+    for st in np.unique(states):
+        for exposure, ch in (scenario.exposure_changes(st) or {}).items():
+            out.append(ExposureChange(exposure, states == st, scale=ch.scale, set_to=ch.set))
+    return out
 
 
-def scenario_params(inputs: RunInputs, base: CellParams, effects: dict[str, float],
+def levers_for(inputs: RunInputs) -> Levers:
+    """The portfolio of a run over its cells: coverage, options, eligibility, exposures."""
+    cells = inputs.cells
+    attrs = CellAttributes(inputs.baseline.short_cervix_share[cells.s_idx, cells.r_idx])
+    return Levers.from_cells(inputs.coverage, inputs.options, attrs,
+                             exposure_changes(inputs.scenario, cells))
+
+
+def scenario_params(inputs: RunInputs, base: CellParams, effects,
                     only: set[str] | None = None, with_exposures: bool = True) -> CellParams:
-    """The scenario arm: counterfactual exposures, then each strategy lever.
+    """Return the scenario arm of ``base``: :func:`imsim.birth.strategies.scenario_arm`.
 
-    ``only`` restricts the levers to a subset of strategies and ``with_exposures`` switches the
-    counterfactual exposures (both used by attribution).
+    ``only`` restricts the strategies and ``with_exposures`` switches the counterfactual
+    exposures (both used by attribution).
     """
-    scen = base.copy()
-    sc = inputs.scenario
-    states = np.asarray(STATES)[inputs.cells.s_idx]
-    for st in (np.unique(states) if with_exposures else []):
-        changes = sc.exposure_changes(st)
-        if not changes:
-            continue
-        mask = states == st
-        for exposure, ch in changes.items():
-            S.apply_exposure_change(scen, exposure, mask, scale=ch.scale, set_to=ch.set)
-    short_share = inputs.baseline.short_cervix_share[inputs.cells.s_idx, inputs.cells.r_idx]
-    for k in STRATEGIES:
-        if only is not None and k not in only:
-            continue
-        cov = inputs.coverage[k]
-        if not np.any(cov > 0):
-            continue
-        for opts, idx in _option_groups(inputs.options, k):
-            idx = idx[cov[idx] > 0]
-            if idx.size == 0:
-                continue
-            if idx.size == scen.n:                 # every cell: edit in place, no copy
-                if k == "preterm_prevention":
-                    S.preterm_prevention(scen, cov, effects, opts, short_share)
-                else:
-                    S.LEVERS[k](scen, cov, effects, opts)
-                continue
-            sub = scen.take(idx)
-            if k == "preterm_prevention":
-                S.preterm_prevention(sub, cov[idx], effects, opts, short_share[idx])
-            else:
-                S.LEVERS[k](sub, cov[idx], effects, opts)
-            scen.put(idx, sub)
-    return scen
-
-
-def effect_draws(evidence: EvidenceLibrary, seed: int, replicates: int) -> list[dict[str, float]]:
-    """Draw 0: point values; draws 1..R: samples (R = replicates, when > 1)."""
-    draws = [evidence.point()]
-    if replicates > 1:
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), _EFFECT_STREAM]))
-        sample = evidence.sample(replicates, rng)
-        for d in range(replicates):
-            draws.append({k: float(v[d]) for k, v in sample.items()})
-    return draws
-
-
-_FIT_CACHE: dict = {}
-_CAL_CACHE: dict = {}
+    return scenario_arm(base, inputs.levers, effects, strategies=only, exposures=with_exposures)
 
 
 def get_calibration(name=None):
-    """The calibration to fit the baseline to: a name or folder (``None``/``"default"``: the
-    default fit, ``"direct"``: none -- the direct fit to observed cells); loaded once."""
-    if name is not None and not isinstance(name, (str, os.PathLike)):
-        return name                      # already a CalibratedTargets
-    key = "default" if name is None else str(name)
-    if key not in _CAL_CACHE:
-        from imsim.calibration.calibrate import load_calibration
+    """The calibration to fit the baseline to.
 
-        _CAL_CACHE[key] = load_calibration(None if key == "default" else key)
-    return _CAL_CACHE[key]
-
-
-def calibration_draw(calibration, d: int) -> int | None:
-    """Posterior draw used by uncertainty draw ``d`` (draw 0: the point estimate)."""
-    if calibration is None or d == 0:
-        return None
-    k = int(calibration.imr_draws.shape[0])
-    return (d - 1) % k
-
-
-def _fit_for(baseline: Baseline, effects: dict[str, float], cache: dict,
-             calibration=None, draw: int | None = None) -> Fit:
-    """Fit for ``effects`` and a calibration (object or None = direct), cached."""
-    key = (tuple((k, effects[k]) for k in BASELINE_EFFECTS if k in effects), id(calibration),
-           draw)
-    if key not in cache:
-        if len(cache) > 512:
-            cache.clear()
-        cache[key] = direct_fit(baseline, effects, targets=calibration, draw=draw)
-    return cache[key]
-
-
-def fit_for_draw(baseline: Baseline, effects: dict[str, float], calibration=None,
-                 draw: int | None = None) -> Fit:
-    """The baseline fit for effect values ``effects`` and calibration posterior draw ``draw``.
-
-    ``calibration``: a CalibratedTargets, a name/folder, ``None`` (the default fit) or
-    ``"direct"``. Cached by the effects that enter the baseline, so strategy-efficacy draws
-    reuse fits.
+    ``name``: a :class:`~imsim.calibration.calibrate.CalibratedTargets` (returned as is), a
+    calibration name or folder, ``None``/``"default"`` (the default fit) or ``"direct"`` (None:
+    the direct fit to observed cells). Loaded from disk every time (about 20 ms): nothing is
+    cached by name, so a recalibration is always seen.
     """
-    cal = get_calibration(calibration)
-    if cal is not None and draw is not None:
-        draw = int(draw) % int(cal.imr_draws.shape[0])
-    return _fit_for(baseline, effects, _FIT_CACHE, cal, draw)
+    if name is not None and not isinstance(name, (str, os.PathLike)):
+        return name
+    from imsim.calibration.calibrate import load_calibration
+
+    return load_calibration(name)
 
 
 def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
@@ -302,7 +234,8 @@ def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
     cal = get_calibration(calibration if calibration is not None else scenario.calibration)
     inputs = resolve_inputs(scenario)
     inputs.calibration = cal
-    draws = effect_draws(inputs.evidence, seed, replicates)
+    plan = draw_plan(inputs.evidence, cal, seed, replicates)
+    draws = [dr.effects for dr in plan]
     t1 = time.perf_counter()
     n_draws = len(draws)
     from imsim.birth.kernels import N_OUT
@@ -318,8 +251,9 @@ def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
     if engine == "expected":
         unique, inverse = unique_cells(inputs)
         births = inputs.cells.births.astype(float)[:, None]
-    for d, effects in enumerate(draws):
-        fit = _fit_for(inputs.baseline, effects, _FIT_CACHE, cal, calibration_draw(cal, d))
+    for d, dr in enumerate(plan):
+        effects = dr.effects
+        fit = fit_for(inputs.baseline, effects, cal, dr.calibration_draw)
         if engine == "expected":
             # Expected counts are proportional to births: evaluate each distinct parameter set
             # once per birth and scale (years with the same coverage share one evaluation).
@@ -349,6 +283,6 @@ def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
         bar.close()
     t2 = time.perf_counter()
     return Result(inputs=inputs, engine=engine, seed=seed, replicates=replicates,
-                  arms=Arms(out_b, out_s), effects=draws,
+                  arms=Arms(out_b, out_s), effects=draws, draws=plan,
                   timings={"resolve_s": t1 - t0, "draws_s": t2 - t1, "engine_s": t_engine},
                   fit_source="direct" if cal is None else f"calibration:{cal.name}")

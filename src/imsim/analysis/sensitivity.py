@@ -20,7 +20,7 @@ from imsim.config.sweepfile import Sweep
 # Analysis
 # ---------------------------------------------------------------------------------------------
 
-def _analyse(sweep: Sweep, Q, X, Y) -> dict:
+def analyse(sweep: Sweep, Q, X, Y) -> dict:
     """Compute the sweep method's indices for every output.
 
     Parameters
@@ -95,7 +95,7 @@ def _analyse(sweep: Sweep, Q, X, Y) -> dict:
     return out
 
 
-def _tornado(sweep: Sweep, evaluator) -> list[dict] | None:
+def tornado(sweep: Sweep, evaluator) -> list[dict] | None:
     """One-at-a-time ranges: each parameter at its 2.5%/97.5% quantiles, others at the point."""
     try:
         point = evaluator.point_values() if hasattr(evaluator, "point_values") else None
@@ -136,7 +136,7 @@ def _tornado(sweep: Sweep, evaluator) -> list[dict] | None:
 # Files
 # ---------------------------------------------------------------------------------------------
 
-def _write_outputs(d: Path, sweep: Sweep, X, Y, res, tornado, figures: bool) -> None:
+def write_outputs(d: Path, sweep: Sweep, X, Y, res, tornado, figures: bool) -> None:
     """Write samples, indices, tornado, figures and ``report.md`` into folder ``d``."""
     import pandas as pd
 

@@ -1,10 +1,24 @@
-"""The six strategy levers: coverage x efficacy onto named model quantities.
+"""The six strategies: modifiers on named quantities of the cell parameters, composed by one ``apply``.
 
-Each lever takes the baseline :class:`imsim.birth.params.CellParams` of the scenario arm, the coverage of
-each cell (share of the *eligible* population reached, after per-race reach) and the effect
-values, and edits named quantities in place. None of them touches the kernels; overlapping
-strategies combine through the model (a smoker reached by cessation and by safe sleep changes
-two exposures of one birth), never by adding effects.
+Each strategy is a function with one signature,
+
+``strategy(params, coverage, effects, options, cells) -> None``
+
+that edits named quantities of :class:`imsim.birth.params.CellParams` in place (the idea of
+vivarium's value modifiers). It never touches the kernels, and no caller ever branches on a
+strategy id: :func:`apply` composes a portfolio, and every caller -- a run, attribution, sweeps,
+portfolio search -- goes through it, so they cannot disagree.
+
+* ``coverage`` -- float ``[n]``: share of the strategy's *eligible* population reached in each
+  cell (after per-race reach).
+* ``effects`` -- a mapping of evidence id to a scalar or a float ``[n]`` (one value per cell, so
+  many uncertainty draws or sweep rows can be stacked as extra cells and evaluated at once).
+* ``options`` -- the strategy's options (program, components, policy...).
+* ``cells`` -- :class:`CellAttributes` of the same cells: who is eligible (e.g. the short-cervix
+  share of progesterone-eligible births).
+
+Overlapping strategies combine through the model (a smoker reached by cessation and by safe
+sleep changes two exposures of one birth), never by adding effects.
 
 =====================  ====================================================================
 strategy               named quantities (evidence ids)
@@ -26,10 +40,15 @@ social_determinants    low-income births reached with probability c; medicaid_ex
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from imsim.birth.params import CellParams
+from imsim.birth.params import COND_EXPOSURES, CellParams, exposure_marginals
+from imsim.core.constants import STRATEGIES
 
+#: Evidence id of the relative quit rate of each smoking-cessation program.
 SMOKING_PROGRAM_EFFECT = {
     "counselling": "cessation_counselling_rr",
     "incentives": "cessation_incentives_rr",
@@ -37,33 +56,87 @@ SMOKING_PROGRAM_EFFECT = {
     "education": "cessation_education_rr",
 }
 
+Effects = Mapping[str, "float | np.ndarray"]
 
-def _col(x, n):
+
+@dataclass
+class CellAttributes:
+    """Who a strategy can reach in each of ``n`` cells (eligibility, not parameters).
+
+    Attributes
+    ----------
+    short_cervix_share : numpy.ndarray
+        float ``[n]``: share of progesterone-eligible births that are eligible through a short
+        cervix (the rest through a prior spontaneous preterm birth).
+    """
+
+    short_cervix_share: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.short_cervix_share.shape[0])
+
+    def take(self, idx) -> CellAttributes:
+        """Return the attributes of the cells ``idx``."""
+        return CellAttributes(short_cervix_share=self.short_cervix_share[idx])
+
+
+def _col(x, n: int) -> np.ndarray:
+    """A scalar or ``[n]`` array as a float ``[n]`` array (read-only view for scalars)."""
     return np.broadcast_to(np.asarray(x, dtype=float), (n,))
 
 
-def safe_sleep(p: CellParams, c, e, options=None) -> None:
-    cut = 1.0 - _col(c, p.n) * e["safe_sleep_unsafe_reduction"]
+def safe_sleep(p: CellParams, c: np.ndarray, e: Effects, options: Mapping,
+               cells: CellAttributes) -> None:
+    """Lower unsafe-sleep prevalence among the births reached.
+
+    Changes ``p_us`` (P(unsafe sleep | low income, smoking)) by the factor
+    ``1 - c * safe_sleep_unsafe_reduction`` in every stratum. Reaches: all births (families
+    counselled). Evidence: ``safe_sleep_unsafe_reduction``.
+    """
+    cut = 1.0 - _col(c, p.n) * _col(e["safe_sleep_unsafe_reduction"], p.n)
     p.p_us *= np.clip(cut, 0.0, 1.0)[:, None, None]
 
 
-def smoking_cessation(p: CellParams, c, e, options=None) -> None:
-    program = (options or {}).get("program", "counselling")
-    rr = e[SMOKING_PROGRAM_EFFECT[program]]
-    extra_quit = np.clip(e["cessation_control_quit"] * (rr - 1.0), 0.0, 1.0)
-    p.p_exp[:, 0, :] *= np.clip(1.0 - _col(c, p.n) * extra_quit, 0.0, 1.0)[:, None]
+def smoking_cessation(p: CellParams, c: np.ndarray, e: Effects, options: Mapping,
+                      cells: CellAttributes) -> None:
+    """Turn some smokers into early quitters (counted as non-smokers).
+
+    Changes ``p_exp[:, smoking, :]`` by the factor ``1 - c * q * (RR - 1)``, where ``q`` is the
+    control-group quit rate and ``RR`` the program's relative quit rate. Reaches: births to
+    smokers. Evidence: ``cessation_control_quit`` and ``cessation_<program>_rr`` (option
+    ``program``: counselling, incentives, feedback or education).
+    """
+    program = options.get("program", "counselling")
+    rr = _col(e[SMOKING_PROGRAM_EFFECT[program]], p.n)
+    extra_quit = np.clip(_col(e["cessation_control_quit"], p.n) * (rr - 1.0), 0.0, 1.0)
+    k = COND_EXPOSURES.index("smoking")
+    p.p_exp[:, k, :] *= np.clip(1.0 - _col(c, p.n) * extra_quit, 0.0, 1.0)[:, None]
 
 
-def preterm_prevention(p: CellParams, c, e, options=None, short_cervix_share=None) -> None:
-    options = options or {}
+def preterm_prevention(p: CellParams, c: np.ndarray, e: Effects, options: Mapping,
+                       cells: CellAttributes) -> None:
+    """Hard-stop policies against elective early-term delivery, and progesterone.
+
+    * ``hard_stop``: changes ``p_exp[:, elective_early_term, :]`` by the factor
+      ``1 - c * hard_stop_eed_reduction`` (reaches: every delivery in the state).
+    * ``vaginal_progesterone`` / ``ohpc``: sets ``p_prog`` (probability an eligible birth is
+      treated: ``c`` x the share of eligible births in the components' subgroups -- short cervix
+      for vaginal progesterone, prior preterm birth for 17-OHPC) and ``beta_prog`` (log odds
+      ratios on the GA cuts: vaginal progesterone on cuts below 34 weeks, 17-OHPC below 37).
+      Evidence: ``vaginal_progesterone_ptb_rr``, ``ohpc_ptb_rr`` (base case: no effect) or
+      ``ohpc_meis_ptb_rr`` (option ``ohpc_effect: meis``).
+    """
     comps = options.get("components", ["hard_stop", "vaginal_progesterone"])
-    c = _col(c, p.n)
+    n = p.n
+    c = _col(c, n)
     if "hard_stop" in comps:
-        p.p_exp[:, 3, :] *= np.clip(1.0 - c * e["hard_stop_eed_reduction"], 0.0, 1.0)[:, None]
-    s = np.broadcast_to(np.asarray(short_cervix_share if short_cervix_share is not None else 0.0,
-                                   dtype=float), (p.n,))
-    w_vag = s if "vaginal_progesterone" in comps else np.zeros(p.n)
-    w_ohpc = (1.0 - s) if "ohpc" in comps else np.zeros(p.n)
+        k = COND_EXPOSURES.index("elective_early_term")
+        cut = 1.0 - c * _col(e["hard_stop_eed_reduction"], n)
+        p.p_exp[:, k, :] *= np.clip(cut, 0.0, 1.0)[:, None]
+    s = _col(cells.short_cervix_share, n)
+    w_vag = s if "vaginal_progesterone" in comps else np.zeros(n)
+    w_ohpc = (1.0 - s) if "ohpc" in comps else np.zeros(n)
     reached = w_vag + w_ohpc
     if not np.any(reached > 0):
         return
@@ -71,36 +144,61 @@ def preterm_prevention(p: CellParams, c, e, options=None, short_cervix_share=Non
     with np.errstate(invalid="ignore", divide="ignore"):
         f_vag = np.where(reached > 0, w_vag / reached, 0.0)
     f_ohpc = np.where(reached > 0, 1.0 - f_vag, 0.0)
-    beta = np.zeros((p.n, 5))
-    beta[:, :3] += (f_vag * np.log(e["vaginal_progesterone_ptb_rr"]))[:, None]
-    beta[:, :4] += (f_ohpc * np.log(e[ohpc_id]))[:, None]
+    beta = np.zeros((n, 5))
+    beta[:, :3] += (f_vag * np.log(_col(e["vaginal_progesterone_ptb_rr"], n)))[:, None]
+    beta[:, :4] += (f_ohpc * np.log(_col(e[ohpc_id], n)))[:, None]
     # One treatment indicator per birth: existing treatment (none in the baseline) is kept.
     p.p_prog = np.clip(c * reached, 0.0, 1.0)
     p.beta_prog = beta
 
 
-def preconception_care(p: CellParams, c, e, options=None) -> None:
-    p.p_exp[:, 2, :] *= np.clip(1.0 - _col(c, p.n) * e["larc_short_ipi_reduction"], 0.0, 1.0)[:, None]
+def preconception_care(p: CellParams, c: np.ndarray, e: Effects, options: Mapping,
+                       cells: CellAttributes) -> None:
+    """Fewer short interpregnancy intervals (postpartum contraception access).
+
+    Changes ``p_exp[:, short_ipi, :]`` by the factor ``1 - c * larc_short_ipi_reduction``.
+    Reaches: all births (postpartum women). Evidence: ``larc_short_ipi_reduction``.
+    """
+    k = COND_EXPOSURES.index("short_ipi")
+    cut = 1.0 - _col(c, p.n) * _col(e["larc_short_ipi_reduction"], p.n)
+    p.p_exp[:, k, :] *= np.clip(cut, 0.0, 1.0)[:, None]
 
 
-def risk_appropriate_care(p: CellParams, c, e, options=None) -> None:
+def risk_appropriate_care(p: CellParams, c: np.ndarray, e: Effects, options: Mapping,
+                          cells: CellAttributes) -> None:
+    """More very preterm births delivered at a level III+ hospital.
+
+    Changes ``p_l3`` (P(level III+ | GA < 32 weeks)) to ``p + c * (1 - p)``. Reaches: births under
+    32 weeks. The gain in survival comes from ``nonlevel3_neonatal_or`` (in the baseline).
+    """
     p.p_l3 = np.clip(p.p_l3 + _col(c, p.n) * (1.0 - p.p_l3), 0.0, 1.0)
 
 
-def social_determinants(p: CellParams, c, e, options=None) -> None:
-    policy = (options or {}).get("policy", "medicaid_expansion")
-    p.p_sd = np.clip(_col(c, p.n), 0.0, 1.0).copy()
-    if policy == "medicaid_expansion":
-        p.rr_sd_death = np.full(p.n, e["medicaid_expansion_death_rr"])
-        p.beta_sd = np.zeros((p.n, 5))
+def social_determinants(p: CellParams, c: np.ndarray, e: Effects, options: Mapping,
+                        cells: CellAttributes) -> None:
+    """Reach low-income births with Medicaid expansion or income support.
+
+    Sets ``p_sd`` (P(reached | low income)) to ``c`` and the effect on the births reached:
+    ``medicaid_expansion`` -- ``rr_sd_death`` = ``medicaid_expansion_death_rr`` on every death
+    cause; ``income_support`` -- ``beta_sd`` = log ``income_support_ptb_or`` on the preterm cuts
+    (below 37 weeks). Both ranges include no effect. Option ``policy``.
+    """
+    n = p.n
+    p.p_sd = np.clip(_col(c, n), 0.0, 1.0).copy()
+    if options.get("policy", "medicaid_expansion") == "medicaid_expansion":
+        p.rr_sd_death = _col(e["medicaid_expansion_death_rr"], n).copy()
+        p.beta_sd = np.zeros((n, 5))
     else:
-        p.rr_sd_death = np.ones(p.n)
-        beta = np.zeros((p.n, 5))
-        beta[:, :4] = np.log(e["income_support_ptb_or"])
+        p.rr_sd_death = np.ones(n)
+        beta = np.zeros((n, 5))
+        beta[:, :4] = np.log(_col(e["income_support_ptb_or"], n))[:, None]
         p.beta_sd = beta
 
 
-LEVERS = {
+Strategy = Callable[[CellParams, np.ndarray, Effects, Mapping, CellAttributes], None]
+
+#: The six strategies, by id, in :data:`imsim.core.constants.STRATEGIES` order.
+LEVERS: dict[str, Strategy] = {
     "safe_sleep": safe_sleep,
     "smoking_cessation": smoking_cessation,
     "preterm_prevention": preterm_prevention,
@@ -108,6 +206,161 @@ LEVERS = {
     "risk_appropriate_care": risk_appropriate_care,
     "social_determinants": social_determinants,
 }
+assert tuple(LEVERS) == tuple(STRATEGIES)
+
+
+@dataclass(frozen=True)
+class ExposureChange:
+    """A counterfactual prevalence of one exposure in some cells (scenario ``exposures:``).
+
+    ``mask`` is bool ``[n]``; exactly one of ``scale`` (multiply the prevalence) or ``set_to``
+    (the new marginal prevalence) is given.
+    """
+
+    exposure: str
+    mask: np.ndarray
+    scale: float | None = None
+    set_to: float | None = None
+
+    def take(self, idx) -> ExposureChange:
+        return ExposureChange(self.exposure, self.mask[idx], self.scale, self.set_to)
+
+
+@dataclass
+class Levers:
+    """A portfolio over ``n`` cells: what each strategy reaches and with which options.
+
+    Attributes
+    ----------
+    coverage : dict of str to numpy.ndarray
+        Strategy id -> float ``[n]`` coverage (0 where the strategy is not used).
+    option_index : dict of str to numpy.ndarray
+        Strategy id -> int ``[n]``: index into ``options[strategy]`` of each cell's options.
+    options : dict of str to list of dict
+        Strategy id -> the distinct option sets used.
+    cells : CellAttributes
+        Eligibility attributes of the cells.
+    exposures : list of ExposureChange
+        Counterfactual exposure changes (applied before the strategies).
+    """
+
+    coverage: dict[str, np.ndarray]
+    option_index: dict[str, np.ndarray]
+    options: dict[str, list[dict]]
+    cells: CellAttributes
+    exposures: list[ExposureChange] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return self.cells.n
+
+    @classmethod
+    def from_cells(cls, coverage: Mapping[str, np.ndarray], cell_options: Sequence[Mapping],
+                   cells: CellAttributes, exposures: Sequence[ExposureChange] = ()) -> Levers:
+        """Levers from per-cell option dicts (``cell_options[i][strategy]``)."""
+        n = cells.n
+        cov, idx, opts = {}, {}, {}
+        for k in STRATEGIES:
+            cov[k] = np.asarray(coverage.get(k, np.zeros(n)), dtype=float)
+            distinct: dict[str, int] = {}
+            values: list[dict] = []
+            ix = np.zeros(n, dtype=np.int64)
+            for i, o in enumerate(cell_options):
+                if k not in o:
+                    continue
+                key = repr(sorted(o[k].items()))
+                if key not in distinct:
+                    distinct[key] = len(values)
+                    values.append(dict(o[k]))
+                ix[i] = distinct[key]
+            if not values:
+                values.append({})
+            idx[k], opts[k] = ix, values
+        return cls(cov, idx, opts, cells, list(exposures))
+
+    @classmethod
+    def uniform(cls, coverage: Mapping[str, np.ndarray], options: Mapping[str, Mapping],
+                cells: CellAttributes) -> Levers:
+        """Levers with one option set per strategy for every cell."""
+        n = cells.n
+        cov = {k: np.asarray(coverage.get(k, np.zeros(n)), dtype=float) for k in STRATEGIES}
+        return cls(cov, {k: np.zeros(n, dtype=np.int64) for k in STRATEGIES},
+                   {k: [dict(options.get(k, {}))] for k in STRATEGIES}, cells)
+
+    def take(self, idx) -> Levers:
+        """Return the levers of the cells ``idx`` (indices may repeat: stacked copies)."""
+        return Levers({k: v[idx] for k, v in self.coverage.items()},
+                      {k: v[idx] for k, v in self.option_index.items()},
+                      self.options, self.cells.take(idx),
+                      [x.take(idx) for x in self.exposures])
+
+    def with_coverage(self, strategy: str, coverage: np.ndarray) -> Levers:
+        """A copy with one strategy's coverage replaced."""
+        cov = dict(self.coverage)
+        cov[strategy] = np.asarray(coverage, dtype=float)
+        return Levers(cov, self.option_index, self.options, self.cells, self.exposures)
+
+    def active(self) -> list[str]:
+        """Strategies with coverage above 0 in some cell, in STRATEGIES order."""
+        return [k for k in STRATEGIES if np.any(self.coverage[k] > 0)]
+
+
+def _take_effects(effects: Effects, idx, n: int) -> dict:
+    return {k: (v[idx] if np.ndim(v) and np.shape(v)[0] == n else v) for k, v in effects.items()}
+
+
+def apply(params: CellParams, levers: Levers, effects: Effects,
+          strategies: set[str] | None = None, exposures: bool = True) -> CellParams:
+    """Apply a portfolio to ``params`` in place and return it.
+
+    Parameters
+    ----------
+    params : CellParams
+        Parameters of ``n`` cells (edited in place: pass a copy of the baseline).
+    levers : Levers
+        The portfolio over the same ``n`` cells.
+    effects : mapping of str to float or numpy.ndarray
+        Evidence values: scalars, or float ``[n]`` arrays (one value per cell).
+    strategies : set of str, optional
+        Apply only these strategies (attribution); default all with coverage.
+    exposures : bool
+        Apply the counterfactual exposure changes first (default True).
+
+    Returns
+    -------
+    CellParams
+        ``params``, edited.
+    """
+    n = params.n
+    if exposures:
+        for ch in levers.exposures:
+            apply_exposure_change(params, ch.exposure, ch.mask, scale=ch.scale, set_to=ch.set_to)
+    for k, lever in LEVERS.items():
+        if strategies is not None and k not in strategies:
+            continue
+        cov = levers.coverage[k]
+        on = cov > 0
+        if not np.any(on):
+            continue
+        ix = levers.option_index[k]
+        for g, opts in enumerate(levers.options[k]):
+            sel = on & (ix == g)
+            if not np.any(sel):
+                continue
+            if sel.all():                       # every cell: edit in place, no copies
+                lever(params, cov, effects, opts, levers.cells)
+                continue
+            idx = np.flatnonzero(sel)
+            sub = params.take(idx)
+            lever(sub, cov[idx], _take_effects(effects, idx, n), opts, levers.cells.take(idx))
+            params.put(idx, sub)
+    return params
+
+
+def scenario_arm(base: CellParams, levers: Levers, effects: Effects,
+                 strategies: set[str] | None = None, exposures: bool = True) -> CellParams:
+    """Return the scenario arm: a copy of ``base`` with the portfolio applied (see :func:`apply`)."""
+    return apply(base.copy(), levers, effects, strategies=strategies, exposures=exposures)
 
 
 def apply_exposure_change(p: CellParams, exposure: str, mask, scale=None, set_to=None) -> None:
@@ -115,8 +368,6 @@ def apply_exposure_change(p: CellParams, exposure: str, mask, scale=None, set_to
 
     Conditional probabilities are scaled together, so the clustering of exposures is kept.
     """
-    from imsim.birth.params import COND_EXPOSURES, exposure_marginals
-
     mask = np.asarray(mask, dtype=bool)
     if set_to is not None:
         current = exposure_marginals(p)[exposure]

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imsim.core.streams import generator
+
 #: Two-sided 95% normal quantile.
 Z95 = 1.959963984540054
 
@@ -242,9 +244,10 @@ def fit_rates(data: RateData, *, sigma_alpha: float | None = None, sigma_eps=Non
         cov_theta = 0.5 * (cov_theta + cov_theta.T)
         cov_eta = prob.L @ cov_theta @ prob.L.T
         eta = (prob.L @ theta).reshape(S, R)
-        rng = np.random.default_rng(seed)
         chol = np.linalg.cholesky(cov_theta + 1e-12 * np.eye(len(theta)))
-        zs = rng.standard_normal((draws, len(theta)))
+        # Posterior draw k is keyed by k (imsim.core.streams): more draws only append.
+        zs = np.array([generator(seed, "ratemodel_posterior", k).standard_normal(len(theta))
+                       for k in range(draws)]).reshape(draws, len(theta))
         eta_d = (theta[None, :] + zs @ chol.T) @ prob.L.T - 0.5 * np.diag(cov_eta)[None, :]
     return RateFit(eta=eta, cov_eta=cov_eta, mu=theta[:R], alpha=theta[R:R + S],
                    sigma_alpha=float(sa), sigma_eps=np.asarray(se, float),

@@ -44,6 +44,8 @@ from typing import Any
 
 import mesa  # StateTeam and CollaborativeModel subclass Mesa classes, so Mesa is needed at import
 import numpy as np
+
+from imsim.core.streams import uniforms
 import pandas as pd
 
 from imsim.collaborative.config import (
@@ -84,8 +86,6 @@ __all__ = [
 ]
 
 _STATE_INDEX = {s: i for i, s in enumerate(STATES)}
-#: Fixed stream tag so the stall draws never share a stream with other uses of the seed.
-_STALL_STREAM = 0xC011AB
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,9 +186,12 @@ class CollaborativeModel(mesa.Model):
         self.seed = seed
         self.sim_first = min(first, cfg.start)
         n_support_draw = max(0, (last - cfg.start + 1) * 4)
-        stall_rng = np.random.default_rng([seed, _STALL_STREAM])
-        # Shape (quarter, state, strategy), C order: a longer horizon only appends quarters.
-        self.stall_draws = stall_rng.random((n_support_draw, len(STATES), len(STRATEGIES)))
+        # Keyed by quarter (imsim.core.streams): a longer horizon only appends quarters, and
+        # the draws of a (quarter, state, strategy) never depend on the teams or parameters.
+        shape = (len(STATES), len(STRATEGIES))
+        self.stall_draws = np.array(
+            [uniforms(seed, "collaborative_stalls", q, shape[0] * shape[1]).reshape(shape)
+             for q in range(n_support_draw)]).reshape(n_support_draw, *shape)
         self._session_quarters = set(cfg.session_quarters())
 
         self.networks: dict[str, LearningNetwork] = {

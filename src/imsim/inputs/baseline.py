@@ -86,6 +86,7 @@ class Baseline:
         self.ga_cum_target = _ga_targets()                # float[5 races, 5 cuts]
         self.q_race = _death_rates_by_race(self.ga_cum_target)  # [3 causes, 5 races, 6 bands]
         self.associations = _associations()
+        self.fits = None          # FitCache of this baseline (made by imsim.inputs.fit.fit_for)
 
     # -- births -----------------------------------------------------------------------------
     def cells(self, years, states=None) -> Cells:

@@ -101,21 +101,35 @@ class EvidenceLibrary:
         vals.update(self.overrides)
         return vals
 
-    def sample(self, n: int, rng: np.random.Generator, ids=None) -> dict[str, np.ndarray]:
-        """Draw ``n`` values of every effect (overridden effects stay fixed).
+    def draws(self, seed: int, n: int) -> dict[str, np.ndarray]:
+        """Return uncertainty draws ``1..n`` of every effect, keyed.
 
-        Draws are independent across effects and made in sorted id order, so adding an override
-        does not change the draws of the other effects.
+        Draw ``d`` of effect ``X`` is the effect's quantile function at the ``d``-th uniform of
+        the stream ``(seed, "effects", X)`` (:mod:`imsim.core.streams`): it depends on nothing
+        else, so asking for more draws extends the list without changing the first ones, and
+        overriding or adding an effect changes no other effect's draws. Overridden and
+        ``fixed`` effects stay at their value.
+
+        Parameters
+        ----------
+        seed : int
+            The run's seed.
+        n : int
+            Number of draws.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Effect id -> float ``[n]``.
         """
+        from imsim.core.streams import uniforms
+
         out = {}
         for k in sorted(self.effects):
-            q = rng.random(n)
-            if ids is not None and k not in ids:
-                out[k] = np.full(n, self.effects[k].point)
-            elif k in self.overrides:
+            if k in self.overrides:
                 out[k] = np.full(n, float(self.overrides[k]))
             else:
-                out[k] = self.effects[k].ppf(q)
+                out[k] = self.effects[k].ppf(uniforms(seed, "effects", k, n))
         return out
 
 

@@ -15,12 +15,13 @@ corrected with a few exact engine evaluations.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from imsim.inputs.baseline import N_R, N_S, R_INDEX, S_INDEX, Baseline
+from imsim.inputs.baseline import BASELINE_EFFECTS, N_R, N_S, R_INDEX, S_INDEX, Baseline
 from imsim.inputs.data import load_table
 from imsim.birth.engines import expected
 from imsim.birth.kernels import N_BANDS, OUT_DEATHS, rake_multipliers
@@ -164,3 +165,59 @@ def calibrated_fit(baseline: Baseline, effects: dict[str, float], targets, draw:
     fit = Fit(ga_shift, np.ones((3, N_S, N_R)), source=f"calibration:{targets.name}", draw=draw)
     fit.m_cause[:, s, r] = m
     return fit
+
+
+class FitCache:
+    """Baseline fits of one :class:`~imsim.inputs.baseline.Baseline`, keyed by content.
+
+    The key is everything a fit depends on: the values of the effects that enter the baseline
+    (:data:`~imsim.inputs.baseline.BASELINE_EFFECTS`), the calibration's content hash (or
+    ``"direct"``) and the posterior draw. Nothing is keyed by object identity or by a path, so a
+    recalibration or a new object can never be served an old fit. Least recently used entries
+    are dropped beyond ``maxsize``.
+    """
+
+    def __init__(self, baseline: Baseline, maxsize: int = 512):
+        self.baseline = baseline
+        self.maxsize = int(maxsize)
+        self._fits: OrderedDict = OrderedDict()
+
+    @staticmethod
+    def key(effects, calibration, draw) -> tuple:
+        values = tuple((k, float(effects[k])) for k in BASELINE_EFFECTS if k in effects)
+        cal = "direct" if calibration is None else calibration.content_hash
+        return values, cal, None if draw is None else int(draw)
+
+    def get(self, effects, calibration=None, draw: int | None = None) -> Fit:
+        """Return the fit for ``effects``, ``calibration`` (None: direct) and posterior ``draw``."""
+        if calibration is not None and draw is not None:
+            draw = int(draw) % int(calibration.imr_draws.shape[0])
+        key = self.key(effects, calibration, draw)
+        hit = self._fits.get(key)
+        if hit is not None:
+            self._fits.move_to_end(key)
+            return hit
+        fit = direct_fit(self.baseline, effects, targets=calibration, draw=draw)
+        self._fits[key] = fit
+        if len(self._fits) > self.maxsize:
+            self._fits.popitem(last=False)
+        return fit
+
+
+def fit_for(baseline: Baseline, effects, calibration=None, draw: int | None = None) -> Fit:
+    """Return the baseline fit for effect values and a calibration posterior draw (cached).
+
+    Parameters
+    ----------
+    baseline : Baseline
+        The baseline; it owns the cache (:class:`FitCache`).
+    effects : mapping of str to float
+        Effect values (only :data:`~imsim.inputs.baseline.BASELINE_EFFECTS` matter).
+    calibration : CalibratedTargets or None
+        The calibration to reproduce (None: the direct fit to observed cells).
+    draw : int or None
+        Posterior draw of the calibration (None: its point estimate).
+    """
+    if getattr(baseline, "fits", None) is None:
+        baseline.fits = FitCache(baseline)
+    return baseline.fits.get(effects, calibration, draw)
