@@ -176,3 +176,30 @@ def test_run_sweep_and_recommend_give_identical_deaths_averted(recommended, port
     by_sweep = evaluator(X)[:, 0]
     np.testing.assert_allclose(by_sweep, by_run, rtol=1e-9, atol=1e-9)
     assert np.all(by_run[1:] != by_run[0])      # the draws really differ
+
+
+# -- no state that can go stale -----------------------------------------------------------------
+
+def test_recalibrating_into_the_same_folder_is_seen_in_the_same_process(tmp_path):
+    """Caches key on content: a new calibration in the same folder gives a new fit."""
+    from dataclasses import replace
+
+    from imsim.inputs.baseline import get_baseline
+
+    folder = tmp_path / "cal"
+    cal = get_calibration(None)
+    cal.save(folder)
+    first = get_calibration(str(folder))
+    effects = EvidenceLibrary.load().point()
+    base = get_baseline()
+    fit1 = fit_for(base, effects, first)
+    # "Recalibrate": same folder, rates 10% higher.
+    cells = cal.cells.copy()
+    cells["imr"] = cells["imr"] * 1.1
+    replace(cal, imr=cal.imr * 1.1, imr_draws=cal.imr_draws * 1.1, cells=cells).save(folder)
+    second = get_calibration(str(folder))
+    assert second.content_hash != first.content_hash
+    fit2 = fit_for(base, effects, second)
+    assert not np.allclose(fit1.m_cause, fit2.m_cause)
+    # The same content is the same fit, whatever the object.
+    assert fit_for(base, effects, get_calibration(str(folder))) is fit2

@@ -11,6 +11,7 @@ Future years hold births at the latest data year (2017) and all rates at the 201
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -86,6 +87,7 @@ class Baseline:
         self.ga_cum_target = _ga_targets()                # float[5 races, 5 cuts]
         self.q_race = _death_rates_by_race(self.ga_cum_target)  # [3 causes, 5 races, 6 bands]
         self.associations = _associations()
+        self._grid_cache: OrderedDict = OrderedDict()   # grid parameters by content
         self.fits = None          # FitCache of this baseline (made by imsim.inputs.fit.fit_for)
 
     # -- births -----------------------------------------------------------------------------
@@ -130,17 +132,18 @@ class Baseline:
         return p
 
     def _grid_params(self, effects, fit) -> CellParams:
-        key = tuple(float(effects[k]) for k in BASELINE_EFFECTS)
-        cache = self.__dict__.setdefault("_grid_cache", {})
+        """Parameters on the 51 x 5 grid, cached on this object by content (effects, fit)."""
+        fit_key = None if fit is None else fit.content_key
+        key = (tuple(float(effects[k]) for k in BASELINE_EFFECTS), fit_key)
+        cache = self._grid_cache
         hit = cache.get(key)
         if hit is not None:
-            for cached_fit, params in hit:
-                if cached_fit is fit:
-                    return params
+            cache.move_to_end(key)
+            return hit
         params = self._compute_params(self.pooled_cells(), effects, fit)
-        if sum(len(v) for v in cache.values()) > 256:
-            cache.clear()
-        cache.setdefault(key, []).append((fit, params))
+        cache[key] = params
+        if len(cache) > 256:
+            cache.popitem(last=False)
         return params
 
     def _conditionals(self):

@@ -37,6 +37,18 @@ class Fit:
     source: str = "direct"      # "direct" (this module) or a calibration name
     draw: int | None = None     # calibration posterior draw (None: the point)
 
+    @property
+    def content_key(self) -> str:
+        """A hash of the fitted arrays (caches of parameters derived from a fit key on it)."""
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=16)
+        for arr in (self.ga_shift, self.m_cause):
+            a = np.ascontiguousarray(arr, dtype=float)
+            h.update(str(a.shape).encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
+
     @classmethod
     def identity(cls) -> Fit:
         return cls(np.zeros((N_S, N_R, 5)), np.ones((3, N_S, N_R)))
