@@ -1,6 +1,8 @@
 """Fixed vocabularies of the model: jurisdictions, race/Hispanic-origin groups, strategies, bands.
 
 These ids are part of the documented interface (scenario files, output columns); never rename them.
+Every list of allowed values (strategy options, engines, sweep methods, distributions) is defined
+here once; validation, the model and the analyses import it rather than repeat the strings.
 """
 from __future__ import annotations
 
@@ -60,3 +62,40 @@ DATA_YEARS: tuple[int, ...] = (2013, 2014, 2015, 2016, 2017)
 BASELINE_PERIOD: tuple[int, int] = (2013, 2015)
 FIRST_YEAR = 2013
 MAX_YEARS_AHEAD = 30  # relative to the current calendar year
+
+# -- options of the strategies (scenario keys) ---------------------------------------------------
+#: ``smoking_cessation.program``; the first is the default.
+SMOKING_PROGRAMS: tuple[str, ...] = ("counselling", "incentives", "feedback", "education")
+#: ``preterm_prevention.components`` (17-OHPC is ``ohpc``).
+PRETERM_COMPONENTS: tuple[str, ...] = ("hard_stop", "vaginal_progesterone", "ohpc")
+#: ``preterm_prevention.components`` when the key is omitted.
+PRETERM_DEFAULT_COMPONENTS: tuple[str, ...] = ("hard_stop", "vaginal_progesterone")
+#: ``preterm_prevention.ohpc_effect``: no effect (base case, after PROLONG and the 2023 FDA
+#: withdrawal) or the Meis trial effect (sensitivity); the first is the default.
+OHPC_EFFECTS: tuple[str, ...] = ("none", "meis")
+#: ``social_determinants.policy``; the first is the default.
+SD_POLICIES: tuple[str, ...] = ("medicaid_expansion", "income_support")
+
+# -- engines, analyses and distributions ----------------------------------------------------------
+#: Engines over the one model: exact expected counts, or a microsimulation of every birth.
+ENGINES: tuple[str, ...] = ("expected", "microsim")
+#: Methods of a sensitivity sweep (``method:`` of a sweep file).
+METHODS: tuple[str, ...] = ("sobol", "morris", "psa")
+#: Distributions of the evidence library (``dist`` column of ``evidence.csv``).
+DISTRIBUTIONS: tuple[str, ...] = ("lognormal", "normal", "uniform", "triangular", "fixed")
+#: Distributions a sweep file may give a parameter, each with the keys it takes.
+SWEEP_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "uniform": ("low", "high"),
+    "triangular": ("low", "mode", "high"),
+    "normal": ("mean", "sd"),
+    "lognormal": ("median", "sdlog"),
+}
+#: Names accepted for them in sweep files (SciPy's short names included) -> the distribution.
+DISTS: dict[str, str] = {
+    "unif": "uniform", "uniform": "uniform", "triang": "triangular", "triangular": "triangular",
+    "norm": "normal", "normal": "normal", "lognorm": "lognormal", "lognormal": "lognormal",
+}
+#: Distributions without bounds (mapped to their 95% range where a grid needs bounds).
+UNBOUNDED_DISTRIBUTIONS: tuple[str, ...] = ("normal", "lognormal")
+#: Scales of an evidence effect: a ratio (> 0) or a probability (0..1).
+EFFECT_SCALES: tuple[str, ...] = ("ratio", "probability")

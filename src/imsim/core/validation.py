@@ -1,0 +1,482 @@
+"""Validation of input files: one mechanism for scenarios, plans, sweeps and collaborative blocks.
+
+Every file a user writes is a YAML mapping read by :func:`read_yaml` (no aliases, a size limit,
+clear errors for a missing file, a folder, bad YAML, duplicate keys or a non-mapping) and checked
+by a pydantic model built on :class:`StrictModel`: unknown keys are refused with a "did you mean",
+types are strict (``"3"`` is not a number, ``true`` is not 1), and ``inf``/``nan`` are never
+numbers. Numbers, shares, states and keyed mappings are checked by the reusable validators and
+annotated types here (:data:`Fraction`, :func:`between`, :data:`StateKey`, :func:`keyed_mapping`
+...), so the same mistake reads the same in every kind of file.
+
+A validator reports a problem by raising :class:`Invalid` -- a message, plus the key path below
+the field being checked (``at``). :func:`validate_model` turns the first problem pydantic found
+into one :class:`imsim.core.errors.InputError` naming the file, the full key path
+(``strategies.safe_sleep.coverage.2026``), the bad value and what is allowed::
+
+    scenario.yaml: strategies.safe_sleep.covrage: unknown key 'covrage' (did you mean
+    'coverage'?); allowed keys: coverage, reach
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from imsim.core.constants import FIRST_YEAR, MAX_YEARS_AHEAD, STATES
+from imsim.core.errors import InputError, did_you_mean
+
+__all__ = [
+    "MAX_FILE_BYTES", "NAME_PATTERN", "STATE_CHOICES", "Invalid", "StrictModel",
+    "validate_model", "to_input_error", "key_path", "read_yaml", "short", "suggest", "one_of",
+    "number", "whole_number", "fraction", "between", "year", "max_year", "state_key",
+    "keyed_mapping", "FiniteNumber", "PositiveNumber", "NonNegativeNumber", "Fraction",
+    "StateKey", "Year", "Name",
+]
+
+#: Input files larger than this are refused before they are parsed.
+MAX_FILE_BYTES = 1_000_000
+#: What "a state" allows, in messages.
+STATE_CHOICES = "the 50 state USPS codes and DC"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting a problem
+# ---------------------------------------------------------------------------------------------
+
+class Invalid(ValueError):
+    """A problem found by a validator: what is wrong and allowed, and where below the field.
+
+    Parameters
+    ----------
+    message
+        One line naming the bad value and what is allowed.
+    at
+        Key path below the value being validated: strings are keys (``.AL``), integers list
+        positions (``[3]``). Empty when the problem is the value itself.
+    """
+
+    def __init__(self, message: str, at: Iterable[str | int] = ()):
+        super().__init__(message)
+        self.message = message
+        self.at = tuple(at)
+
+    def under(self, *keys: str | int) -> Invalid:
+        """Return the same problem, found below ``keys``."""
+        return Invalid(self.message, keys + self.at)
+
+
+def short(value: Any, limit: int = 60) -> str:
+    """Return ``repr(value)``, shortened to ``limit`` characters (numpy scalars as Python)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def suggest(value: Any, allowed: Iterable[Any]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest allowed value (case first), or ``""``."""
+    allowed = [str(a) for a in allowed]
+    text = str(value)
+    for a in allowed:
+        if text.lower() == a.lower() and text != a:
+            return f" (did you mean '{a}'?)"
+    return did_you_mean(text, allowed)
+
+
+def one_of(value: Any, allowed: Iterable[Any], kind: str = "value", listed: str | None = None):
+    """Return ``value`` if it is one of ``allowed``; else raise :class:`Invalid` naming them.
+
+    ``kind`` names what the values are ("state", "strategy"); ``listed`` replaces the list of
+    allowed values in the message (for long lists).
+    """
+    allowed = tuple(allowed)
+    if isinstance(value, str) and value in allowed:
+        return value
+    listed = ", ".join(map(str, allowed)) if listed is None else listed
+    raise Invalid(f"unknown {kind} {short(value)}{suggest(value, allowed)}; allowed: {listed}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers
+# ---------------------------------------------------------------------------------------------
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) \
+        and not isinstance(value, (bool, np.bool_))
+
+
+def _fmt(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def number(value: Any, low: float = -math.inf, high: float = math.inf, *,
+           open_low: bool = False, open_high: bool = False, integer: bool = False) -> float:
+    """Return ``value`` as a finite number in ``[low, high]``; else raise :class:`Invalid`.
+
+    ``open_low``/``open_high`` exclude the bound; ``integer`` asks for a whole number (returned
+    as ``int``). Booleans and text are never numbers, nor are ``inf`` and ``nan``.
+    """
+    kind = "a whole number" if integer else "a number"
+    if not _is_number(value):
+        raise Invalid(f"expected {kind}, got {short(value)}")
+    if not math.isfinite(value):
+        raise Invalid(f"expected a finite number, got {short(value)}")
+    if integer and not isinstance(value, (int, np.integer)):
+        raise Invalid(f"expected {kind}, got {short(value)}")
+    too_low = value <= low if open_low else value < low
+    too_high = value >= high if open_high else value > high
+    if too_low or too_high:
+        if math.isfinite(low) and math.isfinite(high):
+            allowed = (f"{_fmt(low)} to {_fmt(high)}" if not (open_low or open_high) else
+                       f"{'(' if open_low else '['}{_fmt(low)}, {_fmt(high)}{')' if open_high else ']'}")
+        elif math.isfinite(low):
+            allowed = f"{kind} {'>' if open_low else '>='} {_fmt(low)}"
+        else:
+            allowed = f"{kind} {'<' if open_high else '<='} {_fmt(high)}"
+        raise Invalid(f"{short(value)} is out of range; allowed: {allowed}")
+    return int(value) if integer else float(value)
+
+
+def whole_number(value: Any, low: float = -math.inf, high: float = math.inf) -> int:
+    """Return ``value`` as an ``int`` in ``[low, high]``; else raise :class:`Invalid`."""
+    return number(value, low, high, integer=True)
+
+
+def fraction(value: Any) -> float:
+    """Return ``value`` as a share in ``[0, 1]``; else raise :class:`Invalid`."""
+    if not _is_number(value):
+        raise Invalid(f"expected a share from 0 to 1, got {short(value)}")
+    if not math.isfinite(value):
+        raise Invalid(f"expected a finite number, got {short(value)}")
+    if not 0.0 <= value <= 1.0:
+        raise Invalid(f"{short(value)} is outside [0, 1]; allowed: a share from 0 to 1")
+    return float(value)
+
+
+def between(low: float, high: float, *, integer: bool = False) -> Any:
+    """Return an annotated type: a finite number (``integer``: whole) from ``low`` to ``high``.
+
+    The bounds also appear in the JSON Schema (``minimum``/``maximum``).
+    """
+    base = int if integer else float
+    return Annotated[base, Field(ge=low, le=high),
+                     BeforeValidator(lambda v: number(v, low, high, integer=integer))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Years, states, names, keyed mappings
+# ---------------------------------------------------------------------------------------------
+
+def max_year() -> int:
+    """Return the last year an input may reach: this calendar year + ``MAX_YEARS_AHEAD``."""
+    return _dt.date.today().year + MAX_YEARS_AHEAD
+
+
+def year(value: Any) -> int:
+    """Return ``value`` as a calendar year from ``FIRST_YEAR`` to :func:`max_year`."""
+    if _is_number(value) and not math.isfinite(value):
+        raise Invalid(f"expected a finite number, got {short(value)}")
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        raise Invalid(f"expected a whole year, got {short(value)}")
+    if not FIRST_YEAR <= value <= max_year():
+        raise Invalid(f"{value} is out of range; allowed: a year from {FIRST_YEAR} to "
+                      f"{max_year()} (data start in {FIRST_YEAR}; projections reach at most "
+                      f"{MAX_YEARS_AHEAD} years ahead)")
+    return int(value)
+
+
+def state_key(value: Any, extra: tuple[str, ...] = ()) -> str:
+    """Return ``value`` if it is a USPS state code (or one of ``extra``); else raise."""
+    if isinstance(value, str) and (value in STATES or value in extra):
+        return value
+    listed = STATE_CHOICES + "".join(f", or '{e}'" for e in extra)
+    return one_of(value, extra + STATES, "state", listed=listed)
+
+
+def keyed_mapping(value: Any, allowed: Iterable[str], what: str, example: str, kind: str, *,
+                  check: Callable[[Any], Any] | None = None, listed: str | None = None):
+    """Check a mapping whose keys must be ``allowed``; validate each value with ``check``.
+
+    Parameters
+    ----------
+    value
+        The mapping (``None`` is returned as is).
+    allowed
+        The allowed keys.
+    what, example
+        The mapping's name and a short example of it, for the "not a mapping" message.
+    kind
+        What a key is ("state", "race id"), for the "unknown key" message.
+    check
+        Called on each value; returns the value to keep. Its :class:`Invalid` is reported below
+        the key.
+    listed
+        Replaces the list of allowed keys in messages (``STATE_CHOICES`` for states).
+
+    Returns
+    -------
+    dict or None
+        The mapping with checked values.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise Invalid(f"{what} must be a mapping like {example}, got {short(value)}")
+    allowed = tuple(allowed)
+    if listed is None and kind == "state":
+        listed = STATE_CHOICES
+    out = {}
+    for key, item in value.items():
+        try:
+            one_of(key, allowed, kind, listed)
+        except Invalid as exc:
+            raise exc.under(str(key)) from None
+        try:
+            out[key] = item if check is None else check(item)
+        except Invalid as exc:
+            raise exc.under(str(key)) from None
+    return out
+
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}"
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(NAME_PATTERN, value):
+        raise Invalid("name must be 1-80 letters, digits, '-', '_' or '.', starting with a "
+                      f"letter or digit; got {short(value)}")
+    return value
+
+
+#: A finite number.
+FiniteNumber = Annotated[float, BeforeValidator(lambda v: number(v))]
+#: A finite number > 0 (a ratio, a standard deviation).
+PositiveNumber = Annotated[float, Field(gt=0),
+                           BeforeValidator(lambda v: number(v, 0.0, open_low=True))]
+#: A finite number >= 0 (a cost, a scale factor).
+NonNegativeNumber = Annotated[float, Field(ge=0), BeforeValidator(lambda v: number(v, 0.0))]
+#: A share in [0, 1] (coverage, prevalence, a probability).
+Fraction = Annotated[float, Field(ge=0, le=1), BeforeValidator(fraction)]
+#: A USPS state code (50 states and DC).
+StateKey = Annotated[str, BeforeValidator(lambda v: state_key(v))]
+#: A calendar year from the first data year to :func:`max_year`.
+Year = Annotated[int, Field(ge=FIRST_YEAR), BeforeValidator(year)]
+#: The name of a run (it names the results folder).
+Name = Annotated[str, Field(pattern=NAME_PATTERN), BeforeValidator(_name)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The strict base model and the one error conversion
+# ---------------------------------------------------------------------------------------------
+
+class StrictModel(BaseModel):
+    """Base of every input model: a mapping with known keys only, strict types, finite numbers.
+
+    An unknown key is refused with the allowed keys and a "did you mean"; a value that is not a
+    mapping is refused with its type. Models are frozen once validated.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, BaseModel):
+            return data
+        if not isinstance(data, Mapping):
+            raise Invalid(f"expected a mapping (key: value), got {type(data).__name__} "
+                          f"{short(data)}")
+        allowed = list(cls.model_fields)
+        for key in data:
+            if key not in allowed:
+                raise Invalid(f"unknown key '{key}'{suggest(key, allowed)}; allowed keys: "
+                              f"{', '.join(allowed)}", at=(str(key),))
+        return dict(data)
+
+
+_TYPE_MESSAGES = {
+    "int_type": "expected a whole number", "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number", "float_type": "expected a number",
+    "float_parsing": "expected a number", "finite_number": "expected a finite number",
+    "bool_type": "expected true or false", "bool_parsing": "expected true or false",
+    "string_type": "expected text", "list_type": "expected a list", "tuple_type": "expected a list",
+    "dict_type": "expected a mapping (key: value)", "model_type": "expected a mapping (key: value)",
+    "model_attributes_type": "expected a mapping (key: value)",
+}
+_RANGE = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+          "less_than": "<"}
+# pydantic's own location entries (union members, validator wrappers, dict keys): not user keys.
+_BOOKKEEPING = re.compile(r"^[a-z][a-z-]*\[.*\]$|^\[key\]$")
+
+
+def _describe(e: dict) -> tuple[str, tuple]:
+    """The message of one pydantic error and the key path below its location."""
+    kind, value = e["type"], e.get("input")
+    ctx = e.get("ctx") or {}
+    err = ctx.get("error")
+    if isinstance(err, Invalid):
+        return err.message, err.at
+    if kind == "missing":
+        return "required key is missing", ()
+    if kind == "extra_forbidden":
+        return "unknown key", ()
+    if kind == "literal_error":
+        allowed = re.findall(r"'((?:[^'\\]|\\.)*)'", str(ctx.get("expected", "")))
+        return (f"unknown value {short(value)}{suggest(value, allowed)}; allowed: "
+                f"{', '.join(allowed)}"), ()
+    if kind in _TYPE_MESSAGES:
+        shown = short(value)
+        if "mapping" in _TYPE_MESSAGES[kind]:
+            shown = f"{type(value).__name__} {shown}"
+        return f"{_TYPE_MESSAGES[kind]}, got {shown}", ()
+    if kind in _RANGE:
+        bound = next(iter(v for k, v in ctx.items() if k in ("ge", "gt", "le", "lt")), "?")
+        return f"{short(value)} is out of range; allowed: {_RANGE[kind]} {bound}", ()
+    msg = str(e.get("msg", "invalid value"))
+    return msg.removeprefix("Value error, "), ()
+
+
+def key_path(*parts: Any) -> str:
+    """Join key-path parts: ``("strategies", "safe_sleep", 2)`` -> ``strategies.safe_sleep[2]``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and _BOOKKEEPING.match(part):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def to_input_error(err: ValidationError, file: str | Path | None = None,
+                   root: str | None = None) -> InputError:
+    """Turn a pydantic ``ValidationError`` into one :class:`InputError`.
+
+    Parameters
+    ----------
+    err
+        The error of ``model_validate``; its first problem is reported.
+    file
+        The file being validated, if any.
+    root
+        Key path of the validated mapping inside its file (``"collaborative"``), if any.
+
+    Returns
+    -------
+    InputError
+        Naming the file, the key path, the bad value and what is allowed.
+    """
+    errors = err.errors(include_url=False)
+    # Prefer our own messages over pydantic's generic ones (e.g. a union's "not a float").
+    ours = [e for e in errors if isinstance((e.get("ctx") or {}).get("error"), Invalid)]
+    e = (ours or errors)[0]
+    message, below = _describe(e)
+    parts = ([root] if root else []) + list(e["loc"]) + list(below)
+    return InputError(message, file=None if file is None else str(file),
+                      where=key_path(*parts) or None)
+
+
+def validate_model(model: type[BaseModel], data: Any, file: str | Path | None = None, *,
+                   root: str | None = None, context: dict | None = None):
+    """Validate ``data`` as ``model``; raise :class:`InputError` for the first problem.
+
+    Parameters
+    ----------
+    model
+        A :class:`StrictModel` subclass.
+    data
+        The parsed mapping.
+    file, root
+        As in :func:`to_input_error`.
+    context
+        Passed to the model's validators (``info.context``).
+
+    Returns
+    -------
+    BaseModel
+        The validated model.
+    """
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as err:
+        raise to_input_error(err, file, root) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Safe YAML
+# ---------------------------------------------------------------------------------------------
+
+class _SafeLoader(yaml.SafeLoader):
+    """A safe loader that refuses aliases (exponential "alias bombs") and duplicate keys."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.constructor.ConstructorError(
+                None, None, "YAML aliases (*name) are not allowed in imsim input files",
+                self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {short(key)} (a key may appear once per "
+                        "mapping; check the indentation)", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path, what: str = "scenario") -> dict:
+    """Read a YAML mapping safely; raise :class:`InputError` for anything wrong with the file.
+
+    Parameters
+    ----------
+    path
+        The file.
+    what
+        What the file is ("scenario", "plan", "sweep"), for messages.
+
+    Returns
+    -------
+    dict
+        The file's top-level mapping.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} file not found", file=str(p))
+    if p.is_dir():
+        raise InputError(f"expected a {what} file, got a directory", file=str(p))
+    size = p.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"file is {size:,} bytes; {what} files are limited to "
+                         f"{MAX_FILE_BYTES:,} bytes", file=str(p))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(p)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read the {what} file ({exc.strerror})", file=str(p)) from None
+    try:
+        data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"invalid YAML: {problem}", file=str(p), where=where) from None
+    if data is None:
+        raise InputError(f"the {what} file is empty", file=str(p))
+    if not isinstance(data, dict):
+        raise InputError(f"a {what} file must be a mapping of keys (key: value), got a "
+                         f"{type(data).__name__}", file=str(p))
+    return data
