@@ -2,38 +2,44 @@
 
 Every number that drives the collaborative model (peer learning, capacity, ceilings, learning
 rate, stall and decay rates, learning sessions) is an ASSUMPTION with a default and an allowed
-range, listed once in :data:`PARAMETERS`. A scenario's block is validated strictly here -- unknown
-keys, wrong types, values out of range and unknown states or strategies raise :class:`InputError`
-with a key path such as ``collaborative.teams.AL[3]`` -- into a frozen
-:class:`CollaborativeConfig`, which :func:`apply_parameters` copies with parameters replaced for a
+range, listed once in :data:`PARAMETERS`. A scenario's block is validated strictly here, with the
+checks shared by every input file (:mod:`imsim.core.validation`) -- unknown keys, wrong types,
+values out of range and unknown states or strategies raise :class:`InputError` with a key path
+such as ``collaborative.teams.AL[3]`` -- into a frozen :class:`CollaborativeConfig`, which :func:`apply_parameters` copies with parameters replaced for a
 sensitivity analysis. The model itself is in :mod:`imsim.collaborative.abm`.
 """
 from __future__ import annotations
 
-import datetime as _dt
-import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
 from imsim.collaborative.teams import (
-    _STRATEGY_INDEX,
     COIIN_2013_2017,
     MAX_STRATEGIES_PER_TEAM,
+    STRATEGY_INDEX,
     coiin_2013_2017_teams,
 )
-from imsim.core.constants import FIRST_YEAR, MAX_YEARS_AHEAD, STATES, STRATEGIES
-from imsim.core.errors import InputError, did_you_mean
+from imsim.core.constants import STATES, STRATEGIES
+from imsim.core.errors import InputError
+from imsim.core.validation import (
+    Invalid,
+    StrictModel,
+    Year,
+    between,
+    fraction,
+    keyed_mapping,
+    max_year,
+    number,
+    one_of,
+    short,
+    state_key,
+    suggest,
+    validate_model,
+)
 
 __all__ = [
     "DEFAULT_CEILINGS",
@@ -123,193 +129,114 @@ def _default(name: str) -> Any:
     return PARAMETERS[name][0]
 
 
-def _max_year() -> int:
-    return _dt.date.today().year + MAX_YEARS_AHEAD
+#: Kept for :mod:`imsim.collaborative.abm`, which imports it under this name; use
+#: :func:`imsim.core.validation.max_year`.
+_max_year = max_year
 
 
 # ---------------------------------------------------------------------------------------------
-# Validation helpers (raise InputError with a key path)
+# Validation of the keys that are not plain numbers (raise Invalid with the path below the key)
 # ---------------------------------------------------------------------------------------------
 
-def _suggest(value: Any, allowed) -> str:
-    allowed = list(allowed)
-    text = str(value)
-    for a in allowed:
-        if text.lower() == str(a).lower() and text != str(a):
-            return f" (did you mean '{a}'?)"
-    return did_you_mean(text, allowed)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def _fraction(value: Any, where: str, low: float = 0.0, high: float = 1.0, what: str = "a number") -> float:
-    if not _is_number(value) or math.isnan(float(value)):
-        raise InputError(f"{what} must be a number from {low:g} to {high:g}; got {value!r}", where=where)
-    value = float(value)
-    if not low <= value <= high:
-        raise InputError(f"{what} must be from {low:g} to {high:g}; got {value:g}", where=where)
-    return value
-
-
-def _state_key(key: Any, where: str, extra: tuple[str, ...] = ()) -> str:
-    if not isinstance(key, str) or key not in STATES:
-        allowed = list(extra) + list(STATES)
-        extra_txt = (" or " + ", ".join(f"'{e}'" for e in extra)) if extra else ""
-        raise InputError(
-            f"unknown state {key!r}; allowed: a USPS state code (e.g. 'AL', 'DC'){extra_txt}"
-            f"{_suggest(key, allowed)}",
-            where=where,
-        )
-    return key
+def _in_range(name: str):
+    """A validator of a value of PARAMETERS[name]: a number within its documented range."""
+    _, low, high, _ = PARAMETERS[name]
+    return lambda value: number(value, low, high)
 
 
 def _teams_from(value: Any) -> dict[str, tuple[str, ...]]:
-    where = f"{ROOT}.teams"
     if isinstance(value, str):
         if value == COIIN_2013_2017:
             return coiin_2013_2017_teams()
-        raise InputError(
-            f"unknown team set {value!r}; allowed: '{COIIN_2013_2017}' or a mapping "
-            f"{{state: [strategy, ...]}}{_suggest(value, [COIIN_2013_2017])}",
-            where=where,
-        )
+        raise Invalid(f"unknown team set {short(value)}{suggest(value, [COIIN_2013_2017])}; "
+                      f"allowed: '{COIIN_2013_2017}' or a mapping {{state: [strategy, ...]}}")
     if not isinstance(value, Mapping):
-        raise InputError(
-            f"must be '{COIIN_2013_2017}' or a mapping {{state: [strategy, ...]}}; got {type(value).__name__}",
-            where=where,
-        )
+        raise Invalid(f"expected '{COIIN_2013_2017}' or a mapping {{state: [strategy, ...]}}, "
+                      f"got {type(value).__name__} {short(value)}")
     if not value:
-        raise InputError("at least one team is needed; got an empty mapping", where=where)
+        raise Invalid("at least one team is needed; got an empty mapping")
     for key in value:
-        _state_key(key, f"{where}.{key}")
+        try:
+            state_key(key)
+        except Invalid as exc:
+            raise exc.under(str(key)) from None
     teams: dict[str, tuple[str, ...]] = {}
     for state in STATES:  # fixed order
         if state not in value:
             continue
         chosen = value[state]
-        w = f"{where}.{state}"
         if isinstance(chosen, str):
             chosen = [chosen]
-        if not isinstance(chosen, (list, tuple)):
-            raise InputError(
-                f"must be a list of 1 to {MAX_STRATEGIES_PER_TEAM} strategies; got {chosen!r}", where=w
-            )
-        if len(chosen) == 0:
-            raise InputError(
-                f"a team must choose 1 to {MAX_STRATEGIES_PER_TEAM} strategies; got none "
-                f"(allowed: {', '.join(STRATEGIES)})",
-                where=w,
-            )
+        if not isinstance(chosen, (list, tuple)) or not chosen:
+            raise Invalid(f"a team must choose 1 to {MAX_STRATEGIES_PER_TEAM} strategies, got "
+                          f"{short(chosen)}; allowed: {', '.join(STRATEGIES)}", at=(state,))
         seen: list[str] = []
         for i, strategy in enumerate(chosen):
-            wi = f"{w}[{i}]"
             if i >= MAX_STRATEGIES_PER_TEAM:
-                raise InputError(
-                    f"a team may choose at most {MAX_STRATEGIES_PER_TEAM} strategies; got {len(chosen)} "
-                    f"({', '.join(map(str, chosen))})",
-                    where=wi,
-                )
-            if not isinstance(strategy, str) or strategy not in STRATEGIES:
-                raise InputError(
-                    f"unknown strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}"
-                    f"{_suggest(strategy, STRATEGIES)}",
-                    where=wi,
-                )
+                raise Invalid(f"a team may choose at most {MAX_STRATEGIES_PER_TEAM} strategies; "
+                              f"got {len(chosen)} ({', '.join(map(str, chosen))})", at=(state, i))
+            try:
+                one_of(strategy, STRATEGIES, "strategy")
+            except Invalid as exc:
+                raise exc.under(state, i) from None
             if strategy in seen:
-                raise InputError(f"strategy {strategy!r} is listed twice for {state}", where=wi)
+                raise Invalid(f"strategy {strategy!r} is listed twice for {state}", at=(state, i))
             seen.append(strategy)
-        teams[state] = tuple(sorted(seen, key=_STRATEGY_INDEX.__getitem__))
+        teams[state] = tuple(sorted(seen, key=STRATEGY_INDEX.__getitem__))
     return teams
 
 
-def _capacity_from(value: Any) -> dict[str, float]:
-    where = f"{ROOT}.capacity"
-    _, low, high, _ = PARAMETERS["capacity"]
-    if _is_number(value):
-        return {"default": _fraction(value, where, low, high, "capacity")}
+def _by_key(value: Any, check, allowed: tuple[str, ...], kind: str, listed: str, example: str,
+            nested=None) -> dict[str, Any]:
+    """A number (the default for every key) or a mapping ``{default: x, key: x}``.
+
+    ``check`` validates each number; ``allowed`` are the keys besides ``default`` (``kind`` names
+    one, ``listed`` describes them all); ``nested`` validates a state's value that is a mapping.
+    """
     if not isinstance(value, Mapping):
-        raise InputError(
-            f"must be a number from {low:g} to {high:g} or a mapping {{default: x, STATE: x}}; got {value!r}",
-            where=where,
-        )
-    out = {"default": float(_default("capacity"))}
+        if isinstance(value, (str, bool, list, tuple)) or value is None:
+            raise Invalid(f"expected a number or a mapping like {example}, got {short(value)}")
+        return {"default": check(value)}
+    out = {}
     for key, v in value.items():
-        w = f"{where}.{key}"
-        if key != "default":
-            _state_key(key, w, extra=("default",))
-        out[key] = _fraction(v, w, low, high, "capacity")
+        try:
+            if key != "default":
+                one_of(key, allowed, kind, listed=f"'default', {listed}")
+            per_state = nested is not None and key in STATES and isinstance(v, Mapping)
+            out[key] = nested(v) if per_state else check(v)
+        except Invalid as exc:
+            raise exc.under(str(key)) from None
     return out
+
+
+def _capacity_from(value: Any) -> dict[str, float]:
+    given = _by_key(value, _in_range("capacity"), STATES, "state",
+                    "a USPS state code (e.g. AL, DC)", "{default: 0.5, AL: 0.7}")
+    return {"default": float(_default("capacity")), **given}
 
 
 def _ceiling_from(value: Any) -> dict[str, float]:
-    where = f"{ROOT}.ceiling"
-    if _is_number(value):
-        v = _fraction(value, where, 0.0, 1.0, "ceiling")
-        return {s: v for s in STRATEGIES}
-    if not isinstance(value, Mapping):
-        raise InputError(
-            f"must be a number from 0 to 1 or a mapping {{default: x, strategy: x}}; got {value!r}",
-            where=where,
-        )
+    given = _by_key(value, fraction, STRATEGIES, "strategy",
+                    f"a strategy ({', '.join(STRATEGIES)})", "{default: 0.6, safe_sleep: 0.8}")
     out = dict(DEFAULT_CEILINGS)
-    if "default" in value:
-        d = _fraction(value["default"], f"{where}.default", 0.0, 1.0, "ceiling")
-        out = {s: d for s in STRATEGIES}
-    for key, v in value.items():
-        if key == "default":
-            continue
-        w = f"{where}.{key}"
-        if key not in STRATEGIES:
-            raise InputError(
-                f"unknown key {key!r}; allowed: 'default' or a strategy ({', '.join(STRATEGIES)})"
-                f"{_suggest(key, ('default',) + STRATEGIES)}",
-                where=w,
-            )
-        out[key] = _fraction(v, w, 0.0, 1.0, "ceiling")
+    if "default" in given:
+        out = {s: given["default"] for s in STRATEGIES}
+    out.update({k: v for k, v in given.items() if k != "default"})
     return out
+
+
+def _strategy_shares(value: Mapping) -> dict[str, float]:
+    return keyed_mapping(value, STRATEGIES, "a state's starting coverage",
+                         "{smoking_cessation: 0.3}", "strategy", check=fraction)
 
 
 def _starting_from(value: Any) -> dict[str, Any]:
     """Normalise to ``{"default": x, strategy: x, STATE: {strategy: x} | x}``."""
-    where = f"{ROOT}.starting_coverage"
-    if _is_number(value):
-        return {"default": _fraction(value, where, 0.0, 1.0, "starting coverage")}
-    if not isinstance(value, Mapping):
-        raise InputError(
-            "must be a number from 0 to 1 or a mapping with keys 'default', strategies and states; "
-            f"got {value!r}",
-            where=where,
-        )
-    out: dict[str, Any] = {"default": float(_default("starting_coverage"))}
-    for key, v in value.items():
-        w = f"{where}.{key}"
-        if key == "default" or key in STRATEGIES:
-            out[key] = _fraction(v, w, 0.0, 1.0, "starting coverage")
-            continue
-        if not isinstance(key, str) or key not in STATES:
-            raise InputError(
-                f"unknown key {key!r}; allowed: 'default', a strategy ({', '.join(STRATEGIES)}) or a state"
-                f"{_suggest(key, ('default',) + STRATEGIES + STATES)}",
-                where=w,
-            )
-        if _is_number(v):
-            out[key] = _fraction(v, w, 0.0, 1.0, "starting coverage")
-        elif isinstance(v, Mapping):
-            sub = {}
-            for s, x in v.items():
-                ws = f"{w}.{s}"
-                if s not in STRATEGIES:
-                    raise InputError(
-                        f"unknown strategy {s!r}; allowed: {', '.join(STRATEGIES)}{_suggest(s, STRATEGIES)}",
-                        where=ws,
-                    )
-                sub[s] = _fraction(x, ws, 0.0, 1.0, "starting coverage")
-            out[key] = sub
-        else:
-            raise InputError(f"must be a number from 0 to 1 or a mapping {{strategy: x}}; got {v!r}", where=w)
-    return out
+    given = _by_key(value, fraction, STRATEGIES + STATES, "key",
+                    f"a strategy ({', '.join(STRATEGIES)}) or a state",
+                    "{default: 0, safe_sleep: 0.1, TX: {smoking_cessation: 0.3}}",
+                    nested=_strategy_shares)
+    return {"default": float(_default("starting_coverage")), **given}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +246,8 @@ def _starting_from(value: Any) -> dict[str, Any]:
 def _rng(name: str, *, integer: bool = False):
     default, low, high, description = PARAMETERS[name]
     kind = int if integer else float
-    return Annotated[kind, Field(strict=True, ge=low, le=high, description=description)], kind(default)
+    return between(low, high, integer=integer), Field(default=kind(default),
+                                                      description=description)
 
 
 _PeerT, _PEER_D = _rng("peer_learning")
@@ -328,10 +256,9 @@ _StallT, _STALL_D = _rng("stall_probability")
 _DecayT, _DECAY_D = _rng("decay_rate")
 _SessT, _SESS_D = _rng("sessions_per_year", integer=True)
 _BoostT, _BOOST_D = _rng("session_boost")
-_YearT = Annotated[int, Field(strict=True, ge=FIRST_YEAR)]
 
 
-class CollaborativeConfig(BaseModel):
+class CollaborativeConfig(StrictModel):
     """The ``collaborative`` block of a scenario (validated; extra keys are refused).
 
     Fields
@@ -368,10 +295,8 @@ class CollaborativeConfig(BaseModel):
         ASSUMPTION, default 0.5, range 0-2: relative rate increase in a session quarter.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    start: _YearT
-    support_ends: _YearT
+    start: Year
+    support_ends: Year
     teams: dict[str, tuple[str, ...]]
     peer_learning: _PeerT = _PEER_D
     capacity: dict[str, float] = Field(default_factory=lambda: {"default": float(_default("capacity"))})
@@ -384,13 +309,6 @@ class CollaborativeConfig(BaseModel):
     decay_rate: _DecayT = _DECAY_D
     sessions_per_year: _SessT = _SESS_D
     session_boost: _BoostT = _BOOST_D
-
-    @field_validator("start", "support_ends")
-    @classmethod
-    def _year_not_too_far(cls, v: int, info) -> int:
-        if v > _max_year():
-            raise ValueError(f"must be at most {_max_year()} ({MAX_YEARS_AHEAD} years ahead)")
-        return v
 
     @field_validator("teams", mode="before")
     @classmethod
@@ -415,19 +333,15 @@ class CollaborativeConfig(BaseModel):
     @model_validator(mode="after")
     def _cross_checks(self) -> CollaborativeConfig:
         if self.support_ends < self.start:
-            raise InputError(
-                f"support_ends ({self.support_ends}) must be the same as or after start ({self.start})",
-                where=f"{ROOT}.support_ends",
-            )
+            raise Invalid(f"{self.support_ends} is before start ({self.start}); allowed: a year "
+                          f"from {self.start} on", at=("support_ends",))
         for state, strategies in self.teams.items():
             for s in strategies:
                 x0 = self.starting(state, s)
                 if x0 > self.ceiling[s]:
-                    raise InputError(
-                        f"starting coverage {x0:g} of {state} {s} is above the ceiling {self.ceiling[s]:g}; "
-                        "it must be from 0 to the ceiling",
-                        where=self._starting_where(state, s),
-                    )
+                    raise Invalid(f"starting coverage {x0:g} of {state} {s} is above the ceiling "
+                                  f"{self.ceiling[s]:g}; allowed: 0 to the ceiling",
+                                  at=self._starting_where(state, s))
         return self
 
     # -- lookups -------------------------------------------------------------------------------
@@ -441,61 +355,28 @@ class CollaborativeConfig(BaseModel):
         entry = sc.get(state)
         if isinstance(entry, Mapping) and strategy in entry:
             return float(entry[strategy])
-        if _is_number(entry):
+        if entry is not None and not isinstance(entry, Mapping):
             return float(entry)
         if strategy in sc:
             return float(sc[strategy])
         return float(sc["default"])
 
-    def _starting_where(self, state: str, strategy: str) -> str:
-        sc, base = self.starting_coverage, f"{ROOT}.starting_coverage"
+    def _starting_where(self, state: str, strategy: str) -> tuple[str, ...]:
+        """Key path (below the block) of the entry that sets a (state, strategy)'s start."""
+        sc, base = self.starting_coverage, "starting_coverage"
         entry = sc.get(state)
         if isinstance(entry, Mapping) and strategy in entry:
-            return f"{base}.{state}.{strategy}"
-        if _is_number(entry):
-            return f"{base}.{state}"
+            return (base, state, strategy)
+        if entry is not None and not isinstance(entry, Mapping):
+            return (base, state)
         if strategy in sc:
-            return f"{base}.{strategy}"
-        return f"{base}.default" if "default" in sc else base
+            return (base, strategy)
+        return (base, "default")
 
     def session_quarters(self) -> tuple[int, ...]:
         """Quarters (1-4) of a support year that hold a learning session, spread evenly."""
         k = self.sessions_per_year
         return tuple(sorted({1 + (i * 4) // k for i in range(k)})) if k else ()
-
-
-def _join_loc(loc: tuple) -> str:
-    out = ROOT
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}"
-    return out
-
-
-def _from_validation_error(err: ValidationError, file: str | None) -> InputError:
-    first = err.errors()[0]
-    loc = tuple(p for p in first.get("loc", ()) if p not in ("function-after", "function-before"))
-    kind = first.get("type", "")
-    if kind == "extra_forbidden":
-        key = loc[-1] if loc else "?"
-        allowed = list(CollaborativeConfig.model_fields)
-        return InputError(
-            f"unknown key {key!r}; allowed: {', '.join(allowed)}{_suggest(key, allowed)}",
-            file=file, where=_join_loc(loc),
-        )
-    if kind == "missing":
-        return InputError("this key is required", file=file, where=_join_loc(loc))
-    msg = first.get("msg", "invalid value")
-    msg = msg[0].lower() + msg[1:] if msg else msg
-    msg = msg.replace("Value error, ", "").replace("value error, ", "")
-    name = str(loc[0]) if loc else ""
-    rng = ""
-    if name in PARAMETERS:
-        _, low, high, _ = PARAMETERS[name]
-        rng = f" (allowed: {low:g} to {high:g})"
-    return InputError(f"{msg}; got {first.get('input')!r}{rng}", file=file, where=_join_loc(loc))
 
 
 def parse_collaborative(mapping: Any, file: str | Path | None = None) -> CollaborativeConfig:
@@ -505,22 +386,9 @@ def parse_collaborative(mapping: Any, file: str | Path | None = None) -> Collabo
     ``collaborative`` is unwrapped. The error's ``where`` is a key path such as
     ``collaborative.teams.AL[3]`` or ``collaborative.capacity.XX``.
     """
-    file = None if file is None else str(file)
     if isinstance(mapping, Mapping) and set(mapping) == {ROOT}:
         mapping = mapping[ROOT]
-    if not isinstance(mapping, Mapping):
-        raise InputError(
-            f"must be a mapping with keys start, support_ends, teams, ...; got {type(mapping).__name__}",
-            file=file, where=ROOT,
-        )
-    try:
-        return CollaborativeConfig.model_validate(dict(mapping))
-    except ValidationError as err:
-        raise _from_validation_error(err, file) from None
-    except InputError as err:
-        if file is not None and err.file is None:
-            raise InputError(err.message, file=file, where=err.where) from None
-        raise
+    return validate_model(CollaborativeConfig, mapping, file, root=ROOT)
 
 
 def apply_parameters(config: CollaborativeConfig, values: Mapping[str, float]) -> CollaborativeConfig:
@@ -533,10 +401,10 @@ def apply_parameters(config: CollaborativeConfig, values: Mapping[str, float]) -
     data = config.model_dump()
     for name, value in values.items():
         if name not in PARAMETERS:
-            raise InputError(
-                f"unknown parameter {name!r}; allowed: {', '.join(PARAMETERS)}{_suggest(name, PARAMETERS)}",
-                where=f"{ROOT}.{name}",
-            )
+            raise InputError(f"unknown parameter {short(name)}{suggest(name, PARAMETERS)}; "
+                             f"allowed: {', '.join(PARAMETERS)}", where=f"{ROOT}.{name}")
+        if isinstance(value, np.generic):
+            value = value.item()      # numpy scalars from a sweep's sample matrix
         if name.startswith("ceiling."):
             data["ceiling"] = {**data["ceiling"], name.split(".", 1)[1]: value}
         elif name in ("capacity", "starting_coverage"):

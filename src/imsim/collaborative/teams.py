@@ -14,11 +14,14 @@ import numpy as np
 
 from imsim.core.constants import STATES, STRATEGIES
 from imsim.core.errors import InputError
+from imsim.core.validation import short
 
 __all__ = [
     "COIIN_2013_2017",
     "COIIN_2013_2017_COUNTS",
     "MAX_STRATEGIES_PER_TEAM",
+    "STRATEGY_INDEX",
+    "check_seed",
     "coiin_2013_2017_teams",
 ]
 
@@ -34,13 +37,20 @@ COIIN_2013_2017_COUNTS: dict[str, int] = {
     "risk_appropriate_care": 14,
 }
 MAX_STRATEGIES_PER_TEAM = 3
-_STRATEGY_INDEX = {s: i for i, s in enumerate(STRATEGIES)}
+#: Position of each strategy in the fixed order (teams list their strategies in this order).
+STRATEGY_INDEX: dict[str, int] = {s: i for i, s in enumerate(STRATEGIES)}
 
 
-def _check_seed(seed: Any) -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise InputError(f"seed must be a non-negative integer; got {seed!r}", where="seed")
+def check_seed(seed: Any) -> int:
+    """Return ``seed`` as an ``int`` if it is a whole number >= 0; else raise InputError."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or seed < 0:
+        raise InputError(f"expected a whole number >= 0, got {short(seed)}", where="seed")
     return int(seed)
+
+
+# Kept for imsim.collaborative.abm, which imports them under these names.
+_STRATEGY_INDEX = STRATEGY_INDEX
+_check_seed = check_seed
 
 
 def _feasible(sizes: list[int], quotas: list[int]) -> bool:
@@ -81,7 +91,7 @@ def coiin_2013_2017_teams(seed: int = 0) -> dict[str, tuple[str, ...]]:
 
     Returns ``{state: (strategy, ...)}`` in the fixed state and strategy order.
     """
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     if seed in _COIIN_CACHE:
         return dict(_COIIN_CACHE[seed])
     rng = np.random.default_rng([seed, 2013])
@@ -119,7 +129,7 @@ def coiin_2013_2017_teams(seed: int = 0) -> dict[str, tuple[str, ...]]:
             pick = sorted(range(len(strategies)), key=lambda j: (-quotas[j], j))[:k]
         for c in pick:
             quotas[c] -= 1
-        chosen[state] = tuple(sorted((strategies[c] for c in pick), key=_STRATEGY_INDEX.__getitem__))
+        chosen[state] = tuple(sorted((strategies[c] for c in pick), key=STRATEGY_INDEX.__getitem__))
     assert all(q == 0 for q in quotas), "COIIN assignment did not meet the published counts"
     result = {st: chosen[st] for st in STATES}
     _COIIN_CACHE[seed] = result

@@ -13,94 +13,73 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, model_validator
 
-from imsim.core.constants import STATES, STRATEGIES
+from imsim.core.constants import STRATEGIES
 from imsim.core.errors import InputError
-from imsim.config.scenario import _short, _Strict, _to_input_error, keyed_mapping, parse_scenario, read_yaml
+from imsim.core.validation import (
+    Invalid,
+    NonNegativeNumber,
+    StateKey,
+    StrictModel,
+    between,
+    read_yaml,
+    validate_model,
+)
+from imsim.config.scenario import parse_scenario
+
+#: Keys a plan shares with scenarios; they are checked by the scenario parser.
+SHARED_KEYS = ("name", "description", "years", "states", "seed", "strategies", "effects",
+               "births_change_per_year")
 
 
-def _money(v, what="a cost"):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise PydanticCustomError("not_number", "expected {what} in US dollars (a number >= 0), "
-                                  "got {value}", {"what": what, "value": _short(v)})
-    if not (float(v) >= 0 and np.isfinite(float(v))):
-        raise PydanticCustomError("out_of_range", "{what} must be a finite number >= 0, got "
-                                  "{value}", {"what": what, "value": v})
-    return float(v)
-
-
-class PlanCosts(_Strict):
+class PlanCosts(StrictModel):
     """Cost per birth reached (USD) of each strategy: the user's inputs (imsim ships none)."""
 
-    safe_sleep: float | None = None
-    smoking_cessation: float | None = None
-    preterm_prevention: float | None = None
-    preconception_care: float | None = None
-    risk_appropriate_care: float | None = None
-    social_determinants: float | None = None
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _cost(cls, v):
-        return None if v is None else _money(v, "a cost per birth reached")
+    safe_sleep: NonNegativeNumber | None = None
+    smoking_cessation: NonNegativeNumber | None = None
+    preterm_prevention: NonNegativeNumber | None = None
+    preconception_care: NonNegativeNumber | None = None
+    risk_appropriate_care: NonNegativeNumber | None = None
+    social_determinants: NonNegativeNumber | None = None
 
 
-class PlanBudget(_Strict):
+class PlanBudget(StrictModel):
     """Budgets (USD over the horizon): national (allocation), per state (recommendations)."""
 
-    national: float | None = None
-    per_state: float | None = None
-    by_state: dict[str, float] | None = None
-
-    @field_validator("national", "per_state", mode="before")
-    @classmethod
-    def _b(cls, v):
-        return None if v is None else _money(v, "a budget")
-
-    @field_validator("by_state", mode="before")
-    @classmethod
-    def _by_state(cls, v):
-        if v is None:
-            return v
-        keyed_mapping(v, STATES, "by_state", "{AL: 250000}", "state")
-        out = {}
-        for k, x in v.items():
-            out[k] = _money(x, f"the budget of {k}")
-        return out
+    national: NonNegativeNumber | None = None
+    per_state: NonNegativeNumber | None = None
+    by_state: dict[StateKey, NonNegativeNumber] | None = None
 
 
-class PlanObjective(_Strict):
+class PlanObjective(StrictModel):
     """Weights of the objective: w1 x deaths averted + w2 x excess NH black deaths averted."""
 
-    deaths_averted: float = Field(default=1.0, ge=0, le=1e6)
-    disparity_reduction: float = Field(default=0.0, ge=0, le=1e6)
+    deaths_averted: between(0, 1e6) = 1.0
+    disparity_reduction: between(0, 1e6) = 0.0
 
     @model_validator(mode="after")
     def _some(self):
         if self.deaths_averted == 0 and self.disparity_reduction == 0:
-            raise PydanticCustomError("objective", "at least one objective weight must be > 0",
-                                      {})
+            raise Invalid("at least one objective weight must be > 0, got 0 and 0")
         return self
 
 
-class Plan(_Strict):
+class Plan(StrictModel):
     """A validated plan (see docs/recommend.md). Scenario-like keys are checked as in scenarios."""
 
-    name: str
-    description: str = ""
+    name: Any
+    description: Any = ""
     states: Any = "all"
     years: Any
-    max_strategies: int = Field(default=3, ge=1, le=6)
+    max_strategies: between(1, len(STRATEGIES), integer=True) = 3
     strategies: Any = None
     collaborative: dict[str, Any] | None = None
     costs: PlanCosts | None = None
     budget: PlanBudget | None = None
     objective: PlanObjective = Field(default_factory=PlanObjective)
-    draws: int = Field(default=200, ge=1, le=5000)
-    seed: int = Field(default=0, ge=0, lt=2**63)
+    draws: between(1, 5000, integer=True) = 200
+    seed: Any = 0
     effects: Any = None
     births_change_per_year: Any = 0.0
 
@@ -127,8 +106,7 @@ class ResolvedPlan:
     def resolved(self) -> dict:
         out = self.plan.model_dump(mode="json", exclude_none=True)
         sc = self.scenario.resolved()
-        for k in ("name", "description", "years", "states", "seed", "strategies", "effects",
-                  "births_change_per_year"):
+        for k in SHARED_KEYS:
             if k in sc:
                 out[k] = sc[k]
         out["candidates"] = list(self.candidates)
@@ -139,12 +117,8 @@ def parse_plan(data: Any, file: str | None = None) -> ResolvedPlan:
     """Validate a mapping as a plan; raise InputError naming the file and key path."""
     if not isinstance(data, dict):
         raise InputError("a plan must be a mapping of keys", file=file)
-    try:
-        plan = Plan.model_validate(data)
-    except ValidationError as err:
-        raise _to_input_error(err, file) from None
-    shared = {k: data[k] for k in ("name", "description", "years", "states", "seed", "strategies",
-                                   "effects", "births_change_per_year") if k in data}
+    plan = validate_model(Plan, data, file)
+    shared = {k: data[k] for k in SHARED_KEYS if k in data}
     scenario = parse_scenario(shared, file=file)
     active = scenario.strategies.active() if scenario.strategies is not None else {}
     collab = plan.collaborative
@@ -170,7 +144,7 @@ def parse_plan(data: Any, file: str | None = None) -> ResolvedPlan:
                                  "collaborative model; keep only options here (program, "
                                  "components, policy, reach)", file=file,
                                  where=f"strategies.{k}.coverage")
-        from imsim.collaborative.abm import parse_collaborative
+        from imsim.collaborative.config import parse_collaborative
 
         parse_collaborative({**collab, "teams": {"AL": ["safe_sleep"]}}, file=file)
         candidates = [k for k in STRATEGIES if k in active] if active else list(STRATEGIES)
@@ -187,7 +161,8 @@ def parse_plan(data: Any, file: str | None = None) -> ResolvedPlan:
         if plan.budget.by_state and scenario.states != "all":
             for s in plan.budget.by_state:
                 if s not in scenario.states:
-                    raise InputError(f"{s} is not in states {list(scenario.states)}", file=file,
+                    raise InputError(f"{s} is not in states; allowed: "
+                                     f"{', '.join(scenario.states)}", file=file,
                                      where=f"budget.by_state.{s}")
     return ResolvedPlan(plan, scenario, candidates, file)
 
