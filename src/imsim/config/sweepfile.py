@@ -20,7 +20,8 @@ effect, the full allowed range for a coverage or collaborative parameter, or one
 file (uniform, triangular, normal, lognormal). Sampling is done on the unit hypercube (SALib for
 sobol/morris, a seeded numpy Generator for psa) and mapped through each parameter's quantile
 function, so Sobol indices refer to the parameters' own distributions. The file is validated
-strictly when loaded: every error names the file, the key path and what is allowed.
+strictly when loaded, by the checks every input file shares (:mod:`imsim.core.validation`): every
+error names the file, the key path, the bad value and what is allowed.
 """
 from __future__ import annotations
 
@@ -29,20 +30,45 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from imsim.core.constants import RACES, STATES, STRATEGIES
+from imsim.config.scenario import Scenario, load_scenario
+from imsim.core.constants import (
+    DISTS,
+    METHODS,
+    RACES,
+    STATES,
+    STRATEGIES,
+    SWEEP_DISTRIBUTIONS,
+    UNBOUNDED_DISTRIBUTIONS,
+)
 from imsim.core.errors import InputError, did_you_mean
+from imsim.core.validation import (
+    FiniteNumber,
+    Invalid,
+    Name,
+    PositiveNumber,
+    StrictModel,
+    between,
+    number,
+    one_of,
+    read_yaml,
+    short,
+    suggest,
+    to_input_error,
+)
 
-METHODS = ("sobol", "morris", "psa")
-TOP_KEYS = ("name", "description", "scenario", "method", "samples", "seed", "outputs",
-            "parameters", "thresholds", "second_order", "levels", "chunk_size", "conf_level",
-            "num_resamples")
-SPEC_KEYS = ("low", "high", "dist", "mode", "mean", "sd", "median", "sdlog", "group")
-DISTS = {"unif": "uniform", "uniform": "uniform", "triang": "triangular",
-         "triangular": "triangular", "norm": "normal", "normal": "normal",
-         "lognorm": "lognormal", "lognormal": "lognormal"}
 DEFAULT_CHUNK = 256
 
 
@@ -88,8 +114,8 @@ class Dist:
     @property
     def unbounded(self) -> bool:
         if self.kind == "evidence":
-            return self.kw["effect"].dist in ("lognormal", "normal")
-        return self.kind in ("normal", "lognormal")
+            return self.kw["effect"].dist in UNBOUNDED_DISTRIBUTIONS
+        return self.kind in UNBOUNDED_DISTRIBUTIONS
 
     def describe(self) -> dict:
         if self.kind == "evidence":
@@ -98,21 +124,116 @@ class Dist:
         return {"dist": self.kind, **self.kw}
 
 
-def _num(v, file, where, what="a number"):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise InputError(f"expected {what}, got {v!r}", file=file, where=where)
-    return float(v)
+class ParameterSpec(StrictModel):
+    """How one parameter of a sweep is distributed (see the module docstring).
+
+    ``{}`` takes the default distribution; ``{low, high}`` is uniform; ``dist`` names another
+    (:data:`imsim.core.constants.SWEEP_DISTRIBUTIONS` lists the keys each takes). ``group``: true
+    (its own group, the default) or a group name shared with other parameters.
+    """
+
+    low: FiniteNumber | None = None
+    high: FiniteNumber | None = None
+    dist: str | None = None
+    mode: FiniteNumber | None = None
+    mean: FiniteNumber | None = None
+    sd: PositiveNumber | None = None
+    median: PositiveNumber | None = None
+    sdlog: PositiveNumber | None = None
+    group: bool | str = False
+
+    @field_validator("dist", mode="before")
+    @classmethod
+    def _dist(cls, v):
+        return None if v is None else DISTS[one_of(v, DISTS, "distribution")]
+
+    @field_validator("group", mode="before")
+    @classmethod
+    def _group(cls, v):
+        if not isinstance(v, (bool, str)):
+            raise Invalid(f"expected true or a group name, got {short(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self):
+        given = [k for k in _VALUE_KEYS if getattr(self, k) is not None]
+        if self.dist is None and self.low is None and self.high is None:
+            if given:
+                raise Invalid(f"'{given[0]}' needs a dist; allowed: {', '.join(DISTS)}",
+                              at=(given[0],))
+            return self
+        kind = self.dist or "uniform"
+        need = SWEEP_DISTRIBUTIONS[kind]
+        for key in need:
+            if getattr(self, key) is None:
+                raise Invalid(f"a {kind} distribution needs {', '.join(need)}; '{key}' is "
+                              "missing", at=(key,))
+        for key in given:
+            if key not in need:
+                raise Invalid(f"'{key}' does not apply to a {kind} distribution (it takes "
+                              f"{', '.join(need)})", at=(key,))
+        if "low" in need and not self.low < self.high:
+            raise Invalid(f"bounds reversed or empty: low {self.low:g} is not below high "
+                          f"{self.high:g}")
+        if kind == "triangular" and not self.low <= self.mode <= self.high:
+            raise Invalid(f"{self.mode:g} is outside [low, high] = [{self.low:g}, "
+                          f"{self.high:g}]", at=("mode",))
+        return self
+
+    def distribution(self, p: ParamSpec, lib) -> Dist:
+        """The distribution of parameter ``p`` (``lib``: the evidence library, with overrides)."""
+        if self.dist is None and self.low is None and self.high is None:
+            return _default_distribution(p, lib)
+        kind = self.dist or "uniform"
+        kw = {k: float(getattr(self, k)) for k in SWEEP_DISTRIBUTIONS[kind]}
+        if kind in UNBOUNDED_DISTRIBUTIONS:
+            if p.kind != "effect":
+                raise Invalid(f"{p.id} is bounded; use {{low, high}} (uniform) or triangular",
+                              at=("dist",))
+            return Dist(kind, **kw)
+        lo_ok, hi_ok = _valid_range(p, lib)
+        for key in ("low", "high"):
+            if not lo_ok <= kw[key] <= hi_ok:
+                raise Invalid(f"{kw[key]:g} is outside [{lo_ok:g}, {hi_ok:g}]; allowed: the "
+                              f"values {p.id} can take", at=(key,))
+        return Dist(kind, **kw)
 
 
-def _int(v, file, where, lo=None, hi=None):
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise InputError(f"expected a whole number, got {v!r}", file=file, where=where)
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise InputError(f"{v} is out of range ({lo} to {hi})", file=file, where=where)
-    return v
+_VALUE_KEYS = ("low", "high", "mode", "mean", "sd", "median", "sdlog")
 
 
-class Sweep:
+def _default_distribution(p: ParamSpec, lib) -> Dist:
+    """``{}``: the evidence library's distribution of an effect, else uniform over the range."""
+    if p.kind == "effect":
+        eff = lib.effects[p.target]
+        if p.target in lib.overrides:
+            raise Invalid(f"the base scenario fixes {p.target} = {lib.overrides[p.target]}; "
+                          "give {low, high} to vary it")
+        if eff.dist == "fixed" or not (np.isfinite(eff.lo) and np.isfinite(eff.hi)) \
+                or eff.lo == eff.hi:
+            raise Invalid(f"effect {p.target} has no uncertainty in the evidence library (fixed "
+                          f"at {eff.point}); give {{low, high}}")
+        return Dist("evidence", effect=eff)
+    low, high = _valid_range(p, lib)
+    return Dist("uniform", low=float(low), high=float(high))
+
+
+#: Keys that apply to one method only.
+_METHOD_OF = {"second_order": "sobol", "levels": "morris", "thresholds": "psa"}
+
+
+def _only_for(key: str, info: ValidationInfo) -> None:
+    method, given = _METHOD_OF[key], info.data.get("method")
+    if given is not None and given != method:
+        raise Invalid(f"'{key}' applies to method {method} only (this sweep uses {given})")
+
+
+#: The confidence level of SALib's bootstrap intervals: strictly between 0 and 1.
+_ConfLevel = Annotated[float, Field(gt=0, lt=1), BeforeValidator(
+    lambda v: number(v, 0.0, 1.0, open_low=True, open_high=True))]
+
+
+class Sweep(StrictModel):
     """A validated sweep file.
 
     Parameters
@@ -130,216 +251,176 @@ class Sweep:
         If any key is unknown, missing, of the wrong type or out of range.
     """
 
+    name: Name
+    description: str = ""
+    method: Literal[METHODS]
+    samples: between(1, 1 << 20, integer=True)
+    seed: between(0, 2**32 - 1, integer=True) = 0
+    second_order: bool = False
+    levels: between(2, 100, integer=True) = 4
+    chunk_size: between(1, 1 << 20, integer=True) = DEFAULT_CHUNK
+    conf_level: _ConfLevel = 0.95
+    num_resamples: between(10, 100_000, integer=True) = 100
+    scenario: Scenario
+    outputs: list[str]
+    parameters: dict[str, ParameterSpec]
+    thresholds: dict[str, list[float]] = Field(default_factory=dict)
+
+    _dists: list[Dist] = PrivateAttr(default_factory=list)
+    _file: str | None = PrivateAttr(default=None)
+    _raw: dict = PrivateAttr(default_factory=dict)
+
     def __init__(self, data: dict, file: str | None = None, base_dir: Path | None = None):
-        f = file
         if not isinstance(data, dict):
-            raise InputError("a sweep must be a mapping of keys", file=f)
-        for key in data:
-            if key not in TOP_KEYS:
-                raise InputError(f"unknown key '{key}'{did_you_mean(str(key), TOP_KEYS)}; "
-                                 f"allowed keys: {', '.join(TOP_KEYS)}", file=f, where=str(key))
-        for key in ("name", "scenario", "method", "samples", "outputs", "parameters"):
-            if key not in data:
-                raise InputError("required key is missing", file=f, where=key)
-        name = data["name"]
-        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").replace(
-                ".", "").isalnum() or len(name) > 80:
-            raise InputError(f"name must be 1-80 letters, digits, '-', '_' or '.', got {name!r}",
-                             file=f, where="name")
-        self.name = name
-        self.description = str(data.get("description", ""))
-        method = data["method"]
-        if method not in METHODS:
-            raise InputError(f"unknown method {method!r}{did_you_mean(str(method), METHODS)}; "
-                             f"allowed: {', '.join(METHODS)}", file=f, where="method")
-        self.method = method
-        self.samples = _int(data["samples"], f, "samples", 1, 1 << 20)
-        if method == "sobol" and self.samples & (self.samples - 1):
-            lo = 1 << (self.samples.bit_length() - 1)
-            raise InputError(f"samples must be a power of two for sobol, got {self.samples} "
-                             f"(try {lo} or {lo * 2})", file=f, where="samples")
-        self.seed = _int(data.get("seed", 0), f, "seed", 0, 2**32 - 1)
-        self.second_order = data.get("second_order", False)
-        if not isinstance(self.second_order, bool):
-            raise InputError(f"expected true or false, got {self.second_order!r}", file=f,
-                             where="second_order")
-        if "second_order" in data and method != "sobol":
-            raise InputError("second_order applies to method sobol only", file=f,
-                             where="second_order")
-        self.levels = _int(data.get("levels", 4), f, "levels", 2, 100)
-        if "levels" in data and method != "morris":
-            raise InputError("levels applies to method morris only", file=f, where="levels")
-        self.chunk_size = _int(data.get("chunk_size", DEFAULT_CHUNK), f, "chunk_size", 1,
-                               1 << 20)
-        self.conf_level = _num(data.get("conf_level", 0.95), f, "conf_level")
-        if not 0 < self.conf_level < 1:
-            raise InputError(f"conf_level must be in (0, 1), got {self.conf_level}", file=f,
-                             where="conf_level")
-        self.num_resamples = _int(data.get("num_resamples", 100), f, "num_resamples", 10,
-                                  100_000)
-        # The base scenario (relative to the sweep file).
-        sc = data["scenario"]
-        if not isinstance(sc, str):
-            raise InputError(f"expected a path to a scenario file, got {sc!r}", file=f,
-                             where="scenario")
-        path = Path(sc)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        from imsim.config.scenario import load_scenario
-
+            raise InputError("a sweep must be a mapping of keys", file=file)
         try:
-            self.scenario = load_scenario(path)
-        except InputError as exc:
-            raise InputError(f"base scenario: {exc.format()}", file=f, where="scenario") from None
-        self.scenario_path = str(path)
-        if self.scenario.engine != "expected":
-            pass  # sweeps always use the expected engine; documented
-        # Outputs.
-        outs = data["outputs"]
-        if isinstance(outs, str):
-            outs = [outs]
-        if not isinstance(outs, list) or not outs:
-            raise InputError(f"outputs must be a non-empty list, got {outs!r}", file=f,
-                             where="outputs")
+            self.__pydantic_validator__.validate_python(data, self_instance=self,
+                                                        context={"base_dir": base_dir})
+        except ValidationError as err:
+            raise to_input_error(err, file) from None
+        self._file = file
+        self._raw = data
 
-        for i, o in enumerate(outs):
-            check_output(o, self.scenario, file=f, where=f"outputs[{i}]")
-        if len(set(outs)) != len(outs):
-            raise InputError("an output is listed twice", file=f, where="outputs")
-        self.outputs = list(outs)
-        # Parameters.
-        params = data["parameters"]
-        if not isinstance(params, dict) or not params:
-            raise InputError(f"parameters must be a non-empty mapping of parameter ids, got "
-                             f"{params!r}", file=f, where="parameters")
+    @field_validator("samples")
+    @classmethod
+    def _power_of_two(cls, v, info: ValidationInfo):
+        if info.data.get("method") == "sobol" and v & (v - 1):
+            lo = 1 << (v.bit_length() - 1)
+            raise Invalid(f"samples must be a power of two for sobol, got {v} (try {lo} or "
+                          f"{lo * 2})")
+        return v
+
+    @field_validator("second_order", "levels")
+    @classmethod
+    def _method_options(cls, v, info: ValidationInfo):
+        _only_for(info.field_name, info)
+        return v
+
+    @field_validator("scenario", mode="before")
+    @classmethod
+    def _scenario(cls, v, info: ValidationInfo):
+        if not isinstance(v, str):
+            raise Invalid(f"expected a path to a scenario file, got {short(v)}")
+        path = Path(v)
+        base_dir = (info.context or {}).get("base_dir")
+        if not path.is_absolute() and base_dir is not None:
+            path = Path(base_dir) / path
+        try:
+            return load_scenario(path)
+        except InputError as exc:
+            raise Invalid(f"base scenario: {exc.format()}") from None
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _outputs(cls, v, info: ValidationInfo):
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, list) or not v:
+            raise Invalid(f"outputs must be a non-empty list of output ids, got {short(v)}")
+        scenario = info.data.get("scenario")
+        for i, o in enumerate(v):
+            if scenario is not None:
+                try:
+                    check_output(o, scenario)
+                except InputError as exc:
+                    raise Invalid(exc.message, at=(i,)) from None
+            if o in v[:i]:
+                raise Invalid(f"output {short(o)} is listed twice", at=(i,))
+        return v
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _parameters(cls, v, info: ValidationInfo):
+        if not isinstance(v, dict) or not v:
+            raise Invalid(f"parameters must be a non-empty mapping of parameter ids, got "
+                          f"{short(v)}")
+        scenario = info.data.get("scenario")
+        for pid in v:
+            try:
+                p = parse_parameter(pid)
+            except InputError as exc:
+                raise Invalid(exc.message, at=(str(pid),)) from None
+            if p.kind == "collaborative" and scenario is not None \
+                    and scenario.collaborative is None:
+                raise Invalid("collaborative.* parameters need a base scenario with a "
+                              "collaborative block", at=(pid,))
+        return {pid: {} if spec is None else spec for pid, spec in v.items()}
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _thresholds(cls, v, info: ValidationInfo):
+        _only_for("thresholds", info)
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            raise Invalid(f"thresholds must map outputs to lists of numbers, got {short(v)}")
+        outputs = info.data.get("outputs") or []
+        out = {}
+        for o, ts in v.items():
+            if "outputs" in info.data and o not in outputs:
+                raise Invalid(f"'{o}' is not one of this sweep's outputs{suggest(o, outputs)}; "
+                              f"allowed: {', '.join(outputs)}", at=(str(o),))
+            ts = ts if isinstance(ts, list) else [ts]
+            out[o] = []
+            for i, t in enumerate(ts):
+                try:
+                    out[o].append(number(t))
+                except Invalid as exc:
+                    raise exc.under(str(o), i) from None
+        return out
+
+    @model_validator(mode="after")
+    def _distributions(self):
         from imsim.inputs.evidence import EvidenceLibrary
 
         lib = EvidenceLibrary.load().with_overrides(self.scenario.effects or {})
-        self.param_ids: list[str] = []
-        self.dists: list[Dist] = []
-        self.groups: list[str] = []
-        for pid, spec in params.items():
-            where = f"parameters.{pid}"
-            p = parse_parameter(pid, file=f, where=where)
-            if p.kind == "collaborative" and self.scenario.collaborative is None:
-                raise InputError("collaborative.* parameters need a base scenario with a "
-                                 "collaborative block", file=f, where=where)
-            if spec is None:
-                spec = {}
-            if not isinstance(spec, dict):
-                raise InputError(f"expected a mapping ({{}}, {{low: .., high: ..}}, {{dist: ..}} "
-                                 f"or {{group: true}}), got {spec!r}", file=f, where=where)
-            for key in spec:
-                if key not in SPEC_KEYS:
-                    raise InputError(f"unknown key '{key}'{did_you_mean(str(key), SPEC_KEYS)}; "
-                                     f"allowed keys: {', '.join(SPEC_KEYS)}", file=f,
-                                     where=f"{where}.{key}")
-            group = spec.get("group", False)
-            if group is True:
-                group = pid
-            elif group is False:
-                group = pid
-            elif not isinstance(group, str):
-                raise InputError(f"group must be true or a group name, got {group!r}", file=f,
-                                 where=f"{where}.group")
-            self.groups.append(group)
-            self.dists.append(self._dist(p, spec, lib, f, where))
-            self.param_ids.append(pid)
-        self.use_groups = len(set(self.groups)) != len(self.groups)
-        # Thresholds (psa).
-        th = data.get("thresholds", {}) or {}
-        if "thresholds" in data and method != "psa":
-            raise InputError("thresholds apply to method psa only", file=f, where="thresholds")
-        if not isinstance(th, dict):
-            raise InputError(f"thresholds must map outputs to lists of numbers, got {th!r}",
-                             file=f, where="thresholds")
-        self.thresholds: dict[str, list[float]] = {}
-        for o, ts in th.items():
-            if o not in self.outputs:
-                raise InputError(f"'{o}' is not one of this sweep's outputs"
-                                 f"{did_you_mean(str(o), self.outputs)}", file=f,
-                                 where=f"thresholds.{o}")
-            if not isinstance(ts, list):
-                ts = [ts]
-            self.thresholds[o] = [_num(t, f, f"thresholds.{o}") for t in ts]
-        if method == "sobol" and len(set(self.groups)) < 2:
-            raise InputError("sobol needs at least two parameters (or groups)", file=f,
-                             where="parameters")
-        self.raw = data
-        self.file = f
+        dists = []
+        for pid, spec in self.parameters.items():
+            try:
+                dists.append(spec.distribution(parse_parameter(pid), lib))
+            except Invalid as exc:
+                raise exc.under("parameters", pid) from None
+        self._dists = dists
+        if self.method == "sobol" and len(set(self.groups)) < 2:
+            raise Invalid("sobol needs at least two parameters (or groups), got "
+                          f"{len(set(self.groups))}", at=("parameters",))
+        return self
 
-    @staticmethod
-    def _dist(p, spec, lib, f, where) -> Dist:
-        from imsim.collaborative.abm import PARAMETERS
+    @property
+    def param_ids(self) -> list[str]:
+        """The parameter ids, in file order."""
+        return list(self.parameters)
 
-        dist = spec.get("dist")
-        if dist is not None and dist not in DISTS:
-            raise InputError(f"unknown distribution {dist!r}{did_you_mean(str(dist), DISTS)}; "
-                             f"allowed: {', '.join(DISTS)}", file=f, where=f"{where}.dist")
-        dist = DISTS.get(dist)
-        for key in ("low", "high", "mode", "mean", "sd", "median", "sdlog"):
-            if key in spec:
-                _num(spec[key], f, f"{where}.{key}")
-        has_bounds = "low" in spec or "high" in spec
-        if dist is None and not has_bounds:
-            extra = [k for k in spec if k != "group"]
-            if extra:
-                raise InputError(f"'{extra[0]}' needs a dist", file=f, where=f"{where}.{extra[0]}")
-            if p.kind == "effect":
-                eff = lib.effects[p.target]
-                if p.target in lib.overrides:
-                    raise InputError(f"the base scenario fixes {p.target} = "
-                                     f"{lib.overrides[p.target]}; give {{low, high}} to vary it",
-                                     file=f, where=where)
-                if eff.dist == "fixed" or not (np.isfinite(eff.lo) and np.isfinite(eff.hi)) \
-                        or eff.lo == eff.hi:
-                    raise InputError(f"effect {p.target} has no uncertainty in the evidence "
-                                     f"library (fixed at {eff.point}); give {{low, high}}",
-                                     file=f, where=where)
-                return Dist("evidence", effect=eff)
-            if p.kind == "coverage":
-                return Dist("uniform", low=0.0, high=1.0)
-            if p.kind == "collaborative":
-                _, lo, hi, _ = PARAMETERS[p.target]
-                return Dist("uniform", low=float(lo), high=float(hi))
-            return Dist("uniform", low=0.0, high=1.0)  # calibration
-        if dist is None:
-            dist = "uniform"
-        need = {"uniform": ("low", "high"), "triangular": ("low", "mode", "high"),
-                "normal": ("mean", "sd"), "lognormal": ("median", "sdlog")}[dist]
-        for key in need:
-            if key not in spec:
-                raise InputError(f"a {dist} distribution needs {', '.join(need)}; '{key}' is "
-                                 f"missing", file=f, where=f"{where}.{key}")
-        allowed_here = set(need) | {"dist", "group"}
-        for key in spec:
-            if key not in allowed_here:
-                raise InputError(f"'{key}' does not apply to a {dist} distribution (it takes "
-                                 f"{', '.join(need)})", file=f, where=f"{where}.{key}")
-        kw = {k: float(spec[k]) for k in need}
-        if dist in ("uniform", "triangular"):
-            if not kw["low"] < kw["high"]:
-                raise InputError(f"bounds reversed or empty: low {kw['low']} is not below high "
-                                 f"{kw['high']}", file=f, where=where)
-            if dist == "triangular" and not kw["low"] <= kw["mode"] <= kw["high"]:
-                raise InputError(f"mode {kw['mode']} is outside [low, high]", file=f,
-                                 where=f"{where}.mode")
-            lo_ok, hi_ok = _valid_range(p, lib)
-            if kw["low"] < lo_ok or kw["high"] > hi_ok:
-                raise InputError(f"range [{kw['low']}, {kw['high']}] is outside what "
-                                 f"{p.id} allows ([{lo_ok}, {hi_ok}])", file=f, where=where)
-        if dist in ("normal", "lognormal"):
-            key = "sd" if dist == "normal" else "sdlog"
-            if not kw[key] > 0:
-                raise InputError(f"{key} must be > 0, got {kw[key]}", file=f,
-                                 where=f"{where}.{key}")
-            if dist == "lognormal" and not kw["median"] > 0:
-                raise InputError(f"median must be > 0, got {kw['median']}", file=f,
-                                 where=f"{where}.median")
-            if p.kind != "effect":
-                raise InputError(f"{p.id} is bounded; use {{low, high}} (uniform) or triangular",
-                                 file=f, where=f"{where}.dist")
-        return Dist(dist, **kw)
+    @property
+    def dists(self) -> list[Dist]:
+        """Each parameter's distribution."""
+        return list(self._dists)
+
+    @property
+    def groups(self) -> list[str]:
+        """Each parameter's SALib group (its own id unless it names a group)."""
+        return [spec.group if isinstance(spec.group, str) else pid
+                for pid, spec in self.parameters.items()]
+
+    @property
+    def use_groups(self) -> bool:
+        """True if some parameters share a group."""
+        return len(set(self.groups)) != len(self.groups)
+
+    @property
+    def scenario_path(self) -> str:
+        """The base scenario's file."""
+        return self.scenario.source
+
+    @property
+    def file(self) -> str | None:
+        """The sweep file, if the sweep was read from one."""
+        return self._file
+
+    @property
+    def raw(self) -> dict:
+        """The sweep file's mapping as read."""
+        return self._raw
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -404,12 +485,17 @@ class Sweep:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+#: The keys of a sweep file and of one parameter's distribution.
+TOP_KEYS: tuple[str, ...] = tuple(Sweep.model_fields)
+SPEC_KEYS: tuple[str, ...] = tuple(ParameterSpec.model_fields)
+
+
 def _valid_range(p, lib) -> tuple[float, float]:
     """The values a parameter may take (for checking {low, high})."""
     if p.kind in ("coverage", "calibration"):
         return (0.0, 1.0)
     if p.kind == "collaborative":
-        from imsim.collaborative.abm import PARAMETERS
+        from imsim.collaborative.config import PARAMETERS
 
         _, lo, hi, _ = PARAMETERS[p.target]
         return (float(lo), float(hi))
@@ -434,8 +520,6 @@ def load_sweep(path) -> Sweep:
     Sweep
         The validated sweep.
     """
-    from imsim.config.scenario import read_yaml
-
     p = Path(path)
     data = read_yaml(p, what="sweep")
     return Sweep(data, file=str(p), base_dir=p.parent)
@@ -456,7 +540,7 @@ class ParamSpec:
 
 def parameter_kinds() -> dict[str, list[str]]:
     """Every parameter id the evaluator understands, by kind."""
-    from imsim.collaborative.abm import PARAMETERS
+    from imsim.collaborative.config import PARAMETERS
     from imsim.inputs.evidence import EvidenceLibrary
 
     return {
