@@ -166,6 +166,30 @@ def test_bad_targets_exit_2_nothing_written(tmp_path, row, msg):
     assert r.returncode == 2 and "row 2" in r.stderr and not out.exists()
 
 
+def test_existing_out_is_refused_before_fitting(tmp_path, monkeypatch):
+    import imsim.calibration.calibrate as C
+
+    def fail(*a, **k):
+        raise AssertionError("fitting started although --out exists")
+
+    monkeypatch.setattr(C, "load_observations", fail)
+    fit = tmp_path / "fit"
+    fit.mkdir()
+    (fit / "calibration.json").write_text("{}")
+    with pytest.raises(InputError, match="--replace"):
+        calibrate(None, fit)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="only replaces a calibration folder"):
+        calibrate(None, other, replace=True)
+    with pytest.raises(AssertionError, match="fitting started"):   # a fit folder may be replaced
+        calibrate(None, fit, replace=True)
+    assert (fit / "calibration.json").read_text() == "{}"
+    assert (other / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit", "other"]
+
+
 def test_cli_parser_help():
     import argparse
 
@@ -174,6 +198,9 @@ def test_cli_parser_help():
     add_parser(sub)
     args = p.parse_args(["calibrate", "--targets", "x.csv", "--out", "calibration/x"])
     assert args.targets == "x.csv" and args.out == "calibration/x" and callable(args.func)
+    assert not args.replace
+    args = p.parse_args(["calibrate"])
+    assert args.out is None                      # a new calibration/fit-<timestamp>/
 
 
 @pytest.mark.slow

@@ -112,8 +112,11 @@ def _cmd_data(args) -> int:
     if args.what == "import-wonder":
         from imsim.inputs.wonder import import_wonder, write_targets
 
+        from imsim.core.folders import check_new_file
+
         if not args.files or not args.out:
             raise InputError("usage: imsim data import-wonder FILE... --out targets.csv")
+        check_new_file(args.out)             # before any work
         df = import_wonder(args.files)
         path = write_targets(df, args.out)
         for w in df.attrs.get("warnings", []):

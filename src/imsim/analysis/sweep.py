@@ -3,9 +3,10 @@
 The sweep file and its parameter distributions are defined in :mod:`imsim.config.sweepfile`; the
 indices, tables, figures and report in :mod:`imsim.analysis.sensitivity`. This module runs a sweep.
 Rows are evaluated in fixed chunks (boundaries independent of the executor) on a local process
-pool or a Dask cluster; each finished chunk is written to ``<out>.partial/chunks/`` so
-``--resume`` redoes nothing, and the folder is renamed to ``<out>`` only when everything is
-written.
+pool or a Dask cluster; each finished chunk is written atomically to ``<out>.partial/chunks/`` so
+``--resume`` redoes nothing, and the results are renamed to ``<out>`` only when everything is
+written. Folder names and atomic writes follow :mod:`imsim.core.folders`: an existing, non-empty
+``--out`` is refused before any evaluation, and default names never collide.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from imsim.core.errors import InputError
-from imsim.analysis.sensitivity import _analyse, _tornado, _write_outputs
+from imsim.core.folders import PARTIAL, atomic_file, check_new, new_folder, publish
+from imsim.analysis.sensitivity import analyse, tornado, write_outputs
 from imsim.config.sweepfile import (
     DEFAULT_CHUNK,
     DISTS,
@@ -63,22 +65,19 @@ def _worker_init():
 
 
 def _atomic_save(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, arr)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write ``arr`` to ``path`` (``.npy``) atomically: a crash never leaves a truncated chunk."""
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, arr)
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _partial_of(out: Path) -> Path:
-    return out.with_name(out.name + ".partial")
+    return out.with_name(out.name + PARTIAL)
 
 
 def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = None,
@@ -91,7 +90,8 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
     sweep : Sweep or path
         A validated sweep or a sweep file to load.
     out : path, optional
-        The results folder (default ``results/<name>-<time>/``); must not exist or be empty.
+        The results folder; must not exist or be empty (checked before anything is evaluated).
+        Default: a fresh ``results/<name>-<time>/`` (``-2``, ``-3``... if taken).
     workers : int, optional
         Local worker processes (default: all cores; 1 evaluates in this process).
     scheduler : str, optional
@@ -116,9 +116,7 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
         ``indices``, ``Y`` and ``X``.
     """
     t_start = time.perf_counter()
-    if not isinstance(sweep, Sweep):
-        sweep = load_sweep(sweep)
-    # Folders.
+    # Folders first: an existing --out is refused before anything is read or evaluated.
     if resume is not None:
         r = Path(resume)
         if r.name.endswith(".partial"):
@@ -133,18 +131,19 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
                                  file=str(out_dir))
             raise InputError("no interrupted sweep here (expected a folder "
                              f"{partial.name}/ with chunks)", file=str(partial))
-    else:
-        if out is None:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            out_dir = Path("results") / f"{sweep.name}-{stamp}"
-        else:
-            out_dir = Path(out)
+        if not (partial / "sweep.json").is_file():
+            raise InputError("not a resumable sweep (no sweep.json); delete it and rerun",
+                             file=str(partial))
+        check_new(out_dir)
+    elif out is not None:
+        out_dir = Path(out)
         partial = _partial_of(out_dir)
         if partial.exists():
             raise InputError(f"an interrupted sweep is in {partial}; finish it with --resume "
                              f"{partial} or delete it", file=str(out_dir))
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise InputError("the results folder already exists and is not empty", file=str(out_dir))
+        check_new(out_dir)
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep)
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     if evaluator is None:
@@ -152,7 +151,6 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
 
         evaluator = Evaluator(sweep.scenario, sweep.param_ids, sweep.outputs)
     dhash = sweep.definition_hash()
-    chunks_dir = partial / "chunks"
     if resume is not None:
         meta = json.loads((partial / "sweep.json").read_text())
         if meta.get("hash") != dhash:
@@ -161,15 +159,31 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
         X = np.load(partial / "X.npy")
         Q = np.load(partial / "Q.npy")
     else:
-        Q = sweep.unit_sample()
-        X = sweep.transform(Q)
-        chunks_dir.mkdir(parents=True, exist_ok=False)
-        _atomic_save(partial / "Q.npy", Q)
-        _atomic_save(partial / "X.npy", X)
-        _atomic_text(partial / "sweep.json", json.dumps(
-            {"hash": dhash, "resolved": sweep.resolved()}, indent=2, default=str))
-        if sweep.file:
-            shutil.copyfile(sweep.file, partial / "sweep.yaml")
+        if out is None:          # claim results/<name>-<time>[-k].partial/ (never collides)
+            out_dir = new_folder(sweep.name, "results", suffix=PARTIAL)
+            partial = _partial_of(out_dir)
+        else:
+            try:
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                partial.mkdir()
+            except FileExistsError:
+                raise InputError(f"another sweep started in {partial} meanwhile",
+                                 file=str(out_dir)) from None
+        try:   # until sweep.json exists the folder is not resumable: remove it on failure
+            Q = sweep.unit_sample()
+            X = sweep.transform(Q)
+            (partial / "chunks").mkdir()
+            _atomic_save(partial / "Q.npy", Q)
+            _atomic_save(partial / "X.npy", X)
+            if sweep.file:
+                with atomic_file(partial / "sweep.yaml") as tmp:
+                    shutil.copyfile(sweep.file, tmp)
+            _atomic_text(partial / "sweep.json", json.dumps(
+                {"hash": dhash, "resolved": sweep.resolved()}, indent=2, default=str))
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    chunks_dir = partial / "chunks"
     n_rows = X.shape[0]
     cs = sweep.chunk_size
     bounds = [(a, min(a + cs, n_rows)) for a in range(0, n_rows, cs)]
@@ -217,13 +231,13 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
     Y = np.concatenate([done[i] for i in range(len(bounds))]) if bounds else np.zeros((0, 0))
     # Analysis and files, written into the partial folder, then renamed.
     t_an = time.perf_counter()
-    res = _analyse(sweep, Q, X, Y)
-    tornado = _tornado(sweep, evaluator)
+    res = analyse(sweep, Q, X, Y)
+    bars = tornado(sweep, evaluator)
     stage = partial / "results"
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir()
-    _write_outputs(stage, sweep, X, Y, res, tornado, figures)
+    write_outputs(stage, sweep, X, Y, res, bars, figures)
     t_an = time.perf_counter() - t_an
     total = time.perf_counter() - t_start
     data_hash = hashlib.sha256(np.ascontiguousarray(X).tobytes()
@@ -246,9 +260,7 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
     if (partial / "sweep.yaml").exists():
         shutil.copyfile(partial / "sweep.yaml", stage / "sweep.yaml")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    if out_dir.exists():
-        out_dir.rmdir()
-    os.replace(stage, out_dir)
+    publish(stage, out_dir)          # refuses an out_dir that something else filled meanwhile
     shutil.rmtree(partial)
     return {"out": out_dir, "evaluations": int(n_rows), "evaluated": int(evaluated),
             "manifest": manifest, "indices": res, "Y": Y, "X": X}

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from imsim.core.constants import ALL, STATES
+from imsim.core.folders import atomic_file
 
 N_S = len(STATES)
 
@@ -31,11 +32,18 @@ class BacktestResult:
     metrics: dict
 
     def save(self, folder) -> None:
+        """Write ``backtest.csv``, ``backtest.png`` and ``backtest.json`` into ``folder``.
+
+        Each file is written atomically (replacing an earlier back-test's file in one step), so a
+        calibration folder never holds a truncated back-test.
+        """
         folder = Path(folder)
-        self.table.to_csv(folder / "backtest.csv", index=False, float_format="%.6g")
-        plot_backtest(self.table, folder / "backtest.png", self.metrics)
-        (folder / "backtest.json").write_text(json.dumps(self.metrics, indent=2) + "\n",
-                                              encoding="utf-8")
+        with atomic_file(folder / "backtest.csv") as tmp:
+            self.table.to_csv(tmp, index=False, float_format="%.6g")
+        with atomic_file(folder / "backtest.png") as tmp:
+            plot_backtest(self.table, tmp, self.metrics)
+        with atomic_file(folder / "backtest.json") as tmp:
+            tmp.write_text(json.dumps(self.metrics, indent=2) + "\n", encoding="utf-8")
 
 
 def backtest(cal=None, years=(2016, 2017), obs=None, effects=None, seed: int = 7,
@@ -187,7 +195,6 @@ def cmd_backtest(args) -> int:
     res = backtest(cal)
     out = Path(args.out) if args.out else (Path(cal.path) if cal.path and
                                           not cal.path.startswith("packaged:") else Path("."))
-    out.mkdir(parents=True, exist_ok=True)
     res.save(out)
     for k in ("2016", "2017", "all"):
         m = res.metrics.get(k)

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import pandas as pd
 
 from imsim.core.constants import RACES, STATES
 from imsim.core.errors import InputError
+from imsim.core.folders import atomic_file, atomic_folder
 from imsim.calibration.fitreport import fit_quality, fit_report, modelled_counts, plot_fit_report
 from imsim.calibration.observations import (
     BASE_PERIOD,
@@ -71,6 +71,7 @@ __all__ = [
     "calibrate",
     "cause_shares",
     "cmd_calibrate",
+    "default_name",
     "fit_ga_shift",
     "fit_quality",
     "fit_rates",
@@ -344,76 +345,100 @@ def _version() -> str:
 
 
 
-def calibrate(targets_file: str | os.PathLike | None = None,
-              out: str | os.PathLike | None = "calibration/default", *,
-              settings: dict | None = None, backtest: bool = True, package_copy: bool = False,
-              log=None) -> tuple[CalibratedTargets, dict]:
-    """Fit, report and (if ``out``) write a calibration folder atomically.
+def default_name(targets_file: str | os.PathLike | None = None) -> str:
+    """Return the name of a new fit folder without ``--out``: the targets file's stem, or ``fit``.
 
-    Everything is written into a temporary folder beside ``out`` and moved into place at the end,
-    so a failure (bad targets file: :class:`InputError`) leaves nothing behind. Returns the
-    targets and a summary (fit quality, timings, back-test metrics).
+    The folder is ``calibration/<name>-<timestamp>/`` (``-2``, ``-3``... if taken); see
+    :func:`imsim.core.folders.new_folder`.
+    """
+    return Path(targets_file).stem if targets_file else "fit"
+
+
+def calibrate(targets_file: str | os.PathLike | None = None,
+              out: str | os.PathLike | None = None, *,
+              settings: dict | None = None, backtest: bool = True, package_copy: bool = False,
+              replace: bool = False, log=None) -> tuple[CalibratedTargets, dict]:
+    """Fit, report and write a new calibration folder atomically.
+
+    Parameters
+    ----------
+    targets_file : path, optional
+        A targets CSV from ``imsim data import-wonder`` (default: the packaged targets).
+    out : path, optional
+        The folder to create; it must not exist or be empty (checked before fitting). Default:
+        a fresh ``calibration/<name>-<timestamp>/`` (:func:`default_name`); an existing fit is
+        never overwritten. To fit without writing, use :func:`build_targets`.
+    settings : dict, optional
+        Overrides of :data:`DEFAULT_SETTINGS` (draws, seed, sigmas).
+    backtest : bool
+        Run the 2016-2017 back-test and write it beside the fit.
+    package_copy : bool
+        Also copy the fit files into ``imsim/inputs/data/calibration/<out name>/`` (maintainers).
+    replace : bool
+        Replace an existing calibration folder ``out`` (one holding ``calibration.json``), in one
+        rename at the end; anything else that exists is refused.
+    log : callable, optional
+        ``log(message)`` for progress lines.
+
+    Returns
+    -------
+    tuple of (CalibratedTargets, dict)
+        The targets and a summary: fit quality, timings, back-test metrics, ``out``.
+
+    Notes
+    -----
+    Everything is written into a hidden temporary folder beside the target and renamed into place
+    at the end, so a failure (bad targets file: :class:`InputError`) leaves nothing behind.
     """
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
-    name = Path(out).name if out else "calibration"
-    obs = load_observations(targets_file, settings)
-    log(f"targets: {len(obs.cell)} state x race IMRs, {len(obs.state)} state totals, "
-        f"{len(obs.race)} national race IMRs" + (f"; {obs.user_rows} rows from {targets_file}"
-                                                 if targets_file else ""))
-    cal, diag = build_targets(obs, settings, name=name)
-    log(f"rate model: sigma_alpha {cal.meta['sigma_alpha']:.3f}, sigma_eps "
-        + ", ".join(f"{k} {v:.3f}" for k, v in cal.meta["sigma_eps"].items())
-        + f" ({cal.meta['rate_fit_seconds']:.1f} s)")
-    report = fit_report(cal, obs)
-    quality = fit_quality(report)
-    cal.meta["fit_quality"] = quality
-    summary = {"fit_quality": quality}
-    bt = None
-    if backtest:
-        from imsim.calibration.backtest import backtest as run_backtest
-
-        bt = run_backtest(cal, obs=obs)
-        cal.meta["backtest"] = bt.metrics
-        summary["backtest"] = bt.metrics
-    cal.meta["fit_seconds"] = round(time.perf_counter() - t0, 2)
-    summary["seconds"] = cal.meta["fit_seconds"]
-    if out is not None:
+    if out is not None:                      # before any work
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
-            cal.save(tmp)
-            report.to_csv(tmp / "fit_report.csv", index=False, float_format="%.6g")
-            plot_fit_report(report, tmp / "fit_report.png")
-            if bt is not None:
-                bt.save(tmp)
-            _replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        cal.path = str(out)
-        if package_copy:
-            dst = Path(__file__).parents[1] / "inputs" / "data" / "calibration" / out.name
-            dst.mkdir(parents=True, exist_ok=True)
-            for f in FIT_FILES:
-                shutil.copy2(out / f, dst / f)
-            log(f"copied the fit files to {dst}")
+        exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
+        if exists and not replace:
+            raise InputError("calibration folder already exists and is not empty; choose "
+                             "another --out, or add --replace to refit it", file=str(out))
+        if exists and not (out / "calibration.json").is_file():
+            raise InputError("--replace only replaces a calibration folder (one with "
+                             "calibration.json); this is something else", file=str(out))
+    with atomic_folder(out, name=default_name(targets_file), parent="calibration",
+                       replace=replace) as st:
+        obs = load_observations(targets_file, settings)
+        log(f"targets: {len(obs.cell)} state x race IMRs, {len(obs.state)} state totals, "
+            f"{len(obs.race)} national race IMRs"
+            + (f"; {obs.user_rows} rows from {targets_file}" if targets_file else ""))
+        cal, diag = build_targets(obs, settings, name=st.out.name)
+        log(f"rate model: sigma_alpha {cal.meta['sigma_alpha']:.3f}, sigma_eps "
+            + ", ".join(f"{k} {v:.3f}" for k, v in cal.meta["sigma_eps"].items())
+            + f" ({cal.meta['rate_fit_seconds']:.1f} s)")
+        report = fit_report(cal, obs)
+        quality = fit_quality(report)
+        cal.meta["fit_quality"] = quality
+        summary = {"fit_quality": quality}
+        bt = None
+        if backtest:
+            from imsim.calibration.backtest import backtest as run_backtest
+
+            bt = run_backtest(cal, obs=obs)
+            cal.meta["backtest"] = bt.metrics
+            summary["backtest"] = bt.metrics
+        cal.meta["fit_seconds"] = round(time.perf_counter() - t0, 2)
+        summary["seconds"] = cal.meta["fit_seconds"]
+        cal.save(st.tmp)
+        report.to_csv(st.tmp / "fit_report.csv", index=False, float_format="%.6g")
+        plot_fit_report(report, st.tmp / "fit_report.png")
+        if bt is not None:
+            bt.save(st.tmp)
+    out = st.out
+    cal.path = str(out)
+    summary["out"] = out
+    if package_copy:
+        dst = Path(__file__).parents[1] / "inputs" / "data" / "calibration" / out.name
+        for f in FIT_FILES:
+            with atomic_file(dst / f) as tmp:
+                shutil.copy2(out / f, tmp)
+        log(f"copied the fit files to {dst}")
     return cal, summary
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, old / "x")
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            os.replace(old / "x", out)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 # =============================================================================================
@@ -422,7 +447,7 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 
 CALIBRATE_EPILOG = """\
 examples:
-  imsim calibrate                                       refit the default (calibration/default)
+  imsim calibrate                                       a new fit, calibration/fit-<timestamp>/
   imsim data import-wonder export.txt --out my_targets.csv
   imsim calibrate --targets my_targets.csv --out calibration/my_state
   imsim run scenarios/baseline.yaml --calibration calibration/my_state
@@ -435,7 +460,10 @@ national race); 'suppressed'/'missing' rows drop the packaged value of that cell
 births the fit weights a cell by. Other rows are ignored (listed in calibration.json 'notes').
 
 Writes calibration.json, cells.csv, races.csv, states.csv, imr_draws.csv (what a run loads),
-fit_report.csv/png and backtest.csv/png. Nothing is written if anything fails.
+fit_report.csv/png and backtest.csv/png into a new folder (default
+calibration/<targets name or 'fit'>-<timestamp>/). An existing --out is refused unless it is a
+calibration folder and --replace is given (maintainers: imsim calibrate --out calibration/default
+--replace --package-copy). Nothing is written if anything fails.
 """
 
 
@@ -452,9 +480,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=CALIBRATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--targets", metavar="FILE",
                    help="your own targets CSV from 'imsim data import-wonder' (see below)")
-    p.add_argument("--out", metavar="DIR", default="calibration/default",
-                   help="calibration folder to write (replaced if it exists; default: "
-                        "calibration/default)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="calibration folder to create; must not exist or be empty (default: "
+                        "calibration/<targets name or 'fit'>-<timestamp>/)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace the existing calibration folder --out (e.g. refitting "
+                        "calibration/default); the new fit is swapped in only when complete")
     p.add_argument("--draws", type=int, default=DEFAULT_SETTINGS["draws"],
                    help="posterior draws per cell (default: %(default)s)")
     p.add_argument("--seed", type=int, default=DEFAULT_SETTINGS["seed"],
@@ -471,11 +502,13 @@ def cmd_calibrate(args) -> int:
     """Run ``imsim calibrate``; returns the exit code (InputError propagates: exit 2)."""
     if args.draws < 2:
         raise InputError(f"--draws must be at least 2, got {args.draws}")
+    if args.replace and not args.out:
+        raise InputError("--replace needs --out (the calibration folder to replace)")
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     cal, summary = calibrate(args.targets, args.out,
                              settings={"draws": int(args.draws), "seed": int(args.seed)},
                              backtest=not args.no_backtest, package_copy=args.package_copy,
-                             log=log)
+                             replace=args.replace, log=log)
     q = summary["fit_quality"]
     log(f"state x race cells with an observed IMR inside the observation's 95% interval: "
         f"{q['cells_within_interval']:.1%} of {q['cells_observed']} "
@@ -489,7 +522,7 @@ def cmd_calibrate(args) -> int:
         m = summary["backtest"]["all"]
         log(f"back-test 2016-2017 ({m['states']} state-years): MAE {m['mae']:.3f}, RMSE "
             f"{m['rmse']:.3f} per 1,000, 95% coverage {m['coverage_95']:.0%}")
-    log(f"wrote {args.out}/ in {summary['seconds']:.1f} s")
+    log(f"wrote {summary['out']}/ in {summary['seconds']:.1f} s")
     return 0
 
 

@@ -19,7 +19,6 @@ import itertools
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import pandas as pd
 
 from imsim.core.constants import ALL, RACES, STATE_NAMES, STATES
 from imsim.core.errors import InputError, did_you_mean
+from imsim.core.folders import atomic_file, check_new_file
 
 TARGET_COLUMNS: tuple[str, ...] = (
     "state", "race", "year_start", "year_end", "measure", "deaths", "births", "rate", "flag")
@@ -523,18 +523,37 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- targets CSV
-def write_targets(df: pd.DataFrame, out_path: str | os.PathLike) -> Path:
-    """Validate ``df`` and write it as CSV atomically (temp file + ``os.replace``); return the path."""
+def write_targets(df: pd.DataFrame, out_path: str | os.PathLike, *,
+                  overwrite: bool = False) -> Path:
+    """Validate ``df`` and write it as a targets CSV, atomically.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Targets in the :data:`TARGET_COLUMNS` schema (:func:`import_wonder`).
+    out_path : path
+        The CSV to write.
+    overwrite : bool
+        Replace an existing file. By default an existing, non-empty file is refused (checked
+        before validating, and again when the file is moved into place).
+
+    Returns
+    -------
+    Path
+        ``out_path``.
+
+    Raises
+    ------
+    InputError
+        When ``df`` is not valid or ``out_path`` exists; nothing is written.
+    """
     out = Path(out_path)
+    if not overwrite:
+        check_new_file(out)
     validate_targets(df)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+    with atomic_file(out, overwrite=overwrite) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
             df.to_csv(fh, index=False, float_format="%.6g")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out
 
 
