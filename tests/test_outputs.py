@@ -295,6 +295,36 @@ def test_saving_twice_is_refused_and_first_is_intact(result, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+def test_two_saves_in_the_same_second_get_distinct_folders(result, tmp_path, monkeypatch):
+    import imsim.core.folders
+
+    monkeypatch.setattr(imsim.core.folders, "timestamp", lambda: "20260101-120000")
+    monkeypatch.chdir(tmp_path)
+    a = result.save(figures=False, report=False)
+    b = result.save(figures=False, report=False)
+    assert (a.as_posix(), b.as_posix()) == ("results/outputs-test-20260101-120000",
+                                            "results/outputs-test-20260101-120000-2")
+    assert (a / "summary.csv").read_bytes() == (b / "summary.csv").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [a.name, b.name]
+
+
+def test_cli_refuses_existing_out_before_running(tmp_path, monkeypatch, capsys):
+    import imsim.analysis.runner
+    from imsim.cli import main
+
+    def fail(*a, **k):
+        raise AssertionError("the run started although --out exists")
+
+    monkeypatch.setattr(imsim.analysis.runner, "run", fail)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    path = Path(__file__).resolve().parents[1] / "scenarios" / "baseline.yaml"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
 def test_failed_save_leaves_nothing(result, tmp_path, monkeypatch):
     import imsim.output.figures
 

@@ -14,7 +14,6 @@ from imsim.core.constants import STRATEGIES
 from imsim.analysis.portfolio import enumerate_portfolios, portfolio_id
 from imsim.analysis.recommend import (
     choose,
-    main,
     p_best,
     pareto_front,
     parse_plan,
@@ -22,6 +21,7 @@ from imsim.analysis.recommend import (
     recommend,
     solve_allocation,
 )
+from imsim.output.recommendation import main
 
 COVERAGE = {
     "safe_sleep": {"coverage": {2026: 0.3, 2028: 0.6}},

@@ -1,30 +1,34 @@
 """imsim: microsimulation of strategies against U.S. infant mortality.
 
-The public API is small: load a scenario, run it, read or save the result.
+The public API is small: load a scenario, run it, read or save the result (:mod:`imsim.api`).
 
 >>> import imsim
 >>> scenario = imsim.load_scenario("scenarios/baseline.yaml")
 >>> result = imsim.run(scenario, engine="expected")
 >>> result.summary.head()
+>>> result.save("results/my-run")
 
-Heavy modules are imported lazily so that ``imsim --help`` stays instant.
+``run``, ``load_scenario`` and ``RunResult`` come from :mod:`imsim.api`, imported on first use so
+that ``import imsim`` (and ``imsim --help``) stays instant.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING
 
-__all__ = ["load_scenario", "run", "__version__"]
+from imsim.core.version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from imsim.api import RunResult, load_scenario, run
+
+__all__ = ["RunResult", "load_scenario", "run", "__version__"]
+
+_API = frozenset({"RunResult", "load_scenario", "run"})
 
 
-def load_scenario(path):
-    """Load and validate a scenario file; see :func:`imsim.config.scenario.load_scenario`."""
-    from imsim.config.scenario import load_scenario as _load
+def __getattr__(name: str):
+    """Import :mod:`imsim.api` when one of its names is first used."""
+    if name in _API:
+        import importlib
 
-    return _load(path)
-
-
-def run(scenario, engine=None, seed=None, replicates=None, **kwargs):
-    """Run a scenario; see :func:`imsim.analysis.runner.run`."""
-    from imsim.analysis.runner import run as _run
-
-    return _run(scenario, engine=engine, seed=seed, replicates=replicates, **kwargs)
+        return getattr(importlib.import_module("imsim.api"), name)
+    raise AttributeError(f"module 'imsim' has no attribute {name!r}")

@@ -55,13 +55,19 @@ def _add_run(sub):
 
 
 def _cmd_run(args) -> int:
-    import imsim
+    from imsim.analysis.runner import run
+    from imsim.config.scenario import load_scenario
+    from imsim.core.folders import check_new
+    from imsim.output.runfolder import save_result
 
-    scenario = imsim.load_scenario(args.file)
+    if args.out:
+        check_new(args.out)                  # before any work
+    scenario = load_scenario(args.file)
     t0 = time.perf_counter()
-    result = imsim.run(scenario, engine=args.engine, seed=args.seed, replicates=args.replicates,
-                       progress=not args.quiet, calibration=args.calibration)
-    out = result.save(args.out, figures=not args.no_figures, report=not args.no_figures)
+    result = run(scenario, engine=args.engine, seed=args.seed, replicates=args.replicates,
+                 progress=not args.quiet, calibration=args.calibration)
+    out = save_result(result, args.out, figures=not args.no_figures,
+                      report=not args.no_figures)
     if not args.quiet:
         s = result.summary
         row = s[(s.state == "ALL") & (s.race == "ALL")].iloc[0]
@@ -77,9 +83,9 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_validate(args) -> int:
-    import imsim
+    from imsim.config.scenario import load_scenario
 
-    sc = imsim.load_scenario(args.file)
+    sc = load_scenario(args.file)
     strategies = sorted(set().union(*[sc.portfolio(s).active().keys() for s in sc.state_list]))
     print(f"{args.file}: ok — '{sc.name}', {sc.years[0]}-{sc.years[1]}, "
           f"{len(sc.state_list)} state(s), strategies: {', '.join(strategies) or 'none'}"
@@ -140,13 +146,13 @@ LAZY_COMMANDS = {
                  "fit on 2013-2015, predict 2016-2017 state IMRs, report the error"),
     "sweep": ("imsim.analysis.sweep", "add_parser", "cmd_sweep",
               "sensitivity analysis: Sobol, Morris or probabilistic sweeps (local or Dask)"),
-    "recommend": ("imsim.analysis.recommend", "add_parser", "cmd_recommend",
+    "recommend": ("imsim.output.recommendation", "add_parser", "cmd_recommend",
                   "rank strategy portfolios per state and allocate nationally"),
 }
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    from imsim import __version__
+    from imsim.core.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="imsim",
@@ -168,7 +174,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("what", nargs="?", choices=["tables", "evidence", "import-wonder"],
                    default="tables")
     d.add_argument("files", nargs="*", help="WONDER export files (import-wonder)")
-    d.add_argument("--out", help="targets CSV to write (import-wonder)")
+    d.add_argument("--out", help="targets CSV to create; must not exist (import-wonder)")
     for name, (module, builder, _cmd, text) in LAZY_COMMANDS.items():
         if name == command:
             import importlib

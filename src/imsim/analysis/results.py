@@ -1,4 +1,4 @@
-"""Result tables people decide on, and writing them (atomically) to a results folder.
+"""Result tables people decide on (written to a results folder by :mod:`imsim.output.runfolder`).
 
 Every table is built from the per-cell counts of both arms for each draw. Draw 0 (point values of
 the evidence) gives the headline columns; ``_lo``/``_hi`` columns are the 2.5th/97.5th
@@ -9,12 +9,6 @@ columns are empty.
 Output columns are a documented interface (README "Outputs"); add columns, never rename them.
 """
 from __future__ import annotations
-
-import json
-import platform
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -271,93 +265,3 @@ def build_table(result, name: str) -> pd.DataFrame:
 
 TABLES = ("summary", "by_year", "by_cause", "preterm", "disparities", "attribution", "coverage")
 
-
-# ---------------------------------------------------------------------------------------------
-# Saving
-# ---------------------------------------------------------------------------------------------
-
-def default_out_dir(result) -> Path:
-    """``results/<name>-<timestamp>/``, with ``-2``, ``-3``... if that second is taken."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path("results") / f"{result.scenario.name}-{stamp}"
-    out, k = base, 1
-    while out.exists():
-        k += 1
-        out = base.with_name(f"{base.name}-{k}")
-    return out
-
-
-def manifest(result) -> dict:
-    from importlib import metadata
-
-    from imsim import __version__
-    from imsim.inputs.data import data_hash
-
-    versions = {}
-    for pkg in ("numpy", "pandas", "numba", "scipy", "pydantic", "PyYAML", "mesa", "SALib",
-                "matplotlib"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {
-        "imsim_version": __version__,
-        "scenario": result.scenario.name,
-        "scenario_file": getattr(result.scenario, "_source", None),
-        "engine": result.engine,
-        "seed": result.seed,
-        "replicates": result.replicates,
-        "draws": int(result.arms.baseline.shape[0]),
-        "cells": int(result.inputs.cells.n),
-        "births": int(result.inputs.cells.births.sum()),
-        "data_hash": data_hash(),
-        "calibration": result.fit_source,
-        "calibration_detail": _calibration_meta(result.inputs.calibration),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "dependencies": versions,
-        "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def _calibration_meta(cal) -> dict | None:
-    if cal is None:
-        return None
-    meta = getattr(cal, "meta", {}) or {}
-    return {"name": cal.name, "path": str(getattr(cal, "path", "")),
-            "data_hash": meta.get("data_hash"), "targets_hash": meta.get("targets_hash"),
-            "stale": bool(getattr(cal, "stale", False))}
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    df.to_csv(path, index=False, float_format="%.6g")
-
-
-def save_result(result, out_dir=None, figures: bool = True, report: bool = True) -> Path:
-    """Write all tables, the resolved scenario, manifest, figures and report; atomically."""
-    import yaml
-
-    from imsim.core.folders import atomic_folder
-
-    out = Path(out_dir) if out_dir is not None else default_out_dir(result)
-    with atomic_folder(out) as tmp:
-        t0 = time.perf_counter()
-        for name in TABLES:
-            _write_csv(result.table(name), tmp / f"{name}.csv")
-        with open(tmp / "scenario.resolved.yaml", "w", encoding="utf-8") as fh:
-            yaml.safe_dump(result.scenario.resolved(engine=result.engine, seed=result.seed,
-                                                    replicates=result.replicates),
-                           fh, sort_keys=False)
-        if figures:
-            from imsim.output.figures import write_figures
-
-            write_figures(result, tmp)
-        if report:
-            from imsim.output.report import write_report
-
-            write_report(result, tmp)
-        result.timings["save_s"] = time.perf_counter() - t0
-        with open(tmp / "manifest.json", "w", encoding="utf-8") as fh:
-            json.dump(manifest(result), fh, indent=2)
-    return out

@@ -1,0 +1,213 @@
+"""``imsim recommend PLAN``: the command, and the folder a recommendation is written to.
+
+The computation -- every portfolio of every state evaluated under the same draws, rankings,
+Pareto fronts, EVPPI and the national allocation -- is :func:`imsim.analysis.recommend.recommend`.
+This module writes its tables, figures and one-page briefs (:mod:`imsim.output.briefs`) and a
+manifest into a new folder (default ``results/recommend-<plan>-<timestamp>/``), atomically (see
+:mod:`imsim.core.folders`), and is the command line of ``imsim recommend``. See docs/recommend.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from imsim.analysis.recommend import Recommendation, load_plan, recommend
+from imsim.config.plan import ResolvedPlan
+from imsim.core.errors import InputError
+from imsim.core.folders import atomic_folder, check_new, new_folder
+from imsim.output.briefs import pareto_figure, state_figure, tile_map, write_brief, write_index
+
+__all__ = ["add_parser", "cmd_recommend", "default_out", "main", "manifest", "save"]
+
+#: Where default recommendation folders go (relative to the working directory).
+RESULTS = "results"
+
+
+def _folder_name(rp: ResolvedPlan) -> str:
+    return f"recommend-{rp.plan.name}"
+
+
+def default_out(rp: ResolvedPlan) -> Path:
+    """Claim a fresh ``results/recommend-<plan>-<timestamp>/`` folder (created empty).
+
+    Parameters
+    ----------
+    rp : ResolvedPlan
+        The plan; its name names the folder.
+
+    Returns
+    -------
+    Path
+        The new, empty folder (``-2``, ``-3``... if that second's name is taken). :func:`save`
+        without ``out`` claims its own; this is for callers that need the name first.
+    """
+    return new_folder(_folder_name(rp), RESULTS)
+
+
+def _csv(df: pd.DataFrame, path: Path) -> None:
+    df.to_csv(path, index=False, float_format="%.6g")
+
+
+def save(rec: Recommendation, out: str | os.PathLike | None = None,
+         figures: bool = True) -> Path:
+    """Write every output of a recommendation into a new folder, atomically.
+
+    Parameters
+    ----------
+    rec : Recommendation
+        The result of :func:`imsim.analysis.recommend.recommend`.
+    out : path, optional
+        The folder to create; it must not exist or be empty. Default: a fresh
+        ``results/recommend-<plan>-<timestamp>/``.
+    figures : bool
+        Draw the figures and write the briefs and ``index.html``.
+
+    Returns
+    -------
+    Path
+        The folder written.
+    """
+    import yaml
+
+    rp, an, ev = rec.plan, rec.analysis, rec.evaluation
+    with atomic_folder(out, name=_folder_name(rp), parent=RESULTS) as st:
+        tmp = st.tmp
+        t0 = time.perf_counter()
+        _csv(an.portfolios, tmp / "portfolios.csv")
+        _csv(an.recommendations, tmp / "recommendations.csv")
+        _csv(an.evppi, tmp / "evppi.csv")
+        _csv(an.allocation, tmp / "allocation.csv")
+        _csv(rec.coverage, tmp / "coverage.csv")
+        with open(tmp / "allocation_summary.json", "w", encoding="utf-8") as fh:
+            json.dump(an.allocation_summary, fh, indent=2)
+        with open(tmp / "plan.resolved.yaml", "w", encoding="utf-8") as fh:
+            yaml.safe_dump(rp.resolved(), fh, sort_keys=False)
+        t1 = time.perf_counter()
+        if figures:
+            (tmp / "figures" / "states").mkdir(parents=True)
+            (tmp / "briefs").mkdir()
+            tile_map(an, tmp / "figures" / "tile_map.png")
+            pareto_figure(an, tmp / "figures" / "pareto_disparity.png", "disparity")
+            if an.portfolios.cost.notna().any():
+                pareto_figure(an, tmp / "figures" / "pareto_cost.png", "cost")
+            for state in ev.states:
+                fig = state_figure(an, state, tmp / "figures" / "states" / f"{state}.png")
+                write_brief(an, rp, ev, state, fig, tmp / "briefs" / f"{state}.html",
+                            rec.evidence, rec.coverage)
+            write_index(an, rp, tmp / "index.html")
+        t2 = time.perf_counter()
+        rec.timings.update({"tables_s": t1 - t0, "figures_briefs_s": t2 - t1})
+        with open(tmp / "manifest.json", "w", encoding="utf-8") as fh:
+            json.dump(manifest(rec), fh, indent=2)
+    return st.out
+
+
+def manifest(rec: Recommendation) -> dict:
+    """Return what reproduces ``rec``: plan, seed, draws, versions, data hash, timings."""
+    from importlib import metadata
+
+    from imsim.core.version import __version__
+    from imsim.inputs.data import data_hash
+
+    versions = {}
+    for pkg in ("numpy", "pandas", "numba", "scipy", "pydantic", "PyYAML", "matplotlib"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    rp = rec.plan
+    return {
+        "command": "recommend",
+        "imsim_version": __version__,
+        "plan": rp.resolved(),
+        "plan_file": rp.file,
+        "seed": rp.plan.seed,
+        "draws": rp.plan.draws,
+        "draws_note": "draw 0 = evidence point values (deaths_averted_point); statistics use "
+                      "draws 1..R (all draws when R = 1)",
+        "engine": "expected",
+        "states": len(rec.evaluation.states),
+        "portfolios_per_state": len(rec.evaluation.portfolios),
+        "data_hash": data_hash(),
+        "calibration": "the scenario's calibration; draw d uses its keyed posterior draw (imsim.analysis.draws)",
+        "timings": rec.timings,
+        "python": sys.version.split()[0],
+        "versions": versions,
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line (registered by imsim.cli)
+# ---------------------------------------------------------------------------------------------
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``imsim recommend`` to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "recommend", help="rank strategy portfolios per state and allocate them nationally",
+        description="Evaluate every portfolio of 1..k strategies in every state of a plan under "
+                    "parameter uncertainty (common random numbers across portfolios), then write "
+                    "portfolios.csv, recommendations.csv, allocation.csv, "
+                    "allocation_summary.json, figures/, briefs/XX.html, index.html and "
+                    "manifest.json into a new folder. See docs/recommend.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  imsim recommend plans/southeast.yaml --out results/se")
+    p.add_argument("plan", help="plan YAML file (see plans/ for examples)")
+    p.add_argument("--out", metavar="DIR", help="folder to create (default: "
+                   "results/recommend-<name>-<timestamp>/); must not exist or be empty")
+    p.add_argument("--draws", type=int, help="uncertainty draws (default: the plan's)")
+    p.add_argument("--seed", type=int, help="random seed (default: the plan's)")
+    p.add_argument("--no-figures", action="store_true", help="skip figures and briefs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return p
+
+
+def cmd_recommend(args) -> int:
+    """Run ``imsim recommend``; InputError propagates (the CLI prints it and exits 2)."""
+    t0 = time.perf_counter()
+    if args.out:
+        check_new(args.out)                  # before any work
+    rp = load_plan(args.plan)
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise InputError(f"seed {args.seed} is out of range; allowed 0 to 2**63 - 1")
+    if args.draws is not None and not 1 <= args.draws <= 5000:
+        raise InputError(f"--draws must be 1 to 5000, got {args.draws}")
+    rec = recommend(rp, draws=args.draws, seed=args.seed, progress=not args.quiet)
+    path = save(rec, args.out, figures=not args.no_figures)
+    if not args.quiet:
+        s = rec.analysis.allocation_summary
+        print(f"{rp.plan.name}: {len(rec.evaluation.states)} state(s) x "
+              f"{len(rec.evaluation.portfolios)} portfolios x {rec.plan.plan.draws} draws; national "
+              f"allocation averts {s['deaths_averted']:,.0f} deaths "
+              f"(95% interval {s['deaths_averted_lo']:,.0f} to {s['deaths_averted_hi']:,.0f}), "
+              f"{s['random_allocations']['improvement_objective']:,.0f} more than random "
+              f"allocations on average")
+        print(f"wrote {path}/ in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Standalone entry point (``python -m imsim.output.recommendation PLAN``), same exit codes."""
+    parser = argparse.ArgumentParser(prog="imsim")
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "recommend":
+        argv = ["recommend", *argv]
+    args = parser.parse_args(argv)
+    try:
+        return cmd_recommend(args)
+    except InputError as exc:
+        print(f"imsim: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
