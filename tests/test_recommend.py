@@ -283,10 +283,10 @@ def test_allocation_beats_random_on_the_same_draws():
     rec = recommend(parse_plan(small_plan(states=["AL", "MS"], draws=10,
                                           budget={"national": 1_000_000})))
     pd_ = rec.analysis.per_draw
-    from imsim.analysis.recommend import _total
+    from imsim.analysis.decision import allocation_total
 
-    opt = _total(pd_["u"], pd_["choice"])[:, 0]
-    rnd = _total(pd_["u"], pd_["random"])
+    opt = allocation_total(pd_["u"], pd_["choice"])[:, 0]
+    rnd = allocation_total(pd_["u"], pd_["random"])
     assert opt.mean() >= rnd.mean(axis=0).max() - 1e-9
     costs = pd_["cost"]
     for row in pd_["random"]:

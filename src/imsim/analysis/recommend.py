@@ -149,7 +149,8 @@ class Recommendation:
 def recommend(rp: ResolvedPlan, draws: int | None = None, seed: int | None = None,
               progress: bool = False) -> Recommendation:
     """Evaluate every portfolio of a plan and analyse the results (nothing is written)."""
-    from imsim.analysis.runner import effect_draws
+    from imsim.analysis.draws import draw_plan
+    from imsim.analysis.runner import get_calibration
 
     t0 = time.perf_counter()
     n_draws = rp.plan.draws if draws is None else int(draws)
@@ -161,9 +162,11 @@ def recommend(rp: ResolvedPlan, draws: int | None = None, seed: int | None = Non
                           rp.scenario, rp.candidates, rp.file)
     setup, evidence, coverage = build_setup(rp)
     ports = enumerate_portfolios(rp.candidates, rp.plan.max_strategies)
-    eff = effect_draws(evidence, seed, n_draws)
+    # Exactly the draws `imsim run` uses for the same seed and count (keyed; imsim.analysis.draws).
+    cal = get_calibration(rp.scenario.calibration)
+    plan = draw_plan(evidence, cal, seed, n_draws)
     t1 = time.perf_counter()
-    ev = evaluate(setup, ports, eff, progress=progress)
+    ev = evaluate(setup, ports, plan, calibration=cal, progress=progress)
     t2 = time.perf_counter()
     an = analyse(rp, ev, evidence)
     t3 = time.perf_counter()

@@ -146,10 +146,10 @@ def _best_state_imr(result) -> float:
 
     inputs = result.inputs
     cells = inputs.baseline.pooled_cells()
-    from imsim.analysis.runner import _FIT_CACHE, _fit_for
+    from imsim.inputs.fit import fit_for
 
     effects = result.effects[0]
-    fit = _fit_for(inputs.baseline, effects, _FIT_CACHE, inputs.calibration)
+    fit = fit_for(inputs.baseline, effects, inputs.calibration)
     d = expected_deaths(inputs.baseline, cells, effects, fit).sum(axis=0)
     per_state = np.bincount(cells.s_idx, d, minlength=len(STATES))
     births = np.bincount(cells.s_idx, cells.births, minlength=len(STATES))

@@ -136,6 +136,18 @@ class CalibratedTargets:
         return np.repeat(self.ga_shift[:, :, None], 5, axis=2)
 
     @property
+    def content_hash(self) -> str:
+        """A hash of everything a fit reads from this calibration (caches key on it)."""
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=16)
+        for arr in (self.imr, self.imr_draws, self.cause_share, self.ga_shift):
+            a = np.ascontiguousarray(arr, dtype=float)
+            h.update(str(a.shape).encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
+
+    @property
     def stale(self) -> bool:
         """True when the packaged data changed since this fit (its data hash differs)."""
         from imsim.inputs.data import data_hash
