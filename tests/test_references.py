@@ -1,0 +1,219 @@
+"""Hand-computed references for derived summary columns and the births projection.
+
+Each expected value is computed here, independently, from the documented definition (README
+"Scenario files" and "Outputs"), using only the numbers a run reports in its own tables (births,
+deaths and IMRs by row) -- never by calling the code path that produced the column under test.
+Every test is written so that a plausible slip in the implementation makes it fail: a flipped
+sign in the births projection, the wrong reference race or another state's white rate, the
+highest instead of the lowest state IMR, a different share for ``gap_closed_pct``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import imsim
+from imsim.config.scenario import parse_scenario
+
+ALL = "ALL"
+WHITE = "nh_white"
+RTOL = 1e-9
+
+# Four states with different NH white rates, none of them the state with the lowest IMR (so a
+# minimum taken over the run's own states, instead of all 51 jurisdictions, is caught).
+STATES_ = ["AL", "CA", "GA", "MS"]
+# Strategies that change white and non-white deaths by different amounts (so using the
+# scenario arm instead of the baseline for the white rate is caught).
+SPEC = {
+    "name": "references",
+    "years": [2026, 2028],
+    "states": STATES_,
+    "strategies": {
+        "safe_sleep": {"coverage": 0.5, "reach": {"nh_white": 0.2}},
+        "smoking_cessation": {"coverage": 0.4},
+        "risk_appropriate_care": {"coverage": 0.9},
+    },
+}
+
+
+def _run(spec: dict, engine: str = "expected", seed: int = 0, replicates: int = 1):
+    return imsim.run(parse_scenario(spec), engine=engine, seed=seed, replicates=replicates)
+
+
+def _row(df: pd.DataFrame, state: str, race: str, **extra) -> pd.Series:
+    mask = (df.state == state) & (df.race == race)
+    for k, v in extra.items():
+        mask &= df[k] == v
+    rows = df[mask]
+    assert len(rows) == 1, (state, race, extra, len(rows))
+    return rows.iloc[0]
+
+
+@pytest.fixture(scope="module")
+def national():
+    """All 51 jurisdictions, 2013-2015, no strategies: the observed-period baseline."""
+    return _run({"name": "national", "years": [2013, 2015], "states": "all"}).summary
+
+
+@pytest.fixture(scope="module", params=["expected", "microsim"])
+def scenario_summary(request):
+    """The summary of SPEC (microsim: a fixed seed, one draw)."""
+    return _run(SPEC, engine=request.param, seed=3).summary
+
+
+# ---------------------------------------------------------------------------------------------
+# births_change_per_year
+# ---------------------------------------------------------------------------------------------
+
+GROWTH_STATES = ["GA", "VT"]
+GROWTH_SPEC = {"name": "growth", "years": [2016, 2022], "states": GROWTH_STATES}
+
+
+@pytest.fixture(scope="module")
+def births_held():
+    """By-year table with births held at the 2017 level (g = 0)."""
+    return _run({**GROWTH_SPEC, "births_change_per_year": 0.0}).table("by_year")
+
+
+def test_births_are_held_at_2017_level_without_change(births_held):
+    by = births_held
+    for st in GROWTH_STATES:
+        for race in ["nh_white", "nh_black", "hispanic", ALL]:
+            b2017 = _row(by, st, race, year=2017).births
+            assert b2017 > 0
+            for y in (2018, 2020, 2022):
+                assert _row(by, st, race, year=y).births == b2017, (st, race, y)
+    # 2016 is a data year of its own, not the 2017 level.
+    assert _row(by, "GA", ALL, year=2016).births != _row(by, "GA", ALL, year=2017).births
+
+
+@pytest.mark.parametrize("g", [-0.02, 0.03])
+def test_births_change_per_year_compounds_after_2017(births_held, g):
+    """Births in year y > 2017 = round(births_2017 x (1 + g) ** (y - 2017)) per cell."""
+    by = _run({**GROWTH_SPEC, "births_change_per_year": g}).table("by_year")
+    races = ["nh_white", "nh_black", "hispanic", "nh_api", "nh_aian"]
+    for st in GROWTH_STATES:
+        for y in (2016, 2017, 2018, 2020, 2022):
+            total = 0
+            for race in races:
+                base = int(_row(births_held, st, race, year=min(y, 2017)).births)
+                expected = round(base * (1.0 + g) ** max(y - 2017, 0))
+                got = int(_row(by, st, race, year=y).births)
+                assert got == expected, (st, race, y, g, got, expected)
+                total += expected
+                # Rates do not depend on the number of births.
+                np.testing.assert_allclose(
+                    _row(by, st, race, year=y).imr_baseline,
+                    _row(births_held, st, race, year=y).imr_baseline, rtol=1e-9)
+            assert int(_row(by, st, ALL, year=y).births) == total, (st, y, g)
+    # The direction is the documented one: a decline shrinks, growth grows (by ~g per year).
+    ga_2022 = _row(by, "GA", ALL, year=2022).births / _row(births_held, "GA", ALL, year=2022).births
+    np.testing.assert_allclose(ga_2022, (1 + g) ** 5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# deaths_at_white_rate
+# ---------------------------------------------------------------------------------------------
+
+def _white_imr(summary: pd.DataFrame, state: str) -> float:
+    """The NH white baseline IMR (per 1,000) of one state over the horizon, from its row."""
+    w = _row(summary, state, WHITE)
+    return 1000.0 * w.deaths_baseline / w.births
+
+
+def test_deaths_at_white_rate_uses_same_state_nh_white_baseline_rate(scenario_summary):
+    s = scenario_summary
+    white = {st: _white_imr(s, st) for st in STATES_}
+    # The references differ between states (otherwise the same-state rule is not tested).
+    assert max(white.values()) / min(white.values()) > 1.1
+    races = [r for r in s.race.unique() if r != ALL]
+    assert WHITE in races and len(races) == 5
+    for st in STATES_:
+        for race in races:
+            row = _row(s, st, race)
+            expected = row.births * white[st] / 1000.0
+            np.testing.assert_allclose(row.deaths_at_white_rate, expected, rtol=RTOL,
+                                       err_msg=f"{st} {race}")
+        # NH white births at their own rate: exactly their baseline deaths.
+        w = _row(s, st, WHITE)
+        np.testing.assert_allclose(w.deaths_at_white_rate, w.deaths_baseline, rtol=RTOL)
+        # The state total: its births at its own white rate.
+        np.testing.assert_allclose(_row(s, st, ALL).deaths_at_white_rate,
+                                   _row(s, st, ALL).births * white[st] / 1000.0, rtol=RTOL)
+    # National rows (state=ALL): each state's births at that state's white rate, summed --
+    # not the births at the national white rate.
+    for race in races + [ALL]:
+        expected = sum(_row(s, st, race).births * white[st] / 1000.0 for st in STATES_)
+        np.testing.assert_allclose(_row(s, ALL, race).deaths_at_white_rate, expected,
+                                   rtol=RTOL, err_msg=f"ALL {race}")
+    national_rate = sum(_row(s, st, race).births * white[st] / 1000.0 for st in STATES_
+                        for race in races)
+    naive = _row(s, ALL, ALL).births * _white_imr(s, ALL) / 1000.0
+    assert abs(national_rate - naive) > 1.0   # the two definitions differ for these states
+
+
+# ---------------------------------------------------------------------------------------------
+# deaths_at_best_state_rate
+# ---------------------------------------------------------------------------------------------
+
+def _best_state_imr(national: pd.DataFrame) -> float:
+    """The lowest all-race baseline IMR (per 1,000) of the 51 jurisdictions, 2013-2015."""
+    states = national[(national.state != ALL) & (national.race == ALL)]
+    assert len(states) == 51
+    imr = 1000.0 * states.deaths_baseline / states.births
+    return float(imr.min())
+
+
+def test_deaths_at_best_state_rate_in_national_run(national):
+    best = _best_state_imr(national)
+    states = national[(national.state != ALL) & (national.race == ALL)]
+    assert best < states.imr_baseline.max() - 3.0      # min and max are far apart
+    np.testing.assert_allclose(national.deaths_at_best_state_rate,
+                               national.births * best / 1000.0, rtol=RTOL)
+
+
+def test_deaths_at_best_state_rate_is_lowest_of_all_states_not_of_the_run(national,
+                                                                          scenario_summary):
+    """The reference is the lowest 2013-2015 state IMR (the model's observed period), the same
+    whatever the run's states, horizon, strategies or engine."""
+    best = _best_state_imr(national)
+    s = scenario_summary
+    own = s[(s.state != ALL) & (s.race == ALL)]
+    assert (1000.0 * own.deaths_baseline / own.births).min() > best * 1.001
+    np.testing.assert_allclose(s.deaths_at_best_state_rate, s.births * best / 1000.0,
+                               rtol=RTOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# gap_closed_pct
+# ---------------------------------------------------------------------------------------------
+
+def expected_gap_closed_pct(summary: pd.DataFrame) -> pd.Series:
+    """The documented ``gap_closed_pct`` of every summary row, computed from its own columns.
+
+    Current definition (README "Outputs": deaths averted as a share of the gap to the NH white
+    rate): ``100 * deaths_averted / (deaths_baseline - deaths_at_white_rate)``, where the gap is
+    the group's baseline deaths in excess of the deaths at its state's NH white rate; NaN where
+    there is no gap to close (gap of at most half a death: NH white rows, groups at or below the
+    white rate).
+
+    A planned redefinition, ``100 * (RD_baseline - RD_scenario) / RD_baseline`` with RD the IMR
+    difference to the same state's NH white rate, replaces only the body of this function.
+    """
+    gap = summary.deaths_baseline - summary.deaths_at_white_rate
+    pct = 100.0 * summary.deaths_averted / gap
+    return pct.where(gap > 0.5, np.nan)
+
+
+def test_gap_closed_pct_matches_definition(scenario_summary):
+    s = scenario_summary
+    expected = expected_gap_closed_pct(s)
+    np.testing.assert_allclose(s.gap_closed_pct.to_numpy(float), expected.to_numpy(float),
+                               rtol=RTOL, equal_nan=True)
+    # Something is actually compared: a positive share in most non-white groups, and the rows
+    # with no gap (NH white) are NaN.
+    finite = s[np.isfinite(s.gap_closed_pct)]
+    assert len(finite) >= 15 and (finite.gap_closed_pct > 0).sum() >= 12
+    assert s[s.race == WHITE].gap_closed_pct.isna().all()
+    assert _row(s, ALL, ALL).gap_closed_pct > 0
