@@ -209,7 +209,7 @@ def get_calibration(name=None):
     """
     if name is not None and not isinstance(name, (str, os.PathLike)):
         return name
-    from imsim.calibration.calibrate import load_calibration
+    from imsim.calibration.targets import load_calibration
 
     return load_calibration(name)
 

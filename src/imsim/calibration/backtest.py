@@ -22,6 +22,7 @@ import pandas as pd
 
 from imsim.core.constants import ALL, STATES
 from imsim.core.folders import atomic_file
+from imsim.core.streams import generator
 
 N_S = len(STATES)
 
@@ -50,7 +51,8 @@ def backtest(cal=None, years=(2016, 2017), obs=None, effects=None, seed: int = 7
              poisson_draws: int = 20) -> BacktestResult:
     """Predict the state IMRs of ``years`` with calibration ``cal`` (default: the default fit)."""
     from imsim.inputs.baseline import get_baseline
-    from imsim.calibration.calibrate import load_calibration, load_observations
+    from imsim.calibration.observations import load_observations
+    from imsim.calibration.targets import load_calibration
     from imsim.birth.kernels import N_BANDS, OUT_BIRTHS, OUT_DEATHS
 
     if cal is None:
@@ -58,9 +60,8 @@ def backtest(cal=None, years=(2016, 2017), obs=None, effects=None, seed: int = 7
     if obs is None:
         obs = load_observations(cal.meta.get("targets_file"))
     baseline = get_baseline()
-    from imsim.calibration.calibrate import modelled_counts
+    from imsim.calibration.fitreport import modelled_counts
 
-    rng = np.random.default_rng(seed)
     yr = obs.imr_year
     state_obs = obs.state.set_index("state")
     rows = []
@@ -72,6 +73,7 @@ def backtest(cal=None, years=(2016, 2017), obs=None, effects=None, seed: int = 7
         scale = deaths / np.maximum(cal.imr * births / 1000.0, 1e-12)
         d_draws = cal.imr_draws * births[None] / 1000.0 * scale[None]        # [K, S, R]
         st_draws = d_draws.sum(axis=2)                                      # [K, S]
+        rng = generator(seed, "backtest", year)                          # keyed by year
         sim = rng.poisson(np.repeat(st_draws, poisson_draws, axis=0))        # + Poisson noise
         b_state = births.sum(axis=1)
         pred = 1000.0 * deaths.sum(axis=1) / b_state
@@ -186,7 +188,7 @@ def add_backtest_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_backtest(args) -> int:
-    from imsim.calibration.calibrate import load_calibration
+    from imsim.calibration.targets import load_calibration
     from imsim.core.errors import InputError
 
     cal = load_calibration(args.calibration)

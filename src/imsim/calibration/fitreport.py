@@ -18,7 +18,7 @@ from imsim.calibration.observations import BASE_PERIOD, N_R, N_S, R_INDEX, S_IND
 from imsim.calibration.structure import preterm_targets, suid_targets
 
 if TYPE_CHECKING:
-    from imsim.calibration.calibrate import CalibratedTargets
+    from imsim.calibration.targets import CalibratedTargets
 
 def modelled_counts(cal: CalibratedTargets, effects: dict | None = None, baseline=None,
                     year_births: int | None = None, draw: int | None = None):

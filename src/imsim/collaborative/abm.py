@@ -53,20 +53,20 @@ from imsim.collaborative.config import (
     PARAMETERS,
     ROOT,  # noqa: F401 -- re-exported: importable from here as before the split
     CollaborativeConfig,
-    _max_year,
     apply_parameters,
     parse_collaborative,
 )
 from imsim.collaborative.teams import (
-    _STRATEGY_INDEX,
+    STRATEGY_INDEX,
     COIIN_2013_2017,
     COIIN_2013_2017_COUNTS,
     MAX_STRATEGIES_PER_TEAM,  # noqa: F401 -- re-exported, as above
-    _check_seed,
+    check_seed,
     coiin_2013_2017_teams,
 )
 from imsim.core.constants import FIRST_YEAR, STATES, STRATEGIES
 from imsim.core.errors import InputError
+from imsim.core.validation import max_year
 
 __all__ = [
     "PARAMETERS",
@@ -144,7 +144,7 @@ class StateTeam(mesa.Agent):
         for s in self.strategies:
             c = self.coverage[s]
             if phase == "support":
-                u = m.stall_draws[m.support_q, self.state_index, _STRATEGY_INDEX[s]]
+                u = m.stall_draws[m.support_q, self.state_index, STRATEGY_INDEX[s]]
                 self.stalled[s] = bool(u < cfg.stall_probability)
                 if self.stalled[s]:
                     continue
@@ -177,7 +177,7 @@ class CollaborativeModel(mesa.Model):
     """
 
     def __init__(self, config: CollaborativeConfig | Mapping, years: tuple[int, int], seed: int):
-        seed = _check_seed(seed)
+        seed = check_seed(seed)
         first, last = _check_years(years)
         super().__init__(rng=seed)
         self.config = config if isinstance(config, CollaborativeConfig) else parse_collaborative(config)
@@ -275,9 +275,9 @@ def _check_years(years: Any) -> tuple[int, int]:
     first, last = int(years[0]), int(years[1])
     if last < first:
         raise InputError(f"years must be [first, last] with last >= first; got {list(years)}", where="years")
-    if first < FIRST_YEAR or last > _max_year():
+    if first < FIRST_YEAR or last > max_year():
         raise InputError(
-            f"years must lie within {FIRST_YEAR} to {_max_year()}; got {list(years)}", where="years"
+            f"years must lie within {FIRST_YEAR} to {max_year()}; got {list(years)}", where="years"
         )
     return first, last
 

@@ -32,7 +32,6 @@ from imsim.core.validation import (
     between,
     fraction,
     keyed_mapping,
-    max_year,
     number,
     one_of,
     short,
@@ -127,11 +126,6 @@ del _s
 
 def _default(name: str) -> Any:
     return PARAMETERS[name][0]
-
-
-#: Kept for :mod:`imsim.collaborative.abm`, which imports it under this name; use
-#: :func:`imsim.core.validation.max_year`.
-_max_year = max_year
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from imsim.core.streams import generator
 from imsim.core.constants import STATES, STRATEGIES
 from imsim.core.errors import InputError
 from imsim.core.validation import short
@@ -48,9 +49,6 @@ def check_seed(seed: Any) -> int:
     return int(seed)
 
 
-# Kept for imsim.collaborative.abm, which imports them under these names.
-_STRATEGY_INDEX = STRATEGY_INDEX
-_check_seed = check_seed
 
 
 def _feasible(sizes: list[int], quotas: list[int]) -> bool:
@@ -78,7 +76,7 @@ def coiin_2013_2017_teams(seed: int = 0) -> dict[str, tuple[str, ...]]:
     *Not* published here: which state chose which. This function builds one assignment that
     reproduces the counts exactly; it is illustrative, not historical.
 
-    Construction (deterministic for a given ``seed``, numpy Generator ``default_rng(seed)``):
+    Construction (deterministic for a given ``seed``, the keyed generator ``imsim.core.streams.generator(seed, "collaborative_assignment")``):
 
     1. Team sizes. 145 pairs over 51 teams of size 1-3 means ``t`` teams of 3, ``94 - 2t`` of 2
        and ``t - 43`` of 1, with ``43 <= t <= 47``; ``t`` is drawn uniformly from that range and
@@ -94,7 +92,7 @@ def coiin_2013_2017_teams(seed: int = 0) -> dict[str, tuple[str, ...]]:
     seed = check_seed(seed)
     if seed in _COIIN_CACHE:
         return dict(_COIIN_CACHE[seed])
-    rng = np.random.default_rng([seed, 2013])
+    rng = generator(seed, "collaborative_assignment")
     n = len(STATES)
     total = sum(COIIN_2013_2017_COUNTS.values())
     extra = total - n  # pairs beyond one per team

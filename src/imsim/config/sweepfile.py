@@ -447,8 +447,12 @@ class Sweep(StrictModel):
             from SALib.sample import morris
 
             return morris.sample(prob, self.samples, num_levels=self.levels, seed=self.seed)
-        rng = np.random.default_rng(self.seed)
-        return rng.random((self.samples, self.n_params))
+        # Keyed per parameter id (imsim.core.streams): adding a parameter or samples changes
+        # no other parameter's samples.
+        from imsim.core.streams import uniforms
+
+        cols = [uniforms(self.seed, "sweep_psa", pid, self.samples) for pid in self.parameters]
+        return np.column_stack(cols) if cols else np.zeros((self.samples, 0))
 
     def transform(self, Q: np.ndarray) -> np.ndarray:
         """Map unit-cube values to parameter values through each distribution's quantiles.

@@ -6,7 +6,7 @@ equals the observation; cells without an observation share one multiplier per ra
 that the national IMR of the race equals its published value. Gestational age follows the
 national distribution shifted per race to the race's preterm rate.
 
-With ``targets`` (a :class:`imsim.calibration.calibrate.CalibratedTargets`), every cell gets the calibrated
+With ``targets`` (a :class:`imsim.calibration.targets.CalibratedTargets`), every cell gets the calibrated
 IMR (the point or posterior draw ``draw``), each race's deaths are split by cause as calibrated
 (one multiplier per cause x race, raked jointly with the cell multipliers) and gestational age
 takes the calibrated shift. The cut-point solve does not depend on the multipliers, so it runs
@@ -96,7 +96,7 @@ def direct_fit(baseline: Baseline, effects: dict[str, float], targets=None, draw
     """Solve the per-cell multipliers (see module docstring).
 
     Without ``targets``: observed cells hit their observed IMR, the others one multiplier per
-    race (as before). With ``targets`` (:class:`imsim.calibration.calibrate.CalibratedTargets`):
+    race (as before). With ``targets`` (:class:`imsim.calibration.targets.CalibratedTargets`):
     :func:`calibrated_fit` with posterior draw ``draw`` (``None``: the point).
     """
     if targets is not None:

@@ -1,0 +1,211 @@
+"""The calibrated targets: what a run loads from a calibration folder.
+
+:class:`CalibratedTargets` holds the calibrated IMR of every state x race cell (point, interval and
+joint posterior draws), the cause shares per race and the gestational-age shift;
+:func:`imsim.inputs.fit.direct_fit` with ``targets=`` solves the per-cell multipliers that make the
+expected engine reproduce them. :func:`load_calibration` finds and reads a saved fit. Fitting one
+is :mod:`imsim.calibration.calibrate`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imsim.calibration.observations import N_R, N_S, R_INDEX, S_INDEX
+from imsim.core.constants import RACES, STATES
+from imsim.core.errors import InputError
+
+
+#: Files that make a loadable calibration (the rest of a fit folder is its report).
+FIT_FILES = ("calibration.json", "cells.csv", "races.csv", "states.csv", "imr_draws.csv")
+#: Files a fit folder also holds (reports).
+REPORT_FILES = ("fit_report.csv", "fit_report.png", "backtest.csv", "backtest.png")
+
+
+# =============================================================================================
+# The calibrated targets: what a run loads
+# =============================================================================================
+
+@dataclass
+class CalibratedTargets:
+    """Calibrated targets on the 51 x 5 grid that :func:`imsim.inputs.fit.direct_fit` reproduces.
+
+    ``imr`` is the point (posterior median, = mean of the draws) IMR per 1,000 of every cell;
+    ``imr_lo``/``imr_hi`` its 95% posterior interval; ``imr_draws[K, 51, 5]`` joint posterior
+    draws; ``cause_share[5, 3]`` the share of deaths by cause per race (neonatal, SUID, other
+    postneonatal); ``ga_shift[51, 5]`` the log-odds shift of every GA cut; ``cells`` a table per
+    cell (observation, tier, births, pooled); ``meta`` data and targets hashes, settings, sigmas.
+    """
+
+    imr: np.ndarray
+    imr_lo: np.ndarray
+    imr_hi: np.ndarray
+    imr_draws: np.ndarray
+    cause_share: np.ndarray
+    ga_shift: np.ndarray
+    cells: pd.DataFrame
+    meta: dict
+    path: str | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", "calibration"))
+
+    @property
+    def n_draws(self) -> int:
+        return int(self.imr_draws.shape[0])
+
+    def cell_imr(self, draw: int | None = None) -> np.ndarray:
+        """IMR per 1,000 ``[51, 5]``: the point (``draw=None``) or posterior draw ``draw % K``."""
+        if draw is None:
+            return self.imr
+        return self.imr_draws[int(draw) % self.n_draws]
+
+    def ga_shift_cuts(self) -> np.ndarray:
+        """``[51, 5, 5]``: the same shift on every GA cut (the form :class:`Fit` holds)."""
+        return np.repeat(self.ga_shift[:, :, None], 5, axis=2)
+
+    @property
+    def content_hash(self) -> str:
+        """A hash of everything a fit reads from this calibration (caches key on it)."""
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=16)
+        for arr in (self.imr, self.imr_draws, self.cause_share, self.ga_shift):
+            a = np.ascontiguousarray(arr, dtype=float)
+            h.update(str(a.shape).encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
+
+    @property
+    def stale(self) -> bool:
+        """True when the packaged data changed since this fit (its data hash differs)."""
+        from imsim.inputs.data import data_hash
+
+        return self.meta.get("data_hash") != data_hash()
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, out: str | os.PathLike) -> Path:
+        """Write the fit files (:data:`FIT_FILES`) into folder ``out`` (created)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        cells = self.cells.copy()
+        cells.to_csv(out / "cells.csv", index=False, float_format="%.6g")
+        races = pd.DataFrame({"race": RACES, "share_neonatal": self.cause_share[:, 0],
+                              "share_suid": self.cause_share[:, 1],
+                              "share_other_postneonatal": self.cause_share[:, 2]})
+        for k, v in self.meta.get("race_columns", {}).items():
+            races[k] = v
+        races.to_csv(out / "races.csv", index=False, float_format="%.6g")
+        states = pd.DataFrame({"state": STATES})
+        for k, v in self.meta.get("state_columns", {}).items():
+            states[k] = v
+        states.to_csv(out / "states.csv", index=False, float_format="%.6g")
+        cols = [f"{s}.{r}" for s in STATES for r in RACES]
+        draws = pd.DataFrame(self.imr_draws.reshape(self.n_draws, -1), columns=cols)
+        draws.insert(0, "draw", np.arange(self.n_draws))
+        draws.to_csv(out / "imr_draws.csv", index=False, float_format="%.5g")
+        meta = {k: v for k, v in self.meta.items() if k not in ("race_columns", "state_columns")}
+        (out / "calibration.json").write_text(json.dumps(meta, indent=2, default=_json_default) + "\n",
+                                              encoding="utf-8")
+        return out
+
+    @classmethod
+    def load(cls, folder) -> CalibratedTargets:
+        """Read a fit folder (a path or an ``importlib.resources`` traversable)."""
+        folder_s = str(folder)
+
+        def read_csv(name):
+            with folder.joinpath(name).open("r", encoding="utf-8") as fh:
+                return pd.read_csv(fh, keep_default_na=False, na_values=[""])
+
+        try:
+            meta = json.loads(folder.joinpath("calibration.json").read_text(encoding="utf-8"))
+            cells = read_csv("cells.csv")
+            races = read_csv("races.csv")
+            states = read_csv("states.csv")
+            draws = read_csv("imr_draws.csv")
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            raise InputError(f"not a readable calibration folder ({exc}); expected "
+                             f"{', '.join(FIT_FILES)}", file=folder_s) from None
+        try:
+            idx_s = cells["state"].map(S_INDEX).to_numpy()
+            idx_r = cells["race"].map(R_INDEX).to_numpy()
+            grid = {}
+            for col in ("imr", "imr_lo", "imr_hi", "ga_shift"):
+                g = np.full((N_S, N_R), np.nan)
+                g[idx_s, idx_r] = cells[col].to_numpy(float)
+                grid[col] = g
+            cols = [f"{s}.{r}" for s in STATES for r in RACES]
+            d = draws[cols].to_numpy(float).reshape(len(draws), N_S, N_R)
+            races = races.set_index("race").loc[list(RACES)]
+            share = races[["share_neonatal", "share_suid", "share_other_postneonatal"]].to_numpy(float)
+        except (KeyError, ValueError) as exc:
+            raise InputError(f"calibration folder is incomplete or malformed ({exc})",
+                             file=folder_s) from None
+        if any(np.isnan(v).any() for v in grid.values()) or np.isnan(d).any() or (d <= 0).any():
+            raise InputError("calibration has missing or non-positive cells", file=folder_s)
+        meta["race_columns"] = {c: races[c].to_numpy() for c in races.columns
+                                if not c.startswith("share_")}
+        meta["state_columns"] = {c: states[c].to_numpy() for c in states.columns if c != "state"}
+        return cls(grid["imr"], grid["imr_lo"], grid["imr_hi"], d, share, grid["ga_shift"], cells,
+                   meta, path=folder_s)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _packaged_default():
+    from importlib import resources
+
+    return resources.files("imsim.inputs.data").joinpath("calibration").joinpath("default")
+
+
+def load_calibration(name_or_path: str | os.PathLike | None = None) -> CalibratedTargets | None:
+    """Find and load a calibration.
+
+    ``None`` or ``"default"``: ``./calibration/default/`` when the working directory has one,
+    else the copy packaged with imsim (``imsim/inputs/data/calibration/default``). ``"none"`` or
+    ``"direct"``: ``None`` (the caller uses the direct fit). A name: ``./calibration/<name>/``.
+    Otherwise a folder path. A missing or malformed folder raises :class:`InputError`; a fit made
+    from other packaged data loads with a warning (``.stale`` is True).
+    """
+    if name_or_path is not None and str(name_or_path).lower() in ("none", "direct"):
+        return None
+    if name_or_path is None or str(name_or_path) == "default":
+        local = Path("calibration") / "default"
+        if (local / "calibration.json").is_file():
+            cal = CalibratedTargets.load(local)
+        else:
+            pkg = _packaged_default()
+            if not pkg.joinpath("calibration.json").is_file():
+                return None
+            cal = CalibratedTargets.load(pkg)
+            cal.path = "packaged:imsim/inputs/data/calibration/default"
+    else:
+        p = Path(name_or_path)
+        if not (p / "calibration.json").is_file():
+            alt = Path("calibration") / str(name_or_path)
+            if (alt / "calibration.json").is_file():
+                p = alt
+            else:
+                raise InputError("no calibration here (expected a folder with calibration.json "
+                                 "written by 'imsim calibrate')", file=str(name_or_path))
+        cal = CalibratedTargets.load(p)
+    if cal.stale:
+        warnings.warn(f"calibration {cal.path} was fitted to other data (data hash "
+                      f"{cal.meta.get('data_hash')}); refit with 'imsim calibrate'", stacklevel=2)
+    return cal
