@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from imsim.analysis.recommend import load_plan, recommend, save
+from imsim.analysis.recommend import load_plan, recommend
+from imsim.output.recommendation import save
 
 PLAN = Path(__file__).resolve().parents[1] / "plans" / "national.yaml"
 

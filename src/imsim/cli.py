@@ -9,6 +9,7 @@ import argparse
 import sys
 import time
 
+from imsim.core.constants import ENGINES
 from imsim.core.errors import InputError
 
 EPILOG = """\
@@ -37,7 +38,7 @@ def _add_run(sub):
                     "and manifest.json into a new results folder.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="scenario YAML file (see scenarios/ for examples)")
-    p.add_argument("--engine", choices=["expected", "microsim"],
+    p.add_argument("--engine", choices=ENGINES,
                    help="expected: exact expected counts (fast, default); microsim: simulate "
                         "every birth (Monte Carlo spread)")
     p.add_argument("--seed", type=int, help="random seed (default: the scenario's seed)")

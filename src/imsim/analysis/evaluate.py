@@ -35,6 +35,7 @@ from dataclasses import fields
 
 import numpy as np
 
+from imsim.birth.params import GA_FIELDS
 from imsim.birth.strategies import apply
 from imsim.inputs.baseline import BASELINE_EFFECTS
 from imsim.inputs.fit import fit_for
@@ -43,7 +44,6 @@ from imsim.core.constants import RACES, STATES, STRATEGIES
 from imsim.core.errors import InputError
 
 #: CellParams fields read by ``model.ga_cumulative`` and by ``model.death_probabilities``.
-_GA_FIELDS = ("theta", "beta_smk", "beta_pp", "beta_ipi", "beta_li", "beta_prog", "beta_sd")
 _DEATH_FIELDS = ("q_neo", "q_suid", "q_oth", "or_nonl3", "or_us_suid", "rr_smk_suid",
                  "or_us_smk", "rr_li_pn", "rr_sd_death")
 
@@ -335,7 +335,7 @@ class _Prepared:
 
         n = scen.n
         changed = np.zeros(n, dtype=bool)
-        for f in _GA_FIELDS + _DEATH_FIELDS:
+        for f in GA_FIELDS + _DEATH_FIELDS:
             a, b = getattr(scen, f), getattr(pre, f)
             if a is not b:
                 changed |= (a != b).reshape(n, -1).any(axis=1)

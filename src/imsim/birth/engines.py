@@ -10,8 +10,8 @@ import numpy as np
 
 from imsim.birth import kernels as K
 from imsim.birth.params import Tables
+from imsim.core.constants import ENGINES  # noqa: F401  (re-exported)
 
-ENGINES = ("expected", "microsim")
 #: Births per parallel work item of the microsim (any value gives the same result).
 CHUNK_BIRTHS = 1 << 16
 _SEED_MAX = 2**64 - 1
@@ -22,7 +22,23 @@ SERIAL_BELOW = 8192
 
 
 def expected(tables: Tables) -> np.ndarray:
-    """Exact expected counts, float64 ``[n_cells, N_OUT]``."""
+    """Return the exact expected outcome counts of every cell.
+
+    Runs :func:`imsim.birth.kernels.expected_counts` (on one thread below
+    :data:`SERIAL_BELOW` cells).
+
+    Parameters
+    ----------
+    tables : Tables
+        Kernel tables of ``n_cells`` cells (:func:`imsim.birth.params.build_tables`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[n_cells, N_OUT]``: expected births and deaths by GA band and cause, and
+        expected numbers of exposed births (columns ``OUT_*`` of :mod:`imsim.birth.kernels`);
+        counts, not rates.
+    """
     n = tables.births.shape[0]
     out = np.zeros((n, K.N_OUT))
     kernel = K.expected_counts_serial if n < SERIAL_BELOW else K.expected_counts
@@ -33,7 +49,21 @@ def expected(tables: Tables) -> np.ndarray:
 
 
 def chunks(births: np.ndarray, chunk_births: int = CHUNK_BIRTHS):
-    """Split every cell's births into work items: ``(cell, start, length)`` int64 arrays."""
+    """Split every cell's births into work items of at most ``chunk_births`` births.
+
+    Parameters
+    ----------
+    births : array_like of int
+        ``[n_cells]`` births per cell (negative values count as 0).
+    chunk_births : int
+        Maximum births per work item.
+
+    Returns
+    -------
+    cell, start, length : numpy.ndarray
+        int64 ``[n_chunks]`` each: the cell of each work item, the index of its first birth
+        within the cell and its number of births. Cells with no births have no work item.
+    """
     births = np.asarray(births, dtype=np.int64)
     per_cell = np.maximum((births + chunk_births - 1) // chunk_births, 0)
     cell = np.repeat(np.arange(births.shape[0], dtype=np.int64), per_cell)
@@ -44,7 +74,23 @@ def chunks(births: np.ndarray, chunk_births: int = CHUNK_BIRTHS):
 
 
 def split_seed(seed: int) -> tuple[np.uint64, np.uint64]:
-    """The two 32-bit Philox key words of a non-negative integer seed below 2**64."""
+    """Return the two 32-bit Philox key words of a seed.
+
+    Parameters
+    ----------
+    seed : int
+        A whole number in ``[0, 2**64)``.
+
+    Returns
+    -------
+    tuple of numpy.uint64
+        ``(low 32 bits, high 32 bits)``.
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` is negative or not below ``2**64``.
+    """
     seed = int(seed)
     if seed < 0 or seed > _SEED_MAX:
         raise ValueError(f"seed must be in [0, 2**64), got {seed}")
@@ -53,7 +99,33 @@ def split_seed(seed: int) -> tuple[np.uint64, np.uint64]:
 
 def microsim(tables: Tables, seed: int, replicate: int = 0,
              chunk_births: int = CHUNK_BIRTHS) -> np.ndarray:
-    """Simulate every birth; integer counts ``[n_cells, N_OUT]``."""
+    """Simulate every birth of every cell and return its outcome counts.
+
+    The result is a pure function of the tables, ``seed`` and ``replicate``: it does not depend
+    on the number of threads or on ``chunk_births``.
+
+    Parameters
+    ----------
+    tables : Tables
+        Kernel tables of ``n_cells`` cells (:func:`imsim.birth.params.build_tables`).
+    seed : int
+        Seed in ``[0, 2**64)`` (the Philox key).
+    replicate : int
+        Monte Carlo replicate (the runner passes the draw index).
+    chunk_births : int
+        Births per parallel work item.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 ``[n_cells, N_OUT]``: births and deaths by GA band and cause, and numbers of
+        exposed births (columns ``OUT_*`` of :mod:`imsim.birth.kernels`).
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` is out of range (:func:`split_seed`).
+    """
     cell, start, length = chunks(tables.births, chunk_births)
     out = np.zeros((cell.shape[0], K.N_OUT), dtype=np.int64)
     k0, k1 = split_seed(seed)
@@ -66,7 +138,7 @@ def microsim(tables: Tables, seed: int, replicate: int = 0,
 
 
 def warm_up() -> None:
-    """Compile (or load from cache) both kernels on a tiny problem."""
+    """Compile (or load from the Numba cache) both engines' kernels on a one-cell problem."""
     from imsim.birth.params import CellParams, build_tables
 
     n = 1

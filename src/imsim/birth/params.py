@@ -184,7 +184,8 @@ def ga_linear_predictor(params: CellParams) -> np.ndarray:
     return eta
 
 
-_GA_FIELDS = ("theta", "beta_smk", "beta_pp", "beta_ipi", "beta_li", "beta_prog", "beta_sd")
+#: CellParams fields the gestational-age table reads.
+GA_FIELDS = ("theta", "beta_smk", "beta_pp", "beta_ipi", "beta_li", "beta_prog", "beta_sd")
 _GA_CACHE: dict[bytes, np.ndarray] = {}
 
 
@@ -195,7 +196,7 @@ def ga_cumulative(params: CellParams) -> np.ndarray:
     with only the death probabilities changing.
     """
     h = hashlib.blake2b(digest_size=16)
-    for name in _GA_FIELDS:
+    for name in GA_FIELDS:
         arr = np.ascontiguousarray(getattr(params, name), dtype=float)
         h.update(str(arr.shape).encode())
         h.update(arr.tobytes())

@@ -46,7 +46,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from imsim.birth.params import COND_EXPOSURES, CellParams, exposure_marginals
-from imsim.core.constants import STRATEGIES
+from imsim.core.constants import (
+    PRETERM_DEFAULT_COMPONENTS,
+    SD_POLICIES,
+    SMOKING_PROGRAMS,
+    STRATEGIES,
+)
 
 #: Evidence id of the relative quit rate of each smoking-cessation program.
 SMOKING_PROGRAM_EFFECT = {
@@ -107,7 +112,7 @@ def smoking_cessation(p: CellParams, c: np.ndarray, e: Effects, options: Mapping
     smokers. Evidence: ``cessation_control_quit`` and ``cessation_<program>_rr`` (option
     ``program``: counselling, incentives, feedback or education).
     """
-    program = options.get("program", "counselling")
+    program = options.get("program", SMOKING_PROGRAMS[0])
     rr = _col(e[SMOKING_PROGRAM_EFFECT[program]], p.n)
     extra_quit = np.clip(_col(e["cessation_control_quit"], p.n) * (rr - 1.0), 0.0, 1.0)
     k = COND_EXPOSURES.index("smoking")
@@ -127,7 +132,7 @@ def preterm_prevention(p: CellParams, c: np.ndarray, e: Effects, options: Mappin
       Evidence: ``vaginal_progesterone_ptb_rr``, ``ohpc_ptb_rr`` (base case: no effect) or
       ``ohpc_meis_ptb_rr`` (option ``ohpc_effect: meis``).
     """
-    comps = options.get("components", ["hard_stop", "vaginal_progesterone"])
+    comps = options.get("components", PRETERM_DEFAULT_COMPONENTS)
     n = p.n
     c = _col(c, n)
     if "hard_stop" in comps:
@@ -185,7 +190,7 @@ def social_determinants(p: CellParams, c: np.ndarray, e: Effects, options: Mappi
     """
     n = p.n
     p.p_sd = np.clip(_col(c, n), 0.0, 1.0).copy()
-    if options.get("policy", "medicaid_expansion") == "medicaid_expansion":
+    if options.get("policy", SD_POLICIES[0]) == "medicaid_expansion":
         p.rr_sd_death = _col(e["medicaid_expansion_death_rr"], n).copy()
         p.beta_sd = np.zeros((n, 5))
     else:
@@ -206,7 +211,8 @@ LEVERS: dict[str, Strategy] = {
     "risk_appropriate_care": risk_appropriate_care,
     "social_determinants": social_determinants,
 }
-assert tuple(LEVERS) == tuple(STRATEGIES)
+if tuple(LEVERS) != tuple(STRATEGIES) or set(SMOKING_PROGRAM_EFFECT) != set(SMOKING_PROGRAMS):
+    raise ImportError("strategy or program lists out of step with imsim.core.constants")
 
 
 @dataclass(frozen=True)

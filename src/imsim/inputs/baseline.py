@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from imsim.core.constants import DATA_YEARS, GA_BANDS, RACES, STATES
+from imsim.core.constants import CAUSES, DATA_YEARS, GA_BANDS, RACES, STATES
 from imsim.inputs.data import load_table
 from imsim.birth.params import (
     COND_EXPOSURES,
@@ -368,11 +368,11 @@ def _death_rates_by_race(ga_cum_target) -> np.ndarray:
     ga = load_table("ga_structure")
     nat = ga[ga["race"] == "ALL"].set_index("ga_band").loc[list(GA_BANDS)]
     rates_all = np.stack([nat[f"imr_{c}"].to_numpy(float) for c in
-                          ("neonatal", "suid", "other_postneonatal")]) / 1000.0  # [3, 6]
+                          CAUSES]) / 1000.0  # [3, 6]
     shares_all = nat["births_share"].to_numpy(float)
     shares_all = shares_all / shares_all.sum()
     deaths_all = np.stack([nat[f"deaths_{c}"].to_numpy(float) for c in
-                           ("neonatal", "suid", "other_postneonatal")])          # [3, 6]
+                           CAUSES])          # [3, 6]
     out = np.empty((3, N_R, 6))
     for r_name, r in R_INDEX.items():
         sub = ga[ga["race"] == r_name]
@@ -381,7 +381,7 @@ def _death_rates_by_race(ga_cum_target) -> np.ndarray:
         if len(sub) == 6:
             sub = sub.set_index("ga_band").loc[list(GA_BANDS)]
             d_r = np.stack([sub[f"deaths_{c}"].to_numpy(float) for c in
-                            ("neonatal", "suid", "other_postneonatal")])
+                            CAUSES])
             # Relative risk of race r vs all within a band: (deaths_r / births_r) / (deaths / births).
             # Births per band are not published by race; use the race's share of deaths relative
             # to its share of births implied by its GA distribution.

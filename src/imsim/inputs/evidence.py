@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from imsim.inputs.data import load_table
+from imsim.core.constants import DISTRIBUTIONS  # noqa: F401  (re-exported)
 from imsim.core.errors import InputError, did_you_mean
 
-DISTRIBUTIONS = ("lognormal", "normal", "uniform", "triangular", "fixed")
 _Z95 = 3.919927969080108  # 2 x 1.959964
 
 

@@ -60,7 +60,7 @@ def manifest(result) -> dict:
     return {
         "imsim_version": __version__,
         "scenario": result.scenario.name,
-        "scenario_file": getattr(result.scenario, "_source", None),
+        "scenario_file": result.scenario.source,
         "engine": result.engine,
         "seed": result.seed,
         "replicates": result.replicates,
