@@ -79,7 +79,18 @@ _INV32 = 1.0 / 4294967296.0
 def philox4x32(c0, c1, c2, c3, k0, k1):
     """Return the four 32-bit words of Philox4x32-10 (Salmon et al. 2011) as uint64 scalars.
 
-    All arguments are uint64 holding 32-bit values: counter ``(c0, c1, c2, c3)``, key ``(k0, k1)``.
+    Parameters
+    ----------
+    c0, c1, c2, c3 : uint64
+        The counter, each word a 32-bit value: birth index within the cell, cell uid, stream
+        block and replicate (as :func:`simulate_counts` uses them).
+    k0, k1 : uint64
+        The key (the seed's low and high 32 bits).
+
+    Returns
+    -------
+    tuple of 4 uint64
+        The four output words, each in ``[0, 2**32)``.
     """
     for _ in range(10):
         p0 = _M0 * c0
@@ -127,7 +138,7 @@ def _ga_band(cum, combo, u):
 @nb.njit(**JIT_PARALLEL_OPTIONS)
 def simulate_counts(chunk_cell, chunk_start, chunk_len, cell_uid, key0, key1, replicate,
                     p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out):
-    """Simulate every birth of every chunk and add its outcomes to ``out[chunk]``.
+    """Simulate every birth of every chunk and write its outcome counts to ``out[chunk]``.
 
     Parameters
     ----------
@@ -139,10 +150,24 @@ def simulate_counts(chunk_cell, chunk_start, chunk_len, cell_uid, key0, key1, re
         The seed, as two 32-bit halves (Philox key).
     replicate : uint64
         Monte Carlo replicate (Philox counter word 3).
-    p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum : float64 arrays
-        Cell tables, see the module docstring.
+    p_li : float64[n_cells]
+        P(low income).
+    p_exp : float64[n_cells, 4, 2]
+        P(exposure | low income), exposures smoking, prior preterm, short IPI, elective early
+        term.
+    p_us : float64[n_cells, 2, 2]
+        P(unsafe sleep | low income, smoking).
+    p_prog, p_sd, p_l3 : float64[n_cells]
+        P(progesterone | eligible), P(social-determinants reach | low income),
+        P(level III+ delivery | GA < 32 weeks).
+    ga_cum : float64[n_cells, 64, 5]
+        Cumulative GA probabilities (see the module docstring).
+    death_cum : float64[n_cells, 6, 2, 16, 3]
+        Cumulative death thresholds (see the module docstring).
     out : int64[n_chunks, N_OUT]
-        Zeroed on entry; one row per chunk, so threads never share a row.
+        Output: every column of row ``chunk`` is overwritten with that chunk's counts (births
+        and deaths by band, tallies of exposed births); one row per chunk, so threads never
+        share a row.
     """
     n_chunks = chunk_cell.shape[0]
     for ch in nb.prange(n_chunks):
@@ -355,12 +380,21 @@ def _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, dea
 
 @nb.njit(**JIT_PARALLEL_OPTIONS)
 def expected_counts(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out):
-    """Write the exact expected outcome counts of each cell into ``out[cell]``.
+    """Write the exact expected outcome counts of each cell into ``out[cell]`` (parallel).
 
     Sums over low income, smoking, unsafe sleep and social-determinants reach (which the death
     tables depend on) and, inside, over prior preterm, short IPI, progesterone and elective
-    early-term delivery (which act only through gestational age). Arguments as in
-    :func:`simulate_counts`; ``births`` is float64[n], ``out`` float64[n, N_OUT].
+    early-term delivery (which act only through gestational age).
+
+    Parameters
+    ----------
+    births : float64[n]
+        Births per cell (the counts are linear in it).
+    p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum : float64 arrays
+        Cell tables with ``n`` rows, shapes as in :func:`simulate_counts`.
+    out : float64[n, N_OUT]
+        Output: row ``c`` is overwritten with the expected counts of cell ``c`` (births and
+        deaths by band, expected numbers of exposed births; columns ``OUT_*``).
     """
     for c in nb.prange(births.shape[0]):
         _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out)
@@ -369,7 +403,20 @@ def expected_counts(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death
 @nb.njit(**JIT_OPTIONS)
 def expected_counts_serial(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum,
                            out):
-    """:func:`expected_counts` on one thread (faster for a few thousand cells or fewer)."""
+    """Write the expected counts of :func:`expected_counts` on one thread.
+
+    Faster than the parallel kernel for a few thousand cells or fewer (thread start-up costs
+    more than it saves).
+
+    Parameters
+    ----------
+    births : float64[n]
+        Births per cell.
+    p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum : float64 arrays
+        Cell tables with ``n`` rows, shapes as in :func:`simulate_counts`.
+    out : float64[n, N_OUT]
+        Output, as in :func:`expected_counts`.
+    """
     for c in range(births.shape[0]):
         _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out)
 
@@ -378,10 +425,30 @@ def expected_counts_serial(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum
 def rake_multipliers(target, deaths_unit, race, race_cause, f, iters, tol):
     """Rake cell and race x cause death multipliers (``m[c, i] = k[i] * f[c, race[i]]``).
 
-    ``target[n]``: deaths per cell; ``deaths_unit[3, n]``: deaths per unit multiplier;
-    ``race[n]``: race index; ``race_cause[3, R]``: deaths by cause and race; ``f[3, R]``: the
-    starting race x cause factors (updated in place). Alternates ``k`` (cells hit their totals)
-    and ``f`` (races hit their cause split) until ``f`` changes by less than ``tol``. Returns ``k``.
+    Alternates ``k`` (each cell hits its total deaths) and ``f`` (each race hits its deaths by
+    cause), on deaths linear in the multipliers: ``deaths[c, i] = m[c, i] * deaths_unit[c, i]``.
+
+    Parameters
+    ----------
+    target : float64[n]
+        Target deaths per cell (all causes).
+    deaths_unit : float64[3, n]
+        Expected deaths per unit multiplier, by cause (neonatal, SUID, other postneonatal).
+    race : int64[n]
+        Race index of each cell, in ``0 .. R-1``.
+    race_cause : float64[3, R]
+        Target deaths by cause and race.
+    f : float64[3, R]
+        Starting race x cause factors; updated in place to the raked factors.
+    iters : int
+        Maximum number of raking sweeps.
+    tol : float
+        Stop when no factor of ``f`` changes by more than this relative amount.
+
+    Returns
+    -------
+    float64[n]
+        The cell factors ``k`` (consistent with the final ``f``).
     """
     n = target.shape[0]
     n_r = race_cause.shape[1]
@@ -415,10 +482,20 @@ def rake_multipliers(target, deaths_unit, race, race_cause, f, iters, tol):
 
 @nb.njit(**JIT_OPTIONS)
 def ga_table(theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd, out):
-    """Cumulative GA probabilities ``out[n, 64, 5]`` from the cut-points and log odds ratios.
+    """Write cumulative GA probabilities ``out[n, 64, 5]`` from cut-points and log odds ratios.
 
     ``P(GA < cut_k | combination) = expit(theta_k + sum_x beta_xk x)`` over the combination bits
     ``smk, pp, ipi, li, prog, sd`` (bit 0 first), made non-decreasing in k.
+
+    Parameters
+    ----------
+    theta : float64[n, 5]
+        Cut-points (log odds of GA below 28, 32, 34, 37, 39 weeks for an unexposed birth).
+    beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd : float64[n, 5]
+        Log odds ratios of each cut for smoking, prior preterm, short IPI, low income,
+        progesterone and social-determinants reach.
+    out : float64[n, 64, 5]
+        Output, overwritten.
     """
     n = theta.shape[0]
     prod = np.empty(64)
@@ -455,10 +532,24 @@ def _apply_or(p, odds_ratio):
 @nb.njit(**JIT_OPTIONS)
 def death_table(q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid, or_us_smk, rr_li_pn,
                 rr_sd_death, cap, out):
-    """Cumulative death thresholds ``out[n, 6, 2, 16, 3]`` (see the module docstring).
+    """Write cumulative death thresholds ``out[n, 6, 2, 16, 3]`` (see the module docstring).
 
     Odds ratios act on the odds, risk ratios multiply the probability (capped at ``cap``): as in
     :func:`imsim.birth.params.death_probabilities`.
+
+    Parameters
+    ----------
+    q_neo, q_suid, q_oth : float64[n, 6]
+        Reference death probabilities per GA band (neonatal, SUID, other postneonatal) of an
+        unexposed birth delivered at level III+.
+    or_nonl3, or_us_suid, rr_smk_suid, or_us_smk, rr_li_pn, rr_sd_death : float64[n]
+        Odds ratios (``or_*``) and risk ratios (``rr_*``) of
+        :class:`imsim.birth.params.CellParams`.
+    cap : float
+        Upper bound of a death probability after a risk ratio (a probability).
+    out : float64[n, 6, 2, 16, 3]
+        Output, overwritten: axes cell, GA band, delivery below level III (1) or not (0),
+        combination ``smk + 2 us + 4 li + 8 sd``, cumulative cause threshold.
     """
     n = q_neo.shape[0]
     for c in range(n):
@@ -497,11 +588,27 @@ def death_table(q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid, or_us_s
 
 @nb.njit(**JIT_OPTIONS)
 def solve_cutpoints_kernel(w, off, eet, target, tol, out):
-    """Cut-points ``out[n, 5]`` with ``sum_j w[c, j] F_k(theta + off[c, j, k]) = target[c, k]``.
+    """Solve cut-points ``out[n, 5]`` so that each cell's marginal P(GA < cut_k) is ``target``.
 
-    ``F_k`` is the logistic function, except at the last cut (39 weeks) where elective early-term
-    delivery adds ``(1 - F) eet[c, j]``. Safeguarded Newton (bisection when a step leaves the
-    bracket); ``w[n, J]`` combination weights summing to 1.
+    Solves ``sum_j w[c, j] F_k(out[c, k] + off[c, j, k]) = target[c, k]``. ``F_k`` is the
+    logistic function, except at the last cut (39 weeks) where elective early-term
+    delivery adds ``(1 - F) eet[c, j]``. Safeguarded Newton in ``[-40, 40]`` (bisection when a
+    step leaves the bracket), at most 100 steps per cut.
+
+    Parameters
+    ----------
+    w : float64[n, J]
+        Weights of the ``J`` exposure combinations of each cell (each row sums to 1).
+    off : float64[n, J, 5]
+        Log-odds offset of each combination at each cut (``sum_x beta_xk x``).
+    eet : float64[n, J]
+        P(elective early-term delivery) of each combination.
+    target : float64[n, 5]
+        Target marginal P(GA < cut_k), each in (0, 1).
+    tol : float
+        Absolute tolerance on the marginal probability.
+    out : float64[n, 5]
+        Output, overwritten with the cut-points (log odds).
     """
     n, n_j = w.shape
     for c in range(n):
