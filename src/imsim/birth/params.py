@@ -21,10 +21,11 @@ The birth (see DESIGN.md):
    a 39+ week birth into a 37-38 week birth.
 4. Delivery at a level III+ hospital for births under 32 weeks (``p_l3``).
 5. Death, competing causes: neonatal (by GA band; the odds multiplied by ``or_nonl3`` below
-   level III), then, for neonatal survivors, SUID (by band; odds x unsafe sleep x smoking x
-   their interaction) and other postneonatal causes (by band). Low income multiplies the
-   postneonatal odds; the social-determinants intervention multiplies all death odds of the
-   births it reaches.
+   level III), then, for neonatal survivors, SUID (by band; the odds multiplied for unsafe
+   sleep and its interaction with smoking, the risk for smoking) and other postneonatal causes
+   (by band). Low income multiplies the postneonatal risks (SUID and other); the
+   social-determinants intervention multiplies the risk of every cause for the births it
+   reaches.
 
 Odds ratios (``or_*``) act on the odds of the outcome (``odds' = odds x OR``), which converts
 them to risk ratios with the baseline risk as the evidence guidance asks; risk ratios (``rr_*``)
@@ -48,8 +49,49 @@ class CellParams:
     """Named model quantities for ``n`` cells (all arrays have ``n`` as first axis).
 
     Prevalences are probabilities; ``beta_*`` are log odds ratios per GA cut ([n, 5]); ``or_*``
-    odds ratios; ``q_*`` reference death probabilities per GA band ([n, 6]) for an unexposed
-    birth delivered at level III+.
+    odds ratios; ``rr_*`` risk ratios; ``q_*`` reference death probabilities per GA band
+    ([n, 6]) for an unexposed birth delivered at level III+. Every float array is float64.
+
+    Attributes
+    ----------
+    births : numpy.ndarray
+        int64 ``[n]``: live births of each cell.
+    uid : numpy.ndarray
+        uint64 ``[n]``: stable cell id (:func:`imsim.inputs.baseline.cell_uid`), the key of the
+        cell's random numbers.
+    p_li : numpy.ndarray
+        ``[n]``: P(low income).
+    p_exp : numpy.ndarray
+        ``[n, 4, 2]``: P(exposure | low income 0/1) for :data:`COND_EXPOSURES`.
+    p_us : numpy.ndarray
+        ``[n, 2, 2]``: P(unsafe sleep | low income, smoking).
+    p_prog : numpy.ndarray
+        ``[n]``: P(progesterone | eligible) (0 in the baseline).
+    p_sd : numpy.ndarray
+        ``[n]``: P(reached by the social-determinants intervention | low income).
+    p_l3 : numpy.ndarray
+        ``[n]``: P(delivery at a level III+ hospital | GA < 32 weeks).
+    theta : numpy.ndarray
+        ``[n, 5]``: cut-points, log odds of GA below 28, 32, 34, 37, 39 weeks when unexposed.
+    beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd : numpy.ndarray
+        ``[n, 5]``: log odds ratios of each cut for smoking, prior preterm, short IPI, low
+        income, progesterone and social-determinants reach.
+    q_neo, q_suid, q_oth : numpy.ndarray
+        ``[n, 6]``: reference death probabilities by GA band (neonatal, SUID, other
+        postneonatal).
+    or_nonl3 : numpy.ndarray
+        ``[n]``: odds ratio of neonatal death below level III (GA < 32 weeks).
+    or_us_suid : numpy.ndarray
+        ``[n]``: odds ratio of SUID for unsafe sleep.
+    rr_smk_suid : numpy.ndarray
+        ``[n]``: risk ratio of SUID for smoking (direct).
+    or_us_smk : numpy.ndarray
+        ``[n]``: odds ratio of the unsafe sleep x smoking interaction on SUID.
+    rr_li_pn : numpy.ndarray
+        ``[n]``: risk ratio of postneonatal death (SUID and other) for low income (direct).
+    rr_sd_death : numpy.ndarray
+        ``[n]``: risk ratio of death (every cause) for births reached by the
+        social-determinants intervention.
     """
 
     births: np.ndarray            # int64[n]
@@ -79,6 +121,7 @@ class CellParams:
 
     @property
     def n(self) -> int:
+        """Number of cells."""
         return int(self.births.shape[0])
 
     def copy(self) -> CellParams:
@@ -86,11 +129,32 @@ class CellParams:
         return replace(self, **{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
     def take(self, idx) -> CellParams:
-        """Return the parameters of the cells ``idx``."""
+        """Return the parameters of the cells ``idx``.
+
+        Parameters
+        ----------
+        idx : array_like of int or bool
+            Cell indices (may repeat) or a boolean mask ``[n]``.
+
+        Returns
+        -------
+        CellParams
+            The selected cells, in ``idx`` order (NumPy indexing: copies for integer indices).
+        """
         return replace(self, **{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
     def put(self, idx, sub: CellParams) -> None:
-        """Write the parameters of ``sub`` back into the cells ``idx``."""
+        """Write the parameters of ``sub`` back into the cells ``idx``, in place.
+
+        Read-only arrays (shared baseline arrays) are copied before being written.
+
+        Parameters
+        ----------
+        idx : array_like of int
+            ``[m]`` indices of the cells to overwrite.
+        sub : CellParams
+            Parameters of ``m`` cells, in ``idx`` order.
+        """
         for f in fields(self):
             arr = getattr(self, f.name)
             if not arr.flags.writeable:
@@ -101,7 +165,25 @@ class CellParams:
 
 @dataclass
 class Tables:
-    """Kernel inputs for ``n`` cells (see :mod:`imsim.birth.kernels`)."""
+    """Kernel inputs for ``n`` cells (see :mod:`imsim.birth.kernels`), contiguous arrays.
+
+    Attributes
+    ----------
+    births : numpy.ndarray
+        int64 ``[n]``: live births per cell.
+    uid : numpy.ndarray
+        uint64 ``[n]``: stable cell ids (the key of the cell's random numbers).
+    p_li, p_prog, p_sd, p_l3 : numpy.ndarray
+        float64 ``[n]``: as in :class:`CellParams`.
+    p_exp : numpy.ndarray
+        float64 ``[n, 4, 2]``: P(exposure | low income).
+    p_us : numpy.ndarray
+        float64 ``[n, 2, 2]``: P(unsafe sleep | low income, smoking).
+    ga_cum : numpy.ndarray
+        float64 ``[n, 64, 5]``: P(GA < cut_k | exposure/treatment combination).
+    death_cum : numpy.ndarray
+        float64 ``[n, 6, 2, 16, 3]``: cumulative death thresholds.
+    """
 
     births: np.ndarray
     uid: np.ndarray
@@ -115,16 +197,37 @@ class Tables:
     death_cum: np.ndarray
 
     def take(self, idx) -> Tables:
-        """The tables of the cells ``idx`` (contiguous copies)."""
+        """Return the tables of the cells ``idx`` (contiguous copies).
+
+        Parameters
+        ----------
+        idx : array_like of int or bool
+            Cell indices or a boolean mask ``[n]``.
+
+        Returns
+        -------
+        Tables
+            The selected cells.
+        """
         return Tables(**{f.name: np.ascontiguousarray(getattr(self, f.name)[idx])
                          for f in fields(self)})
 
 
 def cells_differ(a: Tables, b: Tables) -> np.ndarray:
-    """Boolean [n]: cells whose tables differ between two arms.
+    """Return which cells have different tables in two arms.
 
     A cell with identical tables has identical outcomes in both arms (common random numbers by
     construction), so the microsim need not simulate it twice.
+
+    Parameters
+    ----------
+    a, b : Tables
+        Tables of the same ``n`` cells (e.g. baseline and scenario arm).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool ``[n]``: True where any field differs.
     """
     n = a.births.shape[0]
     diff = np.zeros(n, dtype=bool)
@@ -135,16 +238,31 @@ def cells_differ(a: Tables, b: Tables) -> np.ndarray:
 
 
 def expit(x):
+    """Return the logistic function ``1 / (1 + exp(-x))`` of log odds ``x`` (a probability)."""
     return 1.0 / (1.0 + np.exp(-x))
 
 
 def logit(p):
+    """Return the log odds ``log(p / (1 - p))`` of probabilities ``p`` (float64, any shape)."""
     p = np.asarray(p, dtype=float)
     return np.log(p) - np.log1p(-p)
 
 
 def apply_or(p, odds_ratio):
-    """Return the probability whose odds are ``odds_ratio`` times the odds of ``p``."""
+    """Return the probability whose odds are ``odds_ratio`` times the odds of ``p``.
+
+    Parameters
+    ----------
+    p : array_like of float
+        Probabilities in [0, 1].
+    odds_ratio : array_like of float
+        Odds ratios (> 0), broadcast against ``p``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, the broadcast shape: ``OR p / (1 - p + OR p)``.
+    """
     p = np.asarray(p, dtype=float)
     odds_ratio = np.asarray(odds_ratio, dtype=float)
     return odds_ratio * p / (1.0 - p + odds_ratio * p)
@@ -155,7 +273,22 @@ RISK_CAP = 0.999
 
 
 def apply_rr(p, risk_ratio, cap: float = RISK_CAP):
-    """Return ``p`` times a risk ratio, capped at ``cap`` (a probability never reaches 1)."""
+    """Return ``p`` times a risk ratio, capped at ``cap`` (a probability never reaches 1).
+
+    Parameters
+    ----------
+    p : array_like of float
+        Probabilities in [0, 1].
+    risk_ratio : array_like of float
+        Risk ratios (>= 0), broadcast against ``p``.
+    cap : float
+        Largest probability returned.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, the broadcast shape: ``min(p * RR, cap)``.
+    """
     return np.minimum(np.asarray(p, dtype=float) * np.asarray(risk_ratio, dtype=float), cap)
 
 
@@ -170,7 +303,20 @@ DEATH_BITS = _combo_bits(4)   # smk, us, li, sd
 
 
 def ga_linear_predictor(params: CellParams) -> np.ndarray:
-    """[n, 64, 5] log odds of GA below each cut for every exposure/treatment combination."""
+    """Return the log odds of GA below each cut for every exposure/treatment combination.
+
+    Parameters
+    ----------
+    params : CellParams
+        Parameters of ``n`` cells.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[n, 64, 5]``: ``theta_k + sum_x beta_xk x`` for combination
+        ``smk + 2 pp + 4 ipi + 8 li + 16 prog + 32 sd`` and cuts 28, 32, 34, 37, 39 weeks
+        (before the non-decreasing correction of :func:`ga_cumulative`).
+    """
     b = GA_BITS.astype(float)
     eta = (
         params.theta[:, None, :]
@@ -190,10 +336,21 @@ _GA_CACHE: dict[bytes, np.ndarray] = {}
 
 
 def ga_cumulative(params: CellParams) -> np.ndarray:
-    """[n, 64, 5] P(GA < cut_k | combination), made non-decreasing in k.
+    """Return P(GA < cut_k | combination) for every cell, made non-decreasing in k.
 
-    Memoised on the content of the GA parameters: fitting and sweeps rebuild tables many times
-    with only the death probabilities changing.
+    Memoised on the content of the GA parameters (:data:`GA_FIELDS`): fitting and sweeps
+    rebuild tables many times with only the death probabilities changing.
+
+    Parameters
+    ----------
+    params : CellParams
+        Parameters of ``n`` cells.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[n, 64, 5]``, read-only (shared by the cache): probabilities, combination
+        index ``smk + 2 pp + 4 ipi + 8 li + 16 prog + 32 sd``, cuts 28, 32, 34, 37, 39 weeks.
     """
     h = hashlib.blake2b(digest_size=16)
     for name in GA_FIELDS:
@@ -220,10 +377,23 @@ def ga_cumulative(params: CellParams) -> np.ndarray:
 
 
 def death_probabilities(params: CellParams):
-    """Per-cause death probabilities ``(p_neo, p_suid, p_oth)``, each [n, 6, 2, 16].
+    """Return the per-cause death probabilities of every cell, band and combination (NumPy).
 
-    Axes: cell, GA band, delivery below level III (only meaningful for bands < 32 weeks),
-    combination ``smk + 2 us + 4 li + 8 sd``.
+    The reference formulas of :func:`imsim.birth.kernels.death_table`. Each cause's
+    probability is conditional on surviving the causes before it (neonatal, then SUID, then
+    other postneonatal).
+
+    Parameters
+    ----------
+    params : CellParams
+        Parameters of ``n`` cells.
+
+    Returns
+    -------
+    p_neo, p_suid, p_oth : numpy.ndarray
+        float64 ``[n, 6, 2, 16]`` each (read-only broadcast views), probabilities. Axes: cell,
+        GA band, delivery below level III (1) or not (0; only meaningful for bands < 32
+        weeks), combination ``smk + 2 us + 4 li + 8 sd``.
     """
     n = params.n
     bits = DEATH_BITS
@@ -255,8 +425,22 @@ def death_probabilities(params: CellParams):
 
 
 def death_cumulative(params: CellParams) -> np.ndarray:
-    """[n, 6, 2, 16, 3] cumulative death thresholds (Numba; same formulas as
-    :func:`death_probabilities`, which documents them in NumPy)."""
+    """Return the cumulative death thresholds of every cell (Numba).
+
+    Same formulas as :func:`death_probabilities`, which documents them in NumPy.
+
+    Parameters
+    ----------
+    params : CellParams
+        Parameters of ``n`` cells; the ``or_*``/``rr_*`` fields may be scalars or ``[n]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[n, 6, 2, 16, 3]``: axes cell, GA band, delivery below level III,
+        combination ``smk + 2 us + 4 li + 8 sd``, and the cumulative thresholds ``t0 <= t1 <=
+        t2`` (neonatal, + SUID, + other postneonatal) of a uniform ``u``.
+    """
     from imsim.birth import kernels as K
 
     f = np.ascontiguousarray
@@ -282,13 +466,42 @@ def _tables(params: CellParams, ga_cum, death_cum) -> Tables:
 
 
 def build_tables(params: CellParams) -> Tables:
-    """Translate named cell parameters into the tables both engines read."""
+    """Translate named cell parameters into the tables both engines read.
+
+    Parameters
+    ----------
+    params : CellParams
+        Parameters of ``n`` cells.
+
+    Returns
+    -------
+    Tables
+        Contiguous kernel tables of the ``n`` cells.
+    """
     return _tables(params, ga_cumulative(params), death_cumulative(params))
 
 
 def build_tables_reusing(params: CellParams, ga_cum, death_cum, changed) -> Tables:
-    """Tables of ``params`` from already-built GA/death tables of the same cells, rebuilding only
-    the rows in the boolean mask ``changed`` (cells whose GA or death parameters differ)."""
+    """Return the tables of ``params``, reusing GA and death tables built for the same cells.
+
+    Only the rows in ``changed`` are rebuilt; the inputs are not modified.
+
+    Parameters
+    ----------
+    params : CellParams
+        Parameters of ``n`` cells.
+    ga_cum : array_like
+        float64 ``[n, 64, 5]``: GA table built for a previous version of ``params``.
+    death_cum : array_like
+        float64 ``[n, 6, 2, 16, 3]``: death table built for a previous version of ``params``.
+    changed : array_like of bool
+        ``[n]``: cells whose GA or death parameters differ from that version.
+
+    Returns
+    -------
+    Tables
+        The same tables :func:`build_tables` would make.
+    """
     ga_cum = np.array(ga_cum, dtype=float)
     death_cum = np.array(death_cum, dtype=float)
     if np.any(changed):
@@ -324,9 +537,22 @@ def _solve_intercept(target, weights, offsets, iters: int = 60):
 
 
 def conditional_on_income(marginal, p_li, odds_ratio):
-    """[n, 2] P(x | low income = 0, 1) with the given marginal and odds ratio.
+    """Return P(x | low income = 0, 1) that keeps a marginal prevalence and an odds ratio.
 
-    ``marginal`` and ``p_li`` are [n]; ``odds_ratio`` a scalar or [n].
+    Parameters
+    ----------
+    marginal : array_like of float
+        ``[n]``: marginal prevalence of the exposure (probability).
+    p_li : array_like of float
+        ``[n]``: P(low income).
+    odds_ratio : float or array_like of float
+        Odds ratio of the exposure for low income (> 0), scalar or ``[n]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[n, 2]``: P(x | not low income), P(x | low income); exactly 0 or 1 where the
+        marginal is.
     """
     marginal = np.asarray(marginal, dtype=float)
     log_or = np.log(np.broadcast_to(np.asarray(odds_ratio, dtype=float), marginal.shape))
@@ -340,7 +566,27 @@ def conditional_on_income(marginal, p_li, odds_ratio):
 
 
 def unsafe_sleep_conditional(marginal, p_li, p_smk_given_li, or_li, or_smk):
-    """[n, 2, 2] P(unsafe sleep | low income, smoking) with the given marginal."""
+    """Return P(unsafe sleep | low income, smoking) that keeps a marginal prevalence.
+
+    Logistic in low income and smoking (no interaction term), with the intercept solved so the
+    prevalence over the cell's joint (low income, smoking) distribution is ``marginal``.
+
+    Parameters
+    ----------
+    marginal : array_like of float
+        ``[n]``: marginal prevalence of unsafe sleep (probability).
+    p_li : array_like of float
+        ``[n]``: P(low income).
+    p_smk_given_li : numpy.ndarray
+        float64 ``[n, 2]``: P(smoking | low income 0/1).
+    or_li, or_smk : float or array_like of float
+        Odds ratios of unsafe sleep for low income and for smoking (> 0), scalar or ``[n]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[n, 2, 2]``, indexed ``[cell, low income, smoking]``.
+    """
     marginal = np.asarray(marginal, dtype=float)
     n = marginal.shape[0]
     li = np.array([0, 0, 1, 1], dtype=float)
@@ -362,7 +608,19 @@ def unsafe_sleep_conditional(marginal, p_li, p_smk_given_li, or_li, or_smk):
 
 
 def exposure_marginals(params: CellParams) -> dict[str, np.ndarray]:
-    """Marginal prevalence of each exposure per cell, implied by the conditional structure."""
+    """Return the marginal prevalence of each exposure per cell, implied by the conditionals.
+
+    Parameters
+    ----------
+    params : CellParams
+        Parameters of ``n`` cells.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``low_income``, the :data:`COND_EXPOSURES` and ``unsafe_sleep``, each float64 ``[n]``
+        (probabilities).
+    """
     p_li = params.p_li
     out = {"low_income": p_li.copy()}
     for k, name in enumerate(COND_EXPOSURES):

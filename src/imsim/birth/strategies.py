@@ -34,7 +34,7 @@ preterm_prevention     hard_stop: elective early-term prevalence x (1 - c * hard
 preconception_care     short-IPI prevalence x (1 - c * larc_short_ipi_reduction)
 risk_appropriate_care  level III+ share of births < 32 wk: p + c * (1 - p)
 social_determinants    low-income births reached with probability c; medicaid_expansion:
-                       death odds x medicaid_expansion_death_rr; income_support: preterm odds x
+                       death risk x medicaid_expansion_death_rr; income_support: preterm odds x
                        income_support_ptb_or (both ranges include no effect)
 =====================  ====================================================================
 """
@@ -79,10 +79,22 @@ class CellAttributes:
 
     @property
     def n(self) -> int:
+        """Number of cells."""
         return int(self.short_cervix_share.shape[0])
 
     def take(self, idx) -> CellAttributes:
-        """Return the attributes of the cells ``idx``."""
+        """Return the attributes of the cells ``idx``.
+
+        Parameters
+        ----------
+        idx : array_like of int or bool
+            Cell indices (may repeat) or a boolean mask ``[n]``.
+
+        Returns
+        -------
+        CellAttributes
+            The selected cells, in ``idx`` order.
+        """
         return CellAttributes(short_cervix_share=self.short_cervix_share[idx])
 
 
@@ -229,6 +241,18 @@ class ExposureChange:
     set_to: float | None = None
 
     def take(self, idx) -> ExposureChange:
+        """Return the same change over the cells ``idx`` (the mask indexed by ``idx``).
+
+        Parameters
+        ----------
+        idx : array_like of int or bool
+            Cell indices (may repeat) or a boolean mask ``[n]``.
+
+        Returns
+        -------
+        ExposureChange
+            The change with ``mask[idx]``.
+        """
         return ExposureChange(self.exposure, self.mask[idx], self.scale, self.set_to)
 
 
@@ -258,12 +282,32 @@ class Levers:
 
     @property
     def n(self) -> int:
+        """Number of cells."""
         return self.cells.n
 
     @classmethod
     def from_cells(cls, coverage: Mapping[str, np.ndarray], cell_options: Sequence[Mapping],
                    cells: CellAttributes, exposures: Sequence[ExposureChange] = ()) -> Levers:
-        """Levers from per-cell option dicts (``cell_options[i][strategy]``)."""
+        """Build levers from per-cell option dicts, grouping equal option sets.
+
+        Parameters
+        ----------
+        coverage : mapping of str to numpy.ndarray
+            Strategy id -> float ``[n]`` coverage (a share of the eligible, 0..1); missing
+            strategies get 0.
+        cell_options : sequence of mapping
+            ``[n]`` per-cell mappings ``cell_options[i][strategy] -> options dict``; a strategy
+            absent from a cell's mapping gets option set 0.
+        cells : CellAttributes
+            Eligibility attributes of the ``n`` cells.
+        exposures : sequence of ExposureChange
+            Counterfactual exposure changes over the same cells.
+
+        Returns
+        -------
+        Levers
+            The portfolio over the ``n`` cells.
+        """
         n = cells.n
         cov, idx, opts = {}, {}, {}
         for k in STRATEGIES:
@@ -287,27 +331,67 @@ class Levers:
     @classmethod
     def uniform(cls, coverage: Mapping[str, np.ndarray], options: Mapping[str, Mapping],
                 cells: CellAttributes) -> Levers:
-        """Levers with one option set per strategy for every cell."""
+        """Build levers with one option set per strategy for every cell (no exposure changes).
+
+        Parameters
+        ----------
+        coverage : mapping of str to numpy.ndarray
+            Strategy id -> float ``[n]`` coverage (0..1); missing strategies get 0.
+        options : mapping of str to mapping
+            Strategy id -> its options (missing: ``{}``, the defaults).
+        cells : CellAttributes
+            Eligibility attributes of the ``n`` cells.
+
+        Returns
+        -------
+        Levers
+            The portfolio over the ``n`` cells.
+        """
         n = cells.n
         cov = {k: np.asarray(coverage.get(k, np.zeros(n)), dtype=float) for k in STRATEGIES}
         return cls(cov, {k: np.zeros(n, dtype=np.int64) for k in STRATEGIES},
                    {k: [dict(options.get(k, {}))] for k in STRATEGIES}, cells)
 
     def take(self, idx) -> Levers:
-        """Return the levers of the cells ``idx`` (indices may repeat: stacked copies)."""
+        """Return the levers of the cells ``idx`` (indices may repeat: stacked copies).
+
+        Parameters
+        ----------
+        idx : array_like of int or bool
+            Cell indices or a boolean mask ``[n]``.
+
+        Returns
+        -------
+        Levers
+            Coverage, option indices, attributes and exposure masks of the selected cells (the
+            option sets themselves are shared).
+        """
         return Levers({k: v[idx] for k, v in self.coverage.items()},
                       {k: v[idx] for k, v in self.option_index.items()},
                       self.options, self.cells.take(idx),
                       [x.take(idx) for x in self.exposures])
 
     def with_coverage(self, strategy: str, coverage: np.ndarray) -> Levers:
-        """A copy with one strategy's coverage replaced."""
+        """Return a copy with one strategy's coverage replaced (other fields shared).
+
+        Parameters
+        ----------
+        strategy : str
+            A strategy id of :data:`imsim.core.constants.STRATEGIES`.
+        coverage : array_like of float
+            ``[n]`` (or a scalar) coverage, 0..1.
+
+        Returns
+        -------
+        Levers
+            The new levers.
+        """
         cov = dict(self.coverage)
         cov[strategy] = np.asarray(coverage, dtype=float)
         return Levers(cov, self.option_index, self.options, self.cells, self.exposures)
 
     def active(self) -> list[str]:
-        """Strategies with coverage above 0 in some cell, in STRATEGIES order."""
+        """Return the strategies with coverage above 0 in some cell, in STRATEGIES order."""
         return [k for k in STRATEGIES if np.any(self.coverage[k] > 0)]
 
 
@@ -365,14 +449,48 @@ def apply(params: CellParams, levers: Levers, effects: Effects,
 
 def scenario_arm(base: CellParams, levers: Levers, effects: Effects,
                  strategies: set[str] | None = None, exposures: bool = True) -> CellParams:
-    """Return the scenario arm: a copy of ``base`` with the portfolio applied (see :func:`apply`)."""
+    """Return the scenario arm: a copy of ``base`` with the portfolio applied.
+
+    Parameters
+    ----------
+    base : CellParams
+        Baseline parameters of ``n`` cells (not modified).
+    levers : Levers
+        The portfolio over the same ``n`` cells.
+    effects : mapping of str to float or numpy.ndarray
+        Evidence values: scalars, or float ``[n]`` arrays.
+    strategies : set of str, optional
+        Apply only these strategies; default all with coverage.
+    exposures : bool
+        Apply the counterfactual exposure changes first.
+
+    Returns
+    -------
+    CellParams
+        A new object; see :func:`apply`.
+    """
     return apply(base.copy(), levers, effects, strategies=strategies, exposures=exposures)
 
 
 def apply_exposure_change(p: CellParams, exposure: str, mask, scale=None, set_to=None) -> None:
-    """Counterfactual prevalence for the cells in ``mask``: scale it, or set its marginal.
+    """Change the prevalence of one exposure in the cells of ``mask``, in place.
 
-    Conditional probabilities are scaled together, so the clustering of exposures is kept.
+    Either scale it, or set its marginal. Conditional probabilities are scaled together (by one
+    factor per cell, clipped to [0, 1]), so the clustering of exposures is kept.
+
+    Parameters
+    ----------
+    p : CellParams
+        Parameters of ``n`` cells (edited in place).
+    exposure : str
+        One of :data:`imsim.core.constants.EXPOSURES`.
+    mask : array_like of bool
+        ``[n]``: the cells to change.
+    scale : float, optional
+        Multiply the prevalence by this factor.
+    set_to : float or array_like of float, optional
+        The new marginal prevalence (probability); used instead of ``scale`` when given. Where
+        the current prevalence is 0 it cannot be raised, and the cell is left unchanged.
     """
     mask = np.asarray(mask, dtype=bool)
     if set_to is not None:
