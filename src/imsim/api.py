@@ -23,11 +23,26 @@ __all__ = ["RunResult", "__version__", "load_scenario", "run"]
 
 
 class RunResult(Result):
-    """A :class:`~imsim.analysis.runner.Result` that can also write its results folder."""
+    """A :class:`~imsim.analysis.runner.Result` that can also write its results folder.
+
+    Returned by :func:`run`; the computation knows nothing of files, this class adds
+    :meth:`save`.
+    """
 
     @classmethod
     def of(cls, result: Result) -> RunResult:
-        """Wrap a computed ``result`` (its arrays and cached tables are shared, not copied)."""
+        """Wrap a computed ``result`` (its arrays and cached tables are shared, not copied).
+
+        Parameters
+        ----------
+        result : imsim.analysis.runner.Result
+            A finished run.
+
+        Returns
+        -------
+        RunResult
+            The same run, with :meth:`save`.
+        """
         return cls(**{f.name: getattr(result, f.name) for f in dataclasses.fields(result)
                       if f.init})
 
@@ -49,6 +64,11 @@ class RunResult(Result):
         -------
         Path
             The folder written (see :func:`imsim.output.runfolder.save_result`).
+
+        Raises
+        ------
+        InputError
+            When ``out_dir`` exists and is not empty (checked before anything is written).
         """
         from imsim.output.runfolder import save_result
 
@@ -56,7 +76,24 @@ class RunResult(Result):
 
 
 def load_scenario(path: str | os.PathLike):
-    """Load and validate a scenario file; see :func:`imsim.config.scenario.load_scenario`."""
+    """Load and validate a scenario file; see :func:`imsim.config.scenario.load_scenario`.
+
+    Parameters
+    ----------
+    path : str or path
+        A scenario YAML file.
+
+    Returns
+    -------
+    imsim.config.scenario.Scenario
+        The validated scenario, every default filled in.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read or any key or value is invalid (the message names the file,
+        the key path, the bad value and what is allowed).
+    """
     from imsim.config.scenario import load_scenario as _load
 
     return _load(path)
@@ -87,6 +124,12 @@ def run(scenario, engine: str | None = None, seed: int | None = None,
     RunResult
         The tables (``.summary``, ``.table(name)``), arms and ``.save()``; see
         :func:`imsim.analysis.runner.run`.
+
+    Raises
+    ------
+    InputError
+        For an unknown engine, a seed outside ``[0, 2**63)``, ``replicates < 1`` or a
+        calibration that cannot be found or read.
     """
     from imsim.analysis.runner import run as _run
 

@@ -37,15 +37,40 @@ class Draw:
 
 
 def n_draws(replicates: int) -> int:
-    """Number of draws a run with ``replicates`` evaluates: 1 (the point) or 1 + replicates."""
+    """Return the number of draws a run evaluates: 1 (the point) or ``1 + replicates``.
+
+    Parameters
+    ----------
+    replicates : int
+        Uncertainty draws requested (1 or less: the point only).
+
+    Returns
+    -------
+    int
+        ``1`` if ``replicates <= 1``, else ``1 + replicates``.
+    """
     return 1 if int(replicates) <= 1 else 1 + int(replicates)
 
 
 def calibration_draws(calibration, seed: int, n: int) -> list[int | None]:
-    """Posterior draw of each of the sampled draws ``1..n`` (None without a calibration).
+    """Return the calibration posterior draw used by each of the sampled draws ``1..n``.
 
     Draw ``d`` uses posterior draw ``floor(u_d * K)`` of a calibration with ``K`` posterior draws,
-    ``u_d`` the ``d``-th uniform of the stream ``(seed, "calibration_draw")``.
+    ``u_d`` the ``d``-th uniform of the stream ``(seed, "calibration_draw", "posterior")``.
+
+    Parameters
+    ----------
+    calibration : CalibratedTargets or None
+        The calibration (its ``imr_draws`` is ``[K, 51, 5]``).
+    seed : int
+        The run's seed.
+    n : int
+        Number of sampled draws.
+
+    Returns
+    -------
+    list of int or None
+        ``n`` posterior draw indices in ``0..K-1`` (all None without a calibration).
     """
     if calibration is None:
         return [None] * n

@@ -11,9 +11,11 @@ expected engine, over the scenario's states and horizon. Parameter ids:
   collaborative ABM is rerun with :func:`imsim.collaborative.abm.apply_parameters`;
 * ``calibration`` -- calibration uncertainty as one input ``u`` in [0, 1): posterior draw
   ``floor(u * K)`` of a calibration with ``K`` draws, passed to
-  :func:`imsim.analysis.runner.fit_for_draw` as ``fit_for_draw(baseline, effects, calibration=cal,
-  draw=d)``. Without a calibration object (``calibration=None``, the current default) the draw
-  changes nothing: the direct fit is used and the input's indices are 0.
+  :func:`imsim.inputs.fit.fit_for` as ``fit_for(baseline, effects, cal, d)``. The calibration is
+  the evaluator's ``calibration`` argument resolved by
+  :func:`imsim.analysis.runner.get_calibration` (``None``: the default calibration; not the
+  scenario's ``calibration:`` key). With the direct fit (``"direct"``) the draw changes nothing
+  and the input's indices are 0; a NaN ``u`` means the calibration's point estimate.
 
 Outputs: ``deaths_averted`` (national total over the horizon, baseline - scenario),
 ``imr_change_pct`` (100 (IMR_scen - IMR_base) / IMR_base), ``bw_rate_ratio_change`` (NH black / NH
@@ -43,7 +45,8 @@ from imsim.config.sweepfile import BASE_OUTPUTS, check_output, parse_parameter  
 from imsim.core.constants import RACES, STATES, STRATEGIES
 from imsim.core.errors import InputError
 
-#: CellParams fields read by ``model.ga_cumulative`` and by ``model.death_probabilities``.
+#: CellParams fields read by :func:`imsim.birth.params.death_cumulative` (the GA table reads
+#: :data:`imsim.birth.params.GA_FIELDS`).
 _DEATH_FIELDS = ("q_neo", "q_suid", "q_oth", "or_nonl3", "or_us_suid", "rr_smk_suid",
                  "or_us_smk", "rr_li_pn", "rr_sd_death")
 
@@ -52,7 +55,28 @@ class Evaluator:
     """A picklable, deterministic ``X[k, P] -> Y[k, O]`` for a base scenario (module docstring).
 
     ``batch`` rows are stacked into one engine call; it does not change results.
-    A NaN ``calibration`` value means "the point fit".
+    A NaN ``calibration`` value means "the point fit". The prepared state (resolved inputs,
+    caches) is built on first use in each process and is not pickled.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The base scenario.
+    parameters : sequence of str
+        The ``P`` parameter ids (see the module docstring).
+    outputs : sequence of str
+        The ``O`` output ids (see the module docstring).
+    calibration : str or path or CalibratedTargets, optional
+        The calibration the baseline reproduces (:func:`imsim.analysis.runner.get_calibration`;
+        None: the default calibration).
+    batch : int
+        Rows per engine call.
+
+    Raises
+    ------
+    InputError
+        For an unknown parameter or output id, or ``collaborative.*`` parameters without a
+        collaborative block in the scenario.
     """
 
     def __init__(self, scenario, parameters, outputs, calibration=None, batch: int = 8):
@@ -77,10 +101,21 @@ class Evaluator:
 
     @property
     def n_params(self) -> int:
+        """Number of parameters ``P`` (columns of ``X``)."""
         return len(self.parameters)
 
     def point_values(self) -> np.ndarray:
-        """Each parameter's value in the base scenario (effects: evidence point/override)."""
+        """Return each parameter's value in the base scenario.
+
+        Effects: the evidence point value or the scenario's override; coverage: the mean
+        coverage over the cells that use the strategy (0 if none does); collaborative
+        parameters: their default; ``calibration``: NaN (the point fit).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 ``[P]``.
+        """
         st = self._state()
         out = []
         for p in self.parameters:
@@ -103,6 +138,7 @@ class Evaluator:
         return self._st
 
     def __call__(self, X) -> np.ndarray:
+        """Return the outputs ``Y[k, O]`` of parameter rows ``X[k, P]`` (float64)."""
         X = np.atleast_2d(np.asarray(X, dtype=float))
         if X.shape[1] != len(self.parameters):
             raise ValueError(f"X has {X.shape[1]} columns, expected {len(self.parameters)}")
@@ -433,6 +469,11 @@ class IshigamiEvaluator:
     Takes three inputs in [0, 1] (mapped linearly to [-pi, pi], which leaves the indices
     unchanged) and returns its value once per requested output column. Counts its rows in
     ``self.calls`` (per process).
+
+    Parameters
+    ----------
+    n_outputs : int
+        Number of (identical) output columns.
     """
 
     def __init__(self, n_outputs: int = 1):
@@ -448,4 +489,5 @@ class IshigamiEvaluator:
         return np.repeat(y[:, None], self.n_outputs, axis=1)
 
     def point_values(self):
+        """Return the centre of the unit cube, float64 ``[3]`` (0.5 each)."""
         return np.full(3, 0.5)

@@ -66,10 +66,22 @@ ELIGIBLE = {
 
 
 def enumerate_portfolios(candidates=STRATEGIES, k: int = 3) -> list[tuple[str, ...]]:
-    """Every portfolio of 1..k distinct strategies of ``candidates``, in canonical order.
+    """Return every portfolio of 1..k distinct strategies of ``candidates``, in canonical order.
 
     Strategies inside a portfolio follow :data:`imsim.core.constants.STRATEGIES`; portfolios are
     ordered by size, then lexicographically in that order (``itertools.combinations``).
+
+    Parameters
+    ----------
+    candidates : iterable of str
+        Strategy ids to combine (ids not in ``STRATEGIES`` are ignored).
+    k : int
+        Largest portfolio size.
+
+    Returns
+    -------
+    list of tuple of str
+        ``sum_{j=1..k} C(m, j)`` portfolios for ``m`` candidates.
     """
     cands = [s for s in STRATEGIES if s in set(candidates)]
     out: list[tuple[str, ...]] = []
@@ -79,14 +91,39 @@ def enumerate_portfolios(candidates=STRATEGIES, k: int = 3) -> list[tuple[str, .
 
 
 def portfolio_id(portfolio) -> str:
-    """Canonical id: strategy ids joined with '+' in STRATEGIES order."""
+    """Return the canonical id of a portfolio: its strategy ids joined with '+' in STRATEGIES order.
+
+    Parameters
+    ----------
+    portfolio : iterable of str
+        Strategy ids (any order).
+
+    Returns
+    -------
+    str
+        E.g. ``"safe_sleep+preterm_prevention"``.
+    """
     order = {s: i for i, s in enumerate(STRATEGIES)}
     return "+".join(sorted(portfolio, key=order.__getitem__))
 
 
 @dataclass
 class Setup:
-    """What the evaluation needs: cells, coverage per strategy and cell, lever options."""
+    """What the evaluation needs: cells, coverage per strategy and cell, lever options.
+
+    Attributes
+    ----------
+    baseline : Baseline
+        The scenario-independent inputs.
+    cells : Cells
+        The ``n`` cells (year x state x race) of every plan state over the horizon.
+    states : list of str
+        The plan's states, in :data:`imsim.core.constants.STATES` order (axis ``S``).
+    coverage : dict of str to numpy.ndarray
+        Candidate strategy -> float ``[n]`` coverage (share of the eligible reached, 0..1).
+    options : dict of str to dict
+        Candidate strategy -> its lever options (the same in every cell).
+    """
 
     baseline: Baseline
     cells: Cells
@@ -97,7 +134,42 @@ class Setup:
 
 @dataclass
 class Evaluation:
-    """Outcomes of every portfolio in every state for every draw (``D`` draws, ``P``, ``S``)."""
+    """Outcomes of every portfolio in every state for every draw.
+
+    Axes: ``D`` draws (draw 0 the point), ``P`` portfolios, ``S`` states, ``K`` candidate
+    strategies. Every array is float64; deaths and births are counts over the horizon.
+
+    Attributes
+    ----------
+    portfolios : list of tuple of str
+        The ``P`` portfolios.
+    states : list of str
+        The ``S`` states.
+    effects : list of dict
+        ``[D]`` evidence values of each draw.
+    deaths_baseline : numpy.ndarray
+        ``[D, S]`` infant deaths in the baseline arm.
+    deaths_averted : numpy.ndarray
+        ``[D, P, S]`` baseline minus scenario deaths.
+    rd_baseline : numpy.ndarray
+        ``[D, S]`` NH black minus NH white IMR, per 1,000 live births (NaN without births).
+    rd_change : numpy.ndarray
+        ``[D, P, S]`` scenario minus baseline rate difference, per 1,000 live births (negative:
+        the gap narrows; NaN replaced by 0).
+    excess_averted : numpy.ndarray
+        ``[D, P, S]`` excess NH black deaths (above the NH white rate) averted.
+    births : numpy.ndarray
+        ``[S]`` live births over the horizon.
+    births_black : numpy.ndarray
+        ``[S]`` NH black live births over the horizon.
+    reached : numpy.ndarray
+        ``[S, K]`` births reached by each strategy (coverage x eligible births, draw 0).
+    strategies : list of str
+        The ``K`` candidate strategies.
+    timings : dict of str to float
+        Seconds per step summed over draws (``*_s``), and the row counts ``unique_rows`` and
+        ``arm_rows_per_draw``.
+    """
 
     portfolios: list[tuple[str, ...]]
     states: list[str]
@@ -192,6 +264,8 @@ def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
         draws ``imsim run`` uses for the same seed and count.
     calibration : CalibratedTargets or None
         The calibration the baseline reproduces (None: the direct fit).
+    progress : bool
+        Show a progress bar over the draws.
 
     Returns
     -------

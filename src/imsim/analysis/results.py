@@ -244,6 +244,32 @@ def _coverage(result) -> pd.DataFrame:
 
 
 def build_table(result, name: str) -> pd.DataFrame:
+    """Build one result table of a run (columns as in README "Outputs").
+
+    Deaths and births are counts over the horizon; ``imr_*`` and ``rate_difference_*`` are per
+    1,000 live births; ``*_pct`` are percentages; ``_lo``/``_hi`` the 2.5th/97.5th percentiles
+    over draws 1..R (NaN without draws).
+
+    Parameters
+    ----------
+    result : imsim.analysis.runner.Result
+        A finished run.
+    name : str
+        One of :data:`TABLES`: ``summary`` (per state x race, with ``ALL`` rows),
+        ``by_year``, ``by_cause`` (cause x GA band, all cells), ``preterm``, ``disparities``
+        (each race against the same state's non-Hispanic white rate), ``attribution``
+        (Shapley deaths averted per strategy) or ``coverage`` (year x state x strategy).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table.
+
+    Raises
+    ------
+    KeyError
+        For an unknown ``name``.
+    """
     if name == "summary":
         return _summary(result)
     if name == "by_year":

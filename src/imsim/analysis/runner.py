@@ -28,7 +28,15 @@ from imsim.inputs.fit import fit_for
 
 @dataclass
 class Arms:
-    """Outcome counts of both arms: ``[n_draws, n_cells, N_OUT]``."""
+    """Outcome counts of both arms of a run, per draw and cell.
+
+    Attributes
+    ----------
+    baseline, scenario : numpy.ndarray
+        float64 ``[n_draws, n_cells, N_OUT]``: births, deaths by cause x GA band and exposed
+        births (columns ``OUT_*`` of :mod:`imsim.birth.kernels`); counts, not rates (whole
+        numbers for the microsim). Draw 0 is the point.
+    """
 
     baseline: np.ndarray
     scenario: np.ndarray
@@ -36,7 +44,30 @@ class Arms:
 
 @dataclass
 class RunInputs:
-    """Everything resolved before the engines run (reused by attribution and sweeps)."""
+    """Everything resolved before the engines run (reused by attribution and sweeps).
+
+    Attributes
+    ----------
+    scenario : Scenario
+        The validated scenario.
+    baseline : Baseline
+        The scenario-independent inputs.
+    cells : Cells
+        The ``n`` cells (year x state x race) of the horizon, with births.
+    coverage : dict of str to numpy.ndarray
+        Strategy id -> float64 ``[n]`` coverage (share of the eligible reached, after per-race
+        reach; 0 where the strategy is off).
+    options : list of dict
+        ``[n]``: per cell, strategy id -> its options.
+    evidence : EvidenceLibrary
+        The evidence library with the scenario's overrides.
+    collaborative : pandas.DataFrame or None
+        Quarterly coverage from the learning-collaborative ABM, when one ran.
+    calibration : CalibratedTargets or None
+        The calibration the baseline reproduces (None: the direct fit).
+    levers : Levers
+        The portfolio over the cells (built from the above when not given).
+    """
 
     scenario: Scenario
     baseline: Baseline
@@ -55,7 +86,30 @@ class RunInputs:
 
 @dataclass
 class Result:
-    """The outcome of :func:`run`; tables are built lazily (see :mod:`imsim.analysis.results`)."""
+    """The outcome of :func:`run`; tables are built lazily (see :mod:`imsim.analysis.results`).
+
+    Attributes
+    ----------
+    inputs : RunInputs
+        What the run resolved (cells, coverage, evidence, calibration).
+    engine : str
+        ``"expected"`` or ``"microsim"``.
+    seed : int
+        The seed used.
+    replicates : int
+        Uncertainty draws requested (1: the point only).
+    arms : Arms
+        Outcome counts ``[n_draws, n_cells, N_OUT]`` of both arms.
+    effects : list of dict
+        ``[n_draws]``: evidence effect values of each draw (draw 0: point values).
+    timings : dict of str to float
+        Wall-clock times in seconds (``resolve_s``, ``draws_s``, ``engine_s``; ``save_s``
+        once saved).
+    fit_source : str
+        ``"direct"`` or ``"calibration:<name>"``.
+    draws : list of Draw
+        The uncertainty draws (draw 0: the point).
+    """
 
     inputs: RunInputs
     engine: str
@@ -70,9 +124,28 @@ class Result:
 
     @property
     def scenario(self) -> Scenario:
+        """The scenario that was run."""
         return self.inputs.scenario
 
     def table(self, name: str):
+        """Return a result table, built on first use and cached.
+
+        Parameters
+        ----------
+        name : str
+            One of :data:`imsim.analysis.results.TABLES` (``summary``, ``by_year``,
+            ``by_cause``, ``preterm``, ``disparities``, ``attribution``, ``coverage``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            The table (shared with the cache: copy it before editing).
+
+        Raises
+        ------
+        KeyError
+            For an unknown table name.
+        """
         from imsim.analysis import results
 
         if name not in self._tables:
@@ -81,14 +154,27 @@ class Result:
 
     @property
     def summary(self):
-        """Deaths and IMR per state x race (with ``ALL`` totals) over the horizon."""
+        """Deaths and IMR (per 1,000 live births) per state x race, with ``ALL`` totals."""
         return self.table("summary")
 
 
 def ramp_value(cov, year: int) -> float:
-    """Coverage in ``year`` of a scenario coverage: a number, or a ramp ``{year: value}``.
+    """Return the coverage in ``year`` of a scenario coverage: a number, or a ramp.
 
-    A ramp is 0 before its first year, linear between points and held after its last year.
+    A ramp ``{year: value}`` is 0 before its first year, linear between points and held after
+    its last year.
+
+    Parameters
+    ----------
+    cov : float or dict of int to float or None
+        A coverage (share, 0..1), a ramp, or None (0).
+    year : int
+        Calendar year.
+
+    Returns
+    -------
+    float
+        Coverage in ``year`` (share, 0..1).
     """
     if cov is None:
         return 0.0
@@ -103,7 +189,25 @@ def ramp_value(cov, year: int) -> float:
 
 
 def resolve_inputs(scenario: Scenario, baseline: Baseline | None = None) -> RunInputs:
-    """Cells, coverage per strategy and cell, and lever options, for a scenario."""
+    """Resolve a scenario's cells, coverage per strategy and cell, and lever options.
+
+    Runs the learning-collaborative ABM when the scenario has one (its annual coverage then
+    replaces the scenario's coverage for the strategies it covers), applies per-race reach and
+    ``births_change_per_year`` (compounded per year after 2017), and loads the evidence library
+    with the scenario's overrides.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        A validated scenario.
+    baseline : Baseline, optional
+        Default: the process-wide baseline (:func:`imsim.inputs.baseline.get_baseline`).
+
+    Returns
+    -------
+    RunInputs
+        With ``calibration`` unset (None); :func:`run` sets it.
+    """
     baseline = baseline or get_baseline()
     cells = baseline.cells(scenario.year_list, scenario.state_list)
     if scenario.births_change_per_year:
@@ -149,11 +253,23 @@ def resolve_inputs(scenario: Scenario, baseline: Baseline | None = None) -> RunI
 
 
 def unique_cells(inputs: RunInputs) -> tuple[RunInputs, np.ndarray]:
-    """Inputs reduced to cells with distinct parameters, each with one birth, and the index map.
+    """Reduce inputs to cells with distinct parameters, each with one birth.
 
     Two cells share parameters when they have the same state, race and coverage of every
-    strategy (years differ only in births and coverage). Returns ``(unique_inputs, inverse)``
-    with ``cells[i]`` ~ ``unique.cells[inverse[i]]``.
+    strategy (years differ only in births and coverage). Expected counts are proportional to
+    births, so the expected engine evaluates each distinct cell once and scales.
+
+    Parameters
+    ----------
+    inputs : RunInputs
+        Inputs over ``n`` cells.
+
+    Returns
+    -------
+    unique : RunInputs
+        Inputs over ``u <= n`` cells, one birth each.
+    inverse : numpy.ndarray
+        int ``[n]``: ``cells[i]`` has the parameters of ``unique.cells[inverse[i]]``.
     """
     cells = inputs.cells
     key = np.column_stack([cells.s_idx, cells.r_idx]
@@ -172,7 +288,20 @@ def unique_cells(inputs: RunInputs) -> tuple[RunInputs, np.ndarray]:
 
 
 def exposure_changes(scenario: Scenario, cells: Cells) -> list[ExposureChange]:
-    """The scenario's counterfactual exposure changes as masks over ``cells``."""
+    """Return the scenario's counterfactual exposure changes as masks over ``cells``.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The scenario (its per-state ``exposures:`` blocks).
+    cells : Cells
+        The ``n`` cells of the run.
+
+    Returns
+    -------
+    list of ExposureChange
+        One per (state, exposure) changed, each with a bool ``[n]`` mask of the state's cells.
+    """
     states = np.asarray(STATES)[cells.s_idx]
     out = []
     for st in np.unique(states):
@@ -182,7 +311,18 @@ def exposure_changes(scenario: Scenario, cells: Cells) -> list[ExposureChange]:
 
 
 def levers_for(inputs: RunInputs) -> Levers:
-    """The portfolio of a run over its cells: coverage, options, eligibility, exposures."""
+    """Return the portfolio of a run over its cells: coverage, options, eligibility, exposures.
+
+    Parameters
+    ----------
+    inputs : RunInputs
+        The resolved inputs (its ``levers`` field is not read).
+
+    Returns
+    -------
+    Levers
+        Levers over ``inputs.cells``.
+    """
     cells = inputs.cells
     attrs = CellAttributes(inputs.baseline.short_cervix_share[cells.s_idx, cells.r_idx])
     return Levers.from_cells(inputs.coverage, inputs.options, attrs,
@@ -191,21 +331,51 @@ def levers_for(inputs: RunInputs) -> Levers:
 
 def scenario_params(inputs: RunInputs, base: CellParams, effects,
                     only: set[str] | None = None, with_exposures: bool = True) -> CellParams:
-    """Return the scenario arm of ``base``: :func:`imsim.birth.strategies.scenario_arm`.
+    """Return the scenario arm of ``base`` (see :func:`imsim.birth.strategies.scenario_arm`).
 
-    ``only`` restricts the strategies and ``with_exposures`` switches the counterfactual
-    exposures (both used by attribution).
+    Parameters
+    ----------
+    inputs : RunInputs
+        The resolved inputs; their ``levers`` cover the same cells as ``base``.
+    base : CellParams
+        Baseline parameters (not modified).
+    effects : mapping of str to float or numpy.ndarray
+        Evidence values of the draw.
+    only : set of str, optional
+        Apply only these strategies (attribution); default all with coverage.
+    with_exposures : bool
+        Apply the counterfactual exposure changes (attribution switches them off).
+
+    Returns
+    -------
+    CellParams
+        A new object, the scenario arm.
     """
     return scenario_arm(base, inputs.levers, effects, strategies=only, exposures=with_exposures)
 
 
 def get_calibration(name=None):
-    """The calibration to fit the baseline to.
+    """Return the calibration to fit the baseline to.
 
-    ``name``: a :class:`~imsim.calibration.calibrate.CalibratedTargets` (returned as is), a
-    calibration name or folder, ``None``/``"default"`` (the default fit) or ``"direct"`` (None:
-    the direct fit to observed cells). Loaded from disk every time (about 20 ms): nothing is
-    cached by name, so a recalibration is always seen.
+    Loaded from disk every time (about 20 ms): nothing is cached by name, so a recalibration is
+    always seen.
+
+    Parameters
+    ----------
+    name : CalibratedTargets or str or path or None
+        A :class:`~imsim.calibration.targets.CalibratedTargets` (returned as is), a calibration
+        name or folder, ``None``/``"default"`` (the default fit) or ``"direct"``/``"none"``.
+
+    Returns
+    -------
+    CalibratedTargets or None
+        None for the direct fit to observed cells.
+
+    Raises
+    ------
+    InputError
+        If a named calibration is missing or malformed (see
+        :func:`imsim.calibration.targets.load_calibration`).
     """
     if name is not None and not isinstance(name, (str, os.PathLike)):
         return name
@@ -216,10 +386,37 @@ def get_calibration(name=None):
 
 def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
         replicates: int | None = None, progress: bool = False, calibration=None) -> Result:
-    """Run ``scenario``; arguments given here override the scenario's own settings.
+    """Run ``scenario`` through one engine, both arms, for every uncertainty draw.
 
-    ``calibration``: a calibration name or folder (default: the scenario's, else the packaged
-    default fit); ``"direct"`` fits the baseline directly to the observed cells instead.
+    Arguments given here override the scenario's own settings.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        A validated scenario.
+    engine : {"expected", "microsim"}, optional
+        Default: the scenario's.
+    seed : int, optional
+        In ``[0, 2**63)``; default: the scenario's.
+    replicates : int, optional
+        Uncertainty draws (>= 1; 1: the point only); default: the scenario's.
+    progress : bool
+        Show a progress bar over the draws.
+    calibration : str or path or CalibratedTargets, optional
+        A calibration name or folder (default: the scenario's, else the packaged default fit);
+        ``"direct"`` fits the baseline directly to the observed cells instead.
+
+    Returns
+    -------
+    Result
+        Arms ``[n_draws, n_cells, N_OUT]`` with ``n_draws = 1`` or ``1 + replicates``, the
+        draws, timings (seconds) and lazily built tables.
+
+    Raises
+    ------
+    InputError
+        For an unknown engine, a seed out of range, ``replicates < 1`` or a calibration that
+        cannot be loaded.
     """
     engine = scenario.engine if engine is None else engine
     if engine not in ENGINES:

@@ -112,8 +112,17 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
     Returns
     -------
     dict
-        ``out``, ``evaluations``, ``evaluated`` (rows evaluated in this run), ``manifest``,
-        ``indices``, ``Y`` and ``X``.
+        ``out`` (Path), ``evaluations`` (rows in the design), ``evaluated`` (rows evaluated in
+        this run), ``manifest`` (dict; timings in seconds), ``indices`` (see
+        :func:`imsim.analysis.sensitivity.analyse`), ``Y`` float64 ``[n_rows, O]`` and ``X``
+        float64 ``[n_rows, P]``.
+
+    Raises
+    ------
+    InputError
+        For an existing, non-empty ``out``, an interrupted sweep in ``<out>.partial`` (without
+        ``resume``), a ``resume`` folder that is missing, finished or from a changed sweep
+        file, ``workers < 1``, an invalid sweep file or an unreachable Dask scheduler.
     """
     t_start = time.perf_counter()
     # Folders first: an existing --out is refused before anything is read or evaluated.
@@ -338,6 +347,18 @@ def _versions() -> dict:
 # ---------------------------------------------------------------------------------------------
 
 def add_parser(subparsers):
+    """Register ``imsim sweep`` on an argparse subparsers object.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The object ``ArgumentParser.add_subparsers`` returned.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``sweep`` parser (its ``func`` default is :func:`cmd_sweep`).
+    """
     p = subparsers.add_parser(
         "sweep", help="sensitivity sweep (Sobol, Morris, PSA) of a scenario",
         description="Run a sweep file: sample uncertain inputs (SALib Sobol / Morris, or PSA), "
@@ -358,7 +379,23 @@ def add_parser(subparsers):
 
 
 def cmd_sweep(args) -> int:
-    """Run ``imsim sweep``; InputError propagates (the CLI prints it, exit code 2)."""
+    """Run ``imsim sweep`` from parsed arguments and print a one-line summary.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``file``, ``out``, ``workers``, ``scheduler``, ``resume``, ``quiet``.
+
+    Returns
+    -------
+    int
+        0 (exit code).
+
+    Raises
+    ------
+    InputError
+        Propagated from :func:`run_sweep` (the CLI prints it and exits with code 2).
+    """
     res = run_sweep(args.file, out=args.out, workers=args.workers, scheduler=args.scheduler,
                     resume=args.resume, progress=not getattr(args, "quiet", False))
     m = res["manifest"]
@@ -373,7 +410,20 @@ def cmd_sweep(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry point (``python -c 'from imsim.analysis.sweep import main; main([...])'``)."""
+    """Run ``imsim sweep`` as a stand-alone entry point.
+
+    E.g. ``python -c 'from imsim.analysis.sweep import main; main(["sweeps/x.yaml"])'``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments after ``sweep`` (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit code: 0, or 2 after printing an :class:`InputError`.
+    """
     import sys
 
     parser = argparse.ArgumentParser(prog="imsim")
