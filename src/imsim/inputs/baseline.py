@@ -38,12 +38,29 @@ BASELINE_EFFECTS = (
     "short_ipi_ptb_or", "low_income_ptb_or", "nonlevel3_neonatal_or", "unsafe_sleep_suid_or",
     "smoking_suid_rr", "unsafe_sleep_smoking_interaction", "low_income_postneonatal_rr",
 )
-#: GA cut-point index of each band's upper edge (<28, <32, <34, <37, <39).
+#: Gestational age (weeks) of each cut-point: the upper edge of bands <28, <32, <34, <37, <39.
 CUT_WEEKS = (28, 32, 34, 37, 39)
 
 
 def cell_uid(year, s_idx, r_idx) -> np.ndarray:
-    """Stable uint64 id of a cell: the same (year, state, race) always gets the same id."""
+    """Return the stable id of a cell: the same (year, state, race) always gets the same id.
+
+    The id is ``year * 10000 + state index * 10 + race index``.
+
+    Parameters
+    ----------
+    year : array_like of int
+        Calendar years.
+    s_idx : array_like of int
+        State indices into :data:`imsim.core.constants.STATES` (0..50).
+    r_idx : array_like of int
+        Race indices into :data:`imsim.core.constants.RACES` (0..4).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint64, the broadcast shape of the inputs.
+    """
     return (np.asarray(year, dtype=np.uint64) * np.uint64(10000)
             + np.asarray(s_idx, dtype=np.uint64) * np.uint64(10)
             + np.asarray(r_idx, dtype=np.uint64))
@@ -51,7 +68,19 @@ def cell_uid(year, s_idx, r_idx) -> np.ndarray:
 
 @dataclass
 class Cells:
-    """An ordered list of cells (year, state, race) with their births."""
+    """An ordered list of ``n`` cells (year, state, race) with their births.
+
+    Attributes
+    ----------
+    year : numpy.ndarray
+        int64 ``[n]``: calendar year.
+    s_idx : numpy.ndarray
+        int64 ``[n]``: index into :data:`imsim.core.constants.STATES`.
+    r_idx : numpy.ndarray
+        int64 ``[n]``: index into :data:`imsim.core.constants.RACES`.
+    births : numpy.ndarray
+        int64 ``[n]``: live births.
+    """
 
     year: np.ndarray
     s_idx: np.ndarray
@@ -60,9 +89,11 @@ class Cells:
 
     @property
     def n(self) -> int:
+        """Number of cells."""
         return int(self.year.shape[0])
 
     def frame(self) -> pd.DataFrame:
+        """Return the cells as a table with columns ``year, state, race, births`` (codes)."""
         return pd.DataFrame({
             "year": self.year,
             "state": np.asarray(STATES)[self.s_idx],
@@ -72,7 +103,32 @@ class Cells:
 
 
 class Baseline:
-    """Scenario-independent inputs on the 51 x 5 grid (see module docstring)."""
+    """Scenario-independent inputs on the 51 x 5 (state x race) grid (see module docstring).
+
+    Reads the packaged tables once, on construction; use :func:`get_baseline` for the shared
+    instance.
+
+    Attributes
+    ----------
+    births : dict of int to numpy.ndarray
+        Data year -> int64 ``[51, 5]`` live births.
+    prevalence : dict of str to numpy.ndarray
+        Exposure -> float64 ``[51, 5]`` marginal prevalence (probability); ``prior_preterm``
+        includes short cervix (progesterone-eligible births).
+    short_cervix_share : numpy.ndarray
+        float64 ``[51, 5]``: share of progesterone-eligible births eligible through a short
+        cervix.
+    p_l3 : numpy.ndarray
+        float64 ``[51, 5]``: P(level III+ delivery | GA < 32 weeks).
+    ga_cum_target : numpy.ndarray
+        float64 ``[5 races, 5 cuts]``: target P(GA < cut) per race.
+    q_race : numpy.ndarray
+        float64 ``[3 causes, 5 races, 6 GA bands]``: death probabilities by cause and band.
+    associations : dict of (str, str) to float
+        Odds ratios between exposures (``associations.csv``).
+    fits : FitCache or None
+        Baseline fits of this object (set by :func:`imsim.inputs.fit.fit_for`).
+    """
 
     def __init__(self):
         self.births = _births_grid()                      # {year: int64[51, 5]}
@@ -92,7 +148,23 @@ class Baseline:
 
     # -- births -----------------------------------------------------------------------------
     def cells(self, years, states=None) -> Cells:
-        """Cells for the given years and states (all races); births projected past 2017."""
+        """Return the cells of the given years and states, every race, in year-state-race order.
+
+        Years after the last data year (2017) take that year's births (no projection here;
+        :func:`imsim.analysis.runner.resolve_inputs` applies ``births_change_per_year``).
+
+        Parameters
+        ----------
+        years : iterable of int
+            Calendar years, each at least the first data year (2013).
+        states : iterable of str, optional
+            USPS codes (default: all 51 jurisdictions, in ``STATES`` order).
+
+        Returns
+        -------
+        Cells
+            ``len(years) * len(states) * 5`` cells.
+        """
         s_list = [S_INDEX[s] for s in (states or STATES)]
         latest = max(DATA_YEARS)
         ys, ss, rs, bs = [], [], [], []
@@ -108,7 +180,18 @@ class Baseline:
                      np.array(rs, dtype=np.int64), np.array(bs, dtype=np.int64))
 
     def pooled_cells(self, years=(2013, 2014, 2015)) -> Cells:
-        """One cell per state x race with births summed over ``years`` (for fitting)."""
+        """Return one cell per state x race with births summed over ``years`` (for fitting).
+
+        Parameters
+        ----------
+        years : sequence of int
+            Data years to pool; the cells carry the first as their year.
+
+        Returns
+        -------
+        Cells
+            255 cells in state-major order (cell ``s * 5 + r``).
+        """
         total = sum(self.births[int(y)] for y in years)
         s_idx, r_idx = np.meshgrid(np.arange(N_S), np.arange(N_R), indexing="ij")
         s_idx = s_idx.ravel()
@@ -118,12 +201,27 @@ class Baseline:
 
     # -- parameters -------------------------------------------------------------------------
     def params(self, cells: Cells, effects: dict[str, float], fit) -> CellParams:
-        """Baseline :class:`CellParams` for ``cells`` with effect values ``effects`` (by id).
+        """Return the baseline :class:`CellParams` of ``cells`` for given effect values and fit.
 
-        ``fit`` supplies ``ga_shift[51, 5, 5]`` (log-odds cut-point shifts) and
-        ``m_cause[3, 51, 5]`` (death multipliers); see :mod:`imsim.inputs.fit`. Parameters depend on the
-        cell only through its state and race, so they are computed once on the 51 x 5 grid (and
-        cached for the same baseline effects and fit) and indexed.
+        Parameters depend on the cell only through its state and race, so they are computed
+        once on the 51 x 5 grid (and cached for the same baseline effects and fit) and indexed;
+        births and uids come from ``cells``.
+
+        Parameters
+        ----------
+        cells : Cells
+            The ``n`` cells.
+        effects : dict of str to float
+            Effect values by id; every id of :data:`BASELINE_EFFECTS` must be present (ratios).
+        fit : Fit or None
+            Supplies ``ga_shift[51, 5, 5]`` (log-odds cut-point shifts) and
+            ``m_cause[3, 51, 5]`` (death multipliers); see :mod:`imsim.inputs.fit`. None: no
+            shift and multipliers 1 (the unfitted model).
+
+        Returns
+        -------
+        CellParams
+            Parameters of the ``n`` cells (no strategy applied: ``p_prog = p_sd = 0``).
         """
         grid = self._grid_params(effects, fit)
         p = grid.take(cells.s_idx * N_R + cells.r_idx)
@@ -219,7 +317,25 @@ def _shift_cum(cum, shift):
 
 
 def reference_neonatal(q_avg, p_l3, or_nonl3):
-    """Neonatal risk at level III+ such that the level mix reproduces ``q_avg`` (bands < 32)."""
+    """Return the neonatal risk at level III+ such that the level mix reproduces ``q_avg``.
+
+    Solved by bisection for the two bands under 32 weeks, where delivery below level III
+    multiplies the odds by ``or_nonl3``; other bands are returned as given.
+
+    Parameters
+    ----------
+    q_avg : array_like of float
+        ``[n, 6]`` average neonatal death probability per GA band over the level mix.
+    p_l3 : array_like of float
+        ``[n]`` P(level III+ delivery | GA < 32 weeks).
+    or_nonl3 : float or array_like of float
+        Odds ratio of neonatal death below level III, scalar or ``[n]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[n, 6]`` (a copy), probabilities.
+    """
     q_avg = np.array(q_avg, dtype=float)
     p_l3 = np.asarray(p_l3, dtype=float)
     for band in range(2):
@@ -237,11 +353,23 @@ def reference_neonatal(q_avg, p_l3, or_nonl3):
 
 
 def solve_cutpoints(params: CellParams, target_cum) -> np.ndarray:
-    """Cut-points theta [n, 5] so the marginal P(GA < cut_k) equals ``target_cum`` [n, 5].
+    """Return cut-points ``theta`` so that each cell's marginal P(GA < cut_k) is ``target_cum``.
 
     The marginal is over the cell's joint exposure distribution (without treatments); at the
     last cut (39 weeks) elective early-term delivery moves 39+ births below the cut, so the
     natural cumulative there is solved to leave room for it.
+
+    Parameters
+    ----------
+    params : CellParams
+        Parameters of ``n`` cells (exposure probabilities and ``beta_*`` are read).
+    target_cum : array_like of float
+        ``[n, 5]`` target P(GA < 28, 32, 34, 37, 39 weeks), each in (0, 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[n, 5]``: cut-points (log odds).
     """
     from imsim.birth.params import GA_BITS
 
@@ -405,5 +533,5 @@ def _race_birth_fraction(r: int) -> float:
 
 @lru_cache(maxsize=1)
 def get_baseline() -> Baseline:
-    """The process-wide :class:`Baseline` (packaged data read once)."""
+    """Return the process-wide :class:`Baseline` (packaged data read once, then shared)."""
     return Baseline()

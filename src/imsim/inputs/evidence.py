@@ -28,7 +28,27 @@ _Z95 = 3.919927969080108  # 2 x 1.959964
 
 @dataclass(frozen=True)
 class Effect:
-    """One row of the evidence library."""
+    """One row of the evidence library.
+
+    Attributes
+    ----------
+    id : str
+        Effect id (e.g. ``unsafe_sleep_suid_or``).
+    point : float
+        Point value, on the effect's scale.
+    dist : str
+        Distribution, one of :data:`imsim.core.constants.DISTRIBUTIONS`.
+    lo, hi : float
+        95% range (NaN if none; the effect is then fixed at ``point``).
+    scale : str
+        ``"ratio"`` (odds or risk ratio, > 0) or ``"probability"`` (0..1).
+    description : str
+        What the effect is.
+    citation : str
+        Its source ("" if none).
+    assumption : bool
+        True for a modelling assumption rather than a published estimate.
+    """
 
     id: str
     point: float
@@ -41,7 +61,24 @@ class Effect:
     assumption: bool
 
     def ppf(self, q):
-        """Quantile function of the effect's distribution (vectorised over ``q`` in (0, 1))."""
+        """Return the quantiles of the effect's distribution at probabilities ``q``.
+
+        Parameters
+        ----------
+        q : array_like of float
+            Probabilities in (0, 1), any shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, the shape of ``q``, on the effect's scale; ``point`` everywhere for a
+            ``fixed`` effect or one without a finite, non-empty range.
+
+        Raises
+        ------
+        ValueError
+            For an unknown distribution.
+        """
         from scipy import stats
 
         q = np.asarray(q, dtype=float)
@@ -61,7 +98,13 @@ class Effect:
         raise ValueError(f"unknown distribution {self.dist!r} for effect {self.id}")
 
     def bounds(self) -> tuple[float, float]:
-        """A (low, high) range for sensitivity analysis: the 95% range of the distribution."""
+        """Return a (low, high) range for sensitivity analysis: the 2.5% and 97.5% quantiles.
+
+        Returns
+        -------
+        tuple of float
+            ``(point, point)`` for a ``fixed`` effect.
+        """
         if self.dist == "fixed":
             return (self.point, self.point)
         lo, hi = self.ppf([0.025, 0.975])
@@ -69,7 +112,15 @@ class Effect:
 
 
 class EvidenceLibrary:
-    """All effects by id, with optional scenario overrides."""
+    """All effects by id, with optional scenario overrides.
+
+    Parameters
+    ----------
+    effects : dict of str to Effect
+        The effects, by id.
+    overrides : dict of str to float, optional
+        Values that replace the point value (and every draw) of some effects.
+    """
 
     def __init__(self, effects: dict[str, Effect], overrides: dict[str, float] | None = None):
         self.effects = effects
@@ -77,13 +128,31 @@ class EvidenceLibrary:
 
     @classmethod
     def load(cls) -> EvidenceLibrary:
+        """Return the packaged library (``evidence.csv``, read once), without overrides."""
         return cls(_load_effects())
 
     @property
     def ids(self) -> list[str]:
+        """Every effect id, sorted."""
         return sorted(self.effects)
 
     def check_id(self, effect_id: str, file=None, where=None) -> None:
+        """Raise :class:`InputError` unless ``effect_id`` is in the library.
+
+        Parameters
+        ----------
+        effect_id : str
+            The id to check.
+        file : str, optional
+            The file to name in the error.
+        where : str, optional
+            The key path to name in the error.
+
+        Raises
+        ------
+        InputError
+            For an unknown id, with the closest id ("did you mean ...?").
+        """
         if effect_id not in self.effects:
             raise InputError(
                 f"unknown effect id '{effect_id}'{did_you_mean(effect_id, self.effects)}; "
@@ -91,12 +160,29 @@ class EvidenceLibrary:
                 file=file, where=where)
 
     def with_overrides(self, overrides: dict[str, float]) -> EvidenceLibrary:
+        """Return a new library with ``overrides`` added (later values win).
+
+        Parameters
+        ----------
+        overrides : dict of str to float
+            Effect id -> value, on the effect's scale (values are not range-checked here).
+
+        Returns
+        -------
+        EvidenceLibrary
+            A new object sharing the effects; this one is unchanged.
+
+        Raises
+        ------
+        InputError
+            For an unknown effect id.
+        """
         for k in overrides:
             self.check_id(k)
         return EvidenceLibrary(self.effects, {**self.overrides, **overrides})
 
     def point(self) -> dict[str, float]:
-        """Point values (overrides applied)."""
+        """Return the point value of every effect, by id (overrides applied)."""
         vals = {k: e.point for k, e in self.effects.items()}
         vals.update(self.overrides)
         return vals

@@ -30,7 +30,20 @@ from imsim.birth.params import build_tables
 
 @dataclass
 class Fit:
-    """Fitted baseline adjustments on the 51 x 5 grid."""
+    """Fitted baseline adjustments on the 51 x 5 (state x race) grid.
+
+    Attributes
+    ----------
+    ga_shift : numpy.ndarray
+        float64 ``[51, 5, 5]``: log-odds shift of each GA cut (28, 32, 34, 37, 39 weeks).
+    m_cause : numpy.ndarray
+        float64 ``[3, 51, 5]``: death-probability multipliers by cause (neonatal, SUID, other
+        postneonatal).
+    source : str
+        ``"direct"`` or ``"calibration:<name>"``.
+    draw : int or None
+        Calibration posterior draw (None: the point).
+    """
 
     ga_shift: np.ndarray        # [51, 5, 5] log-odds shift of each GA cut
     m_cause: np.ndarray         # [3, 51, 5] death multipliers (neonatal, SUID, other)
@@ -51,11 +64,20 @@ class Fit:
 
     @classmethod
     def identity(cls) -> Fit:
+        """Return the fit that changes nothing: zero GA shifts, multipliers 1."""
         return cls(np.zeros((N_S, N_R, 5)), np.ones((3, N_S, N_R)))
 
 
 def imr_targets() -> tuple[np.ndarray, np.ndarray]:
-    """Observed 2013-2015 IMR per 1,000: ``cell[51, 5]`` (NaN where none) and ``race[5]``."""
+    """Return the observed 2013-2015 IMR (per 1,000 live births) per cell and per race.
+
+    Returns
+    -------
+    cell : numpy.ndarray
+        float64 ``[51, 5]``: state x race IMR (NaN where not published).
+    race : numpy.ndarray
+        float64 ``[5]``: national IMR of each race (NaN where not published).
+    """
     t = load_table("targets")
     t = t[(t["target"] == "imr") & (t["period"].astype(str) == "2013-2015")]
     cell = np.full((N_S, N_R), np.nan)
@@ -77,12 +99,43 @@ def _deaths_by_cause(params) -> np.ndarray:
 
 
 def expected_deaths(baseline: Baseline, cells, effects, fit) -> np.ndarray:
-    """Expected deaths by cause [3, n] of ``cells`` under the baseline."""
+    """Return the expected deaths by cause of ``cells`` under the baseline (expected engine).
+
+    Parameters
+    ----------
+    baseline : Baseline
+        The baseline.
+    cells : Cells
+        The ``n`` cells.
+    effects : dict of str to float
+        Effect values by id.
+    fit : Fit or None
+        The baseline fit (None: unfitted).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[3, n]``: expected deaths (counts) by cause (neonatal, SUID, other
+        postneonatal).
+    """
     return _deaths_by_cause(baseline.params(cells, effects, fit))
 
 
 def scaled(params, m):
-    """A copy of ``params`` with death probabilities times multipliers ``m`` ([n] or [3, n])."""
+    """Return a copy of ``params`` with reference death probabilities times multipliers ``m``.
+
+    Parameters
+    ----------
+    params : CellParams
+        Parameters of ``n`` cells (not modified).
+    m : array_like of float
+        Multipliers, ``[n]`` (every cause) or ``[3, n]`` (neonatal, SUID, other postneonatal).
+
+    Returns
+    -------
+    CellParams
+        The copy, with ``q_neo``, ``q_suid`` and ``q_oth`` scaled per cell.
+    """
     m = np.broadcast_to(np.asarray(m, dtype=float), (3, params.n))
     p = params.copy()
     p.q_neo = params.q_neo * m[0][:, None]
@@ -93,11 +146,32 @@ def scaled(params, m):
 
 def direct_fit(baseline: Baseline, effects: dict[str, float], targets=None, draw: int | None = None,
                *, iters: int = 40, tol: float = 1e-10) -> Fit:
-    """Solve the per-cell multipliers (see module docstring).
+    """Solve the per-cell death multipliers (see module docstring).
 
-    Without ``targets``: observed cells hit their observed IMR, the others one multiplier per
-    race (as before). With ``targets`` (:class:`imsim.calibration.targets.CalibratedTargets`):
+    Without ``targets``: observed cells hit their observed IMR, the others share one multiplier
+    per race (kept within 1/3 to 3 times the median multiplier of the race's observed cells).
+    With ``targets`` (:class:`imsim.calibration.targets.CalibratedTargets`):
     :func:`calibrated_fit` with posterior draw ``draw`` (``None``: the point).
+
+    Parameters
+    ----------
+    baseline : Baseline
+        The baseline.
+    effects : dict of str to float
+        Effect values by id (the :data:`~imsim.inputs.baseline.BASELINE_EFFECTS` matter).
+    targets : CalibratedTargets, optional
+        Calibrated targets to reproduce instead of the observed cells.
+    draw : int or None
+        Posterior draw of ``targets`` (None: the point).
+    iters : int
+        Maximum fixed-point iterations of the direct fit (not used with ``targets``).
+    tol : float
+        Stop when no multiplier changes by more than this relative amount (direct fit only).
+
+    Returns
+    -------
+    Fit
+        For the direct fit, ``m_cause`` is the same for the three causes and ``ga_shift`` is 0.
     """
     if targets is not None:
         return calibrated_fit(baseline, effects, targets, draw)
@@ -143,13 +217,35 @@ def direct_fit(baseline: Baseline, effects: dict[str, float], targets=None, draw
 
 def calibrated_fit(baseline: Baseline, effects: dict[str, float], targets, draw: int | None = None,
                    engine_iters: int = 3, rake_iters: int = 200, tol: float = 1e-9) -> Fit:
-    """Multipliers that make the expected engine reproduce calibrated ``targets``.
+    """Return the multipliers that make the expected engine reproduce calibrated ``targets``.
 
     ``m_cause[c, s, r] = k[s, r] * f[c, r]``: the cell factor ``k`` hits the cell IMR
     (``targets.cell_imr(draw)``), the race x cause factor ``f`` the race's cause shares
     (``targets.cause_share``). Deaths are nearly linear in the multipliers (competing risks are
     rare), so ``k`` and ``f`` are raked on ``m * D`` with ``D`` the deaths per unit multiplier,
     and ``D`` is refreshed from the engine ``engine_iters`` times.
+
+    Parameters
+    ----------
+    baseline : Baseline
+        The baseline.
+    effects : dict of str to float
+        Effect values by id.
+    targets : CalibratedTargets
+        The calibration (cell IMR per 1,000, cause shares, GA shift).
+    draw : int or None
+        Posterior draw (None: the point).
+    engine_iters : int
+        Refreshes of ``D`` from the expected engine.
+    rake_iters : int
+        Maximum raking sweeps per refresh (:func:`imsim.birth.kernels.rake_multipliers`).
+    tol : float
+        Raking tolerance (relative change of ``f``).
+
+    Returns
+    -------
+    Fit
+        ``ga_shift`` from ``targets`` (the same on every cut), ``m_cause`` ``[3, 51, 5]``.
     """
     cells = baseline.pooled_cells()
     s, r = cells.s_idx, cells.r_idx
@@ -187,6 +283,13 @@ class FitCache:
     ``"direct"``) and the posterior draw. Nothing is keyed by object identity or by a path, so a
     recalibration or a new object can never be served an old fit. Least recently used entries
     are dropped beyond ``maxsize``.
+
+    Parameters
+    ----------
+    baseline : Baseline
+        The baseline the fits belong to.
+    maxsize : int
+        Most fits kept.
     """
 
     def __init__(self, baseline: Baseline, maxsize: int = 512):
@@ -196,12 +299,43 @@ class FitCache:
 
     @staticmethod
     def key(effects, calibration, draw) -> tuple:
+        """Return the cache key of a fit: baseline effect values, calibration hash, draw.
+
+        Parameters
+        ----------
+        effects : mapping of str to float
+            Effect values (only :data:`~imsim.inputs.baseline.BASELINE_EFFECTS` are read).
+        calibration : CalibratedTargets or None
+            The calibration (None: ``"direct"``).
+        draw : int or None
+            Posterior draw.
+
+        Returns
+        -------
+        tuple
+            ``(((id, value), ...), calibration hash or "direct", draw)``.
+        """
         values = tuple((k, float(effects[k])) for k in BASELINE_EFFECTS if k in effects)
         cal = "direct" if calibration is None else calibration.content_hash
         return values, cal, None if draw is None else int(draw)
 
     def get(self, effects, calibration=None, draw: int | None = None) -> Fit:
-        """Return the fit for ``effects``, ``calibration`` (None: direct) and posterior ``draw``."""
+        """Return the fit for ``effects``, ``calibration`` and posterior ``draw``, cached.
+
+        Parameters
+        ----------
+        effects : mapping of str to float
+            Effect values by id.
+        calibration : CalibratedTargets, optional
+            The calibration (None: the direct fit).
+        draw : int or None
+            Posterior draw, taken modulo the calibration's number of draws (None: the point).
+
+        Returns
+        -------
+        Fit
+            Shared with the cache: do not modify.
+        """
         if calibration is not None and draw is not None:
             draw = int(draw) % int(calibration.imr_draws.shape[0])
         key = self.key(effects, calibration, draw)
@@ -229,6 +363,11 @@ def fit_for(baseline: Baseline, effects, calibration=None, draw: int | None = No
         The calibration to reproduce (None: the direct fit to observed cells).
     draw : int or None
         Posterior draw of the calibration (None: its point estimate).
+
+    Returns
+    -------
+    Fit
+        Shared with the cache: do not modify.
     """
     if getattr(baseline, "fits", None) is None:
         baseline.fits = FitCache(baseline)

@@ -141,8 +141,22 @@ def _parse_footer(lines: list[tuple[int, str]]) -> dict:
 def parse_wonder(path: str | os.PathLike) -> WonderTable:
     """Parse one CDC WONDER export file (CRLF or LF; UTF-8 with or without BOM).
 
-    Raises :class:`InputError` for an unreadable/empty file, no table, a header mismatch (field counts,
-    label/code pairs, footer ``Group By``), a cell that is neither a number nor a marker, a negative value.
+    Parameters
+    ----------
+    path : str or path
+        The export (``.txt``).
+
+    Returns
+    -------
+    WonderTable
+        The data and total lines, grouping columns, measures and footer metadata.
+
+    Raises
+    ------
+    InputError
+        For an unreadable/empty file, no table, a header mismatch (field counts, label/code
+        pairs, footer ``Group By``), a cell that is neither a number nor a marker, a negative
+        value.
     """
     path = Path(path)
     name, where = str(path), "row 1"
@@ -479,9 +493,9 @@ def import_wonder(paths, *, bridged_race_as_non_hispanic: bool = False) -> pd.Da
 
     Parameters
     ----------
-    paths
+    paths : str or path or iterable of (str or path)
         One path or an iterable of paths.
-    bridged_race_as_non_hispanic
+    bridged_race_as_non_hispanic : bool
         Files grouped by race without Hispanic origin are refused unless True: then each race is
         mapped to its non-Hispanic group (approximate: those races include Hispanic mothers).
 
@@ -490,6 +504,12 @@ def import_wonder(paths, *, bridged_race_as_non_hispanic: bool = False) -> pd.Da
     pandas.DataFrame
         :data:`TARGET_COLUMNS`, ``source_file``, ``dataset``; rate per 1,000 births (recomputed from
         deaths/births when both known). ``df.attrs["warnings"]`` lists dropped/approximated rows.
+
+    Raises
+    ------
+    InputError
+        For a file :func:`parse_wonder` refuses, an unsupported dataset, grouping or filter, a
+        duplicate row, or two files with the same target (state, race, years, measure).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -564,11 +584,25 @@ def _hint(value: str, allowed) -> str:
 
 
 def validate_targets(df_or_path) -> pd.DataFrame:
-    """Check a targets table (DataFrame, or CSV path; rows are file lines, header = row 1).
+    """Check a targets table and return it typed.
 
-    Raises :class:`InputError` for missing columns, unknown state/race/measure/flag, bad, negative or
-    fractional counts, an IMR outside 0-1000 per 1,000, year_start > year_end, duplicate targets, a
-    flag ``ok``/``unreliable`` without a value. Returns the typed DataFrame.
+    Parameters
+    ----------
+    df_or_path : pandas.DataFrame or str or path
+        The table, or a targets CSV (rows in messages are file lines, the header is row 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table with integer years, nullable-integer ``deaths``/``births`` and float64
+        ``rate`` (per 1,000 live births for ``imr``).
+
+    Raises
+    ------
+    InputError
+        For an unreadable CSV, missing columns, unknown state/race/measure/flag, bad, negative
+        or fractional counts, an IMR outside 0-1000 per 1,000, year_start > year_end,
+        duplicate targets, or a flag ``ok``/``unreliable`` without a value.
     """
     name = None if isinstance(df_or_path, pd.DataFrame) else str(df_or_path)
     try:

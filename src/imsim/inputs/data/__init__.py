@@ -19,7 +19,14 @@ def _dir():
 
 @lru_cache(maxsize=1)
 def catalogue() -> list[dict]:
-    """The list of packaged tables with description, sources and row counts."""
+    """Return the catalogue of packaged tables (``tables.json``), read once.
+
+    Returns
+    -------
+    list of dict
+        One entry per table: ``name``, ``file``, description, sources and row count (shared
+        by the cache: do not modify).
+    """
     return json.loads(_dir().joinpath("tables.json").read_text(encoding="utf-8"))
 
 
@@ -32,13 +39,33 @@ def _read(name: str) -> pd.DataFrame:
 
 
 def load_table(name: str) -> pd.DataFrame:
-    """Return a copy of a packaged table by name (e.g. ``births``, ``evidence``)."""
+    """Return a copy of a packaged table by name (e.g. ``births``, ``evidence``).
+
+    Parameters
+    ----------
+    name : str
+        A table name of :func:`catalogue` (a name not in the catalogue is read from
+        ``<name>.csv``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A fresh copy (the file is read once per process); empty cells are NaN.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such table file.
+    """
     return _read(name).copy()
 
 
 @lru_cache(maxsize=1)
 def data_hash() -> str:
-    """SHA-256 over every packaged table file (sorted by name), first 16 hex digits."""
+    """Return a fingerprint of the packaged data: SHA-256 over every table file, 16 hex digits.
+
+    Files are hashed in file-name order, each name followed by its bytes.
+    """
     h = hashlib.sha256()
     for entry in sorted(catalogue(), key=lambda t: t["file"]):
         h.update(entry["file"].encode())
