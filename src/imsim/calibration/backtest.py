@@ -7,8 +7,9 @@ deaths. Rates are held at the 2013-2015 fit: the back-test measures how well a f
 predicts the next years, which is how imsim uses it.
 
 ``backtest.csv``: ``state, year, observed, observed_lo, observed_hi, predicted, predicted_lo,
-predicted_hi, error, rel_error, within_interval, naive, naive_error`` (``naive``: the observed
-2013-2015 state IMR carried forward); ``backtest.png``; metrics MAE, RMSE, mean error, coverage.
+predicted_hi, error, rel_error, within_interval, births, naive, naive_error`` (IMRs per 1,000
+live births; ``naive``: the observed 2013-2015 state IMR carried forward); ``backtest.png``;
+metrics MAE, RMSE, mean error, coverage.
 """
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ N_S = len(STATES)
 
 @dataclass
 class BacktestResult:
+    """A back-test: one row per state (and ``ALL``) and year, and its summary metrics.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The ``backtest.csv`` columns (module docstring).
+    metrics : dict
+        See :func:`metrics`.
+    """
+
     table: pd.DataFrame
     metrics: dict
 
@@ -37,6 +48,11 @@ class BacktestResult:
 
         Each file is written atomically (replacing an earlier back-test's file in one step), so a
         calibration folder never holds a truncated back-test.
+
+        Parameters
+        ----------
+        folder : str or path
+            An existing folder (usually the calibration folder).
         """
         folder = Path(folder)
         with atomic_file(folder / "backtest.csv") as tmp:
@@ -49,7 +65,30 @@ class BacktestResult:
 
 def backtest(cal=None, years=(2016, 2017), obs=None, effects=None, seed: int = 7,
              poisson_draws: int = 20) -> BacktestResult:
-    """Predict the state IMRs of ``years`` with calibration ``cal`` (default: the default fit)."""
+    """Predict the state IMRs of ``years`` with a calibration and compare with the observed.
+
+    Parameters
+    ----------
+    cal : CalibratedTargets, optional
+        The calibration (default: :func:`~imsim.calibration.targets.load_calibration`'s
+        default fit).
+    years : sequence of int
+        Years to predict (each needs births in ``births.csv``).
+    obs : Observations, optional
+        Observed targets (default: those the calibration was fitted to).
+    effects : dict of str to float, optional
+        Effect values (default: the evidence point values).
+    seed : int
+        Seed of the Poisson noise (stream ``backtest``, keyed by year).
+    poisson_draws : int
+        Poisson draws per calibration posterior draw.
+
+    Returns
+    -------
+    BacktestResult
+        Predicted IMR (per 1,000 live births) with 95% prediction interval per state and year,
+        and the national row ``ALL``.
+    """
     from imsim.inputs.baseline import get_baseline
     from imsim.calibration.observations import load_observations
     from imsim.calibration.targets import load_calibration
@@ -110,7 +149,21 @@ def backtest(cal=None, years=(2016, 2017), obs=None, effects=None, seed: int = 7
 
 
 def metrics(table: pd.DataFrame) -> dict:
-    """MAE, RMSE, mean error, coverage (states only), overall and per year."""
+    """Return the back-test metrics: MAE, RMSE, mean error and coverage, overall and per year.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A back-test table (:class:`BacktestResult`).
+
+    Returns
+    -------
+    dict
+        ``"all"`` and each year -> ``states``, ``mae``, ``rmse``, ``mean_error``,
+        ``births_weighted_mae``, ``naive_mae`` (per 1,000 live births), ``mean_abs_rel_error``
+        and ``coverage_95`` (fractions), over states only; ``"national"`` -> year -> observed,
+        predicted, error.
+    """
     out = {}
     st = table[table["state"] != ALL]
     for key, g in [("all", st)] + [(str(y), g) for y, g in st.groupby("year")]:
@@ -133,6 +186,17 @@ def metrics(table: pd.DataFrame) -> dict:
 
 
 def plot_backtest(table: pd.DataFrame, path, m: dict | None = None) -> None:
+    """Save a PNG of observed against predicted state IMRs, one panel per year.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A back-test table (:class:`BacktestResult`).
+    path : str or path
+        The PNG to write.
+    m : dict, optional
+        Metrics (:func:`metrics`) for the panel titles.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,7 +235,18 @@ def plot_backtest(table: pd.DataFrame, path, m: dict | None = None) -> None:
 
 # ------------------------------------------------------------------------------------- CLI
 def add_backtest_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``imsim backtest`` on an argparse subparsers object."""
+    """Register ``imsim backtest`` on an argparse subparsers object.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The object ``ArgumentParser.add_subparsers`` returned.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``backtest`` parser (its ``func`` default is :func:`cmd_backtest`).
+    """
     p = subparsers.add_parser(
         "backtest", help="predict 2016-2017 state IMRs from the 2013-2015 fit and compare",
         description="Back-test a calibration: run the calibrated baseline (no strategy) with the "
@@ -188,6 +263,24 @@ def add_backtest_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_backtest(args) -> int:
+    """Run ``imsim backtest``: back-test a calibration, write its files, print the metrics.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``calibration`` (name or folder, or None) and ``out`` (folder, or None: the
+        calibration's folder, ``.`` for the packaged fit).
+
+    Returns
+    -------
+    int
+        0 (exit code).
+
+    Raises
+    ------
+    InputError
+        If no calibration is found.
+    """
     from imsim.calibration.targets import load_calibration
     from imsim.core.errors import InputError
 

@@ -97,7 +97,25 @@ from imsim.calibration.targets import (  # noqa: E402  (re-exported: what a run 
 
 def build_targets(obs: Observations, settings: dict | None = None, name: str = "default",
                   rate_fit: RateFit | None = None) -> tuple[CalibratedTargets, dict]:
-    """Fit both stages to ``obs``; return the targets and fit diagnostics."""
+    """Fit both stages to ``obs``; return the targets and fit diagnostics (nothing is written).
+
+    Parameters
+    ----------
+    obs : Observations
+        The targets to fit (:func:`load_observations`).
+    settings : dict, optional
+        Overrides of :data:`DEFAULT_SETTINGS` (draws, seed, sigmas).
+    name : str
+        The calibration's name (``meta["name"]``).
+    rate_fit : RateFit, optional
+        A stage-1 fit to reuse instead of fitting the rates again.
+
+    Returns
+    -------
+    tuple of (CalibratedTargets, dict)
+        The targets (IMR per 1,000 live births, ``[51, 5]`` and ``[K, 51, 5]`` draws) and the
+        diagnostics ``rate_fit``, ``ga`` and ``cause``.
+    """
     from imsim.inputs.baseline import get_baseline
     from imsim.inputs.data import data_hash
 
@@ -178,6 +196,16 @@ def default_name(targets_file: str | os.PathLike | None = None) -> str:
 
     The folder is ``calibration/<name>-<timestamp>/`` (``-2``, ``-3``... if taken); see
     :func:`imsim.core.folders.new_folder`.
+
+    Parameters
+    ----------
+    targets_file : str or path, optional
+        The user's targets CSV, if any.
+
+    Returns
+    -------
+    str
+        The folder name before its timestamp.
     """
     return Path(targets_file).stem if targets_file else "fit"
 
@@ -212,6 +240,12 @@ def calibrate(targets_file: str | os.PathLike | None = None,
     -------
     tuple of (CalibratedTargets, dict)
         The targets and a summary: fit quality, timings, back-test metrics, ``out``.
+
+    Raises
+    ------
+    InputError
+        For an existing ``out`` (without ``replace``, or one that is not a calibration folder)
+        or a bad targets file.
 
     Notes
     -----
@@ -296,7 +330,18 @@ calibration folder and --replace is given (maintainers: imsim calibrate --out ca
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``imsim calibrate`` on an argparse subparsers object."""
+    """Register ``imsim calibrate`` on an argparse subparsers object.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The object ``ArgumentParser.add_subparsers`` returned.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``calibrate`` parser (its ``func`` default is :func:`cmd_calibrate`).
+    """
     p = subparsers.add_parser(
         "calibrate", help="fit the baseline to observed 2013-2015 rates (with uncertainty)",
         description="Fit the baseline to the observed 2013-2015 targets: IMR by state x race "
@@ -327,7 +372,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_calibrate(args) -> int:
-    """Run ``imsim calibrate``; returns the exit code (InputError propagates: exit 2)."""
+    """Run ``imsim calibrate`` from parsed arguments and print the fit quality.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``targets``, ``out``, ``replace``, ``draws``, ``seed``, ``no_backtest``,
+        ``package_copy``, ``quiet``.
+
+    Returns
+    -------
+    int
+        0 (exit code).
+
+    Raises
+    ------
+    InputError
+        For ``--draws`` below 2, ``--replace`` without ``--out``, or any error of
+        :func:`calibrate` (the CLI prints it and exits with code 2).
+    """
     if args.draws < 2:
         raise InputError(f"--draws must be at least 2, got {args.draws}")
     if args.replace and not args.out:
@@ -355,6 +418,18 @@ def cmd_calibrate(args) -> int:
 
 
 def main(argv=None) -> int:  # pragma: no cover - convenience until cli.py registers it
+    """Run ``imsim calibrate`` or ``imsim backtest`` as a stand-alone entry point.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command and arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit code: 0, or 2 after printing an :class:`InputError`.
+    """
     parser = argparse.ArgumentParser(prog="imsim")
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser(sub)

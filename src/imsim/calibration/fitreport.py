@@ -22,7 +22,28 @@ if TYPE_CHECKING:
 
 def modelled_counts(cal: CalibratedTargets, effects: dict | None = None, baseline=None,
                     year_births: int | None = None, draw: int | None = None):
-    """Expected counts ``[255, N_OUT]`` of the pooled cells (or one year's births) under ``cal``."""
+    """Return the expected counts of the 255 state x race cells under a calibration.
+
+    Parameters
+    ----------
+    cal : CalibratedTargets
+        The calibration the baseline is fitted to.
+    effects : dict of str to float, optional
+        Effect values (default: the evidence point values).
+    baseline : Baseline, optional
+        Default: the process-wide baseline.
+    year_births : int, optional
+        Weight the cells by this data year's births (default: 2013-2015 pooled).
+    draw : int, optional
+        Calibration posterior draw (None: the point).
+
+    Returns
+    -------
+    cells : Cells
+        The 255 cells, state-major.
+    counts : numpy.ndarray
+        float64 ``[255, N_OUT]`` expected counts (:func:`imsim.birth.engines.expected`).
+    """
     from imsim.inputs.baseline import get_baseline
     from imsim.birth.engines import expected
     from imsim.inputs.evidence import EvidenceLibrary
@@ -40,7 +61,28 @@ def modelled_counts(cal: CalibratedTargets, effects: dict | None = None, baselin
 
 
 def fit_report(cal: CalibratedTargets, obs: Observations, counts=None) -> pd.DataFrame:
-    """One row per target (see docs/calibration.md); ``modelled`` from the expected engine."""
+    """Return the fit report: one row per target, observed against modelled.
+
+    Targets (see docs/calibration.md): ``imr`` per cell, state and national race; ``preterm_rate``
+    (percent); ``suid_rate``; ``ga_death_share``. ``modelled`` comes from the expected engine;
+    rates are per 1,000 live births unless the target says otherwise.
+
+    Parameters
+    ----------
+    cal : CalibratedTargets
+        The calibration.
+    obs : Observations
+        The observations it was fitted to.
+    counts : numpy.ndarray, optional
+        float64 ``[255, N_OUT]`` from :func:`modelled_counts` (computed when None).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``target, state, race, ga_band, period, observed, observed_lo, observed_hi,
+        modelled, within_interval, source_tier, pooled`` first, then extras (``rel_error``,
+        ``note``...).
+    """
     from imsim.birth.kernels import N_BANDS, OUT_BIRTHS, OUT_DEATHS
 
     if counts is None:
@@ -176,7 +218,21 @@ def fit_report(cal: CalibratedTargets, obs: Observations, counts=None) -> pd.Dat
 
 
 def fit_quality(report: pd.DataFrame) -> dict:
-    """The figures the issue asks for, from a fit report."""
+    """Condense a fit report into the fit-quality figures ``calibration.json`` records.
+
+    Parameters
+    ----------
+    report : pandas.DataFrame
+        A fit report (:func:`fit_report`).
+
+    Returns
+    -------
+    dict
+        Shares of observed cells (and states) whose modelled IMR lies inside the observation's
+        95% interval (fractions; also against the Poisson-only interval), the cells outside (as
+        text), and the largest absolute relative errors (fractions) of the state and national
+        race IMR, preterm and SUID rates.
+    """
     cellr = report[(report["target"] == "imr") & (report["state"] != ALL) & (report["race"] != ALL)
                    & report["observed"].notna()]
     nat = report[(report["target"] == "imr") & (report["state"] == ALL) & (report["race"] != ALL)]
@@ -203,7 +259,15 @@ def fit_quality(report: pd.DataFrame) -> dict:
 
 
 def plot_fit_report(report: pd.DataFrame, path) -> None:
-    """Observed vs modelled with 95% intervals (PNG)."""
+    """Save a PNG of observed against modelled targets, with 95% intervals.
+
+    Parameters
+    ----------
+    report : pandas.DataFrame
+        A fit report (:func:`fit_report`).
+    path : str or path
+        The PNG to write.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

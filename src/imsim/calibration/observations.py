@@ -1,6 +1,6 @@
 """Observations: the targets the calibration fits, read and checked.
 
-The packaged 2013-2015 targets (``imsim/data/targets.csv``), optionally replaced cell by cell by a
+The packaged 2013-2015 targets (``imsim/inputs/data/targets.csv``), optionally replaced cell by cell by a
 user's targets CSV from ``imsim data import-wonder``, put on the 51 x 5 state x race grid with
 each observation's measurement error and 95% interval. A bad user file raises
 :class:`imsim.core.errors.InputError` naming the file and row. :func:`rate_data` hands the result to
@@ -49,7 +49,35 @@ DEFAULT_SETTINGS = {
 
 @dataclass
 class Observations:
-    """Everything the fit reads, on the 51 x 5 grid (rates per 1,000; NaN = none)."""
+    """Everything the fit reads, on the 51 x 5 grid (rates per 1,000; NaN = none).
+
+    Attributes
+    ----------
+    births : numpy.ndarray
+        float64 ``[51, 5]``: pooled 2013-2015 live births the fit weights each cell by.
+    cell : pandas.DataFrame
+        One row per state x race with an observed IMR (value, interval, source tier,
+        measurement sd, fitted value).
+    state : pandas.DataFrame
+        State all-race IMR rows.
+    race : pandas.DataFrame
+        National race IMR rows (and race ``ALL``).
+    imr_year : pandas.DataFrame
+        State x single-year IMR (the back-test observations, 2013-2017).
+    preterm, suid, nmr_pnmr, ga_share : pandas.DataFrame
+        Structure targets: preterm rates (percent), SUID rates, neonatal/postneonatal rates,
+        deaths by GA band.
+    targets_hash : str
+        Hash of the packaged targets, and of the user's file when given.
+    targets_file : str or None
+        The user's targets CSV, if any.
+    user_rows : int
+        Rows of the user's file that were used.
+    notes : list of str
+        What was ignored or approximated.
+    closure : float
+        Factor applied to the national race IMRs so their deaths sum to the states' (1: none).
+    """
 
     births: np.ndarray                 # [51, 5] pooled 2013-2015 births used by the fit
     cell: pd.DataFrame                 # one row per state x race with an observed IMR
@@ -105,6 +133,23 @@ def load_observations(targets_file: str | os.PathLike | None = None,
     the fit weights that cell by. A ``suppressed``/``missing`` IMR row removes the cell's packaged
     value (the cell is then estimated from pooling and its state total). Other periods are
     ignored with a note. Errors raise :class:`InputError` naming file and row; nothing is written.
+
+    Parameters
+    ----------
+    targets_file : str or path, optional
+        A user targets CSV (default: the packaged targets only).
+    settings : dict, optional
+        Overrides of :data:`DEFAULT_SETTINGS` (measurement sds, closure).
+
+    Returns
+    -------
+    Observations
+        The targets on the 51 x 5 grid.
+
+    Raises
+    ------
+    InputError
+        For an invalid targets file, or one with no usable rows.
     """
     from imsim.inputs.baseline import get_baseline
 
@@ -293,7 +338,19 @@ def _apply_user_targets(user, name, imr, imr_year, births):
 
 
 def rate_data(obs: Observations) -> RateData:
-    """The rate model's inputs from :class:`Observations`."""
+    """Return the rate model's inputs as plain arrays.
+
+    Parameters
+    ----------
+    obs : Observations
+        The observations.
+
+    Returns
+    -------
+    RateData
+        ``[51, 5]`` cell IMRs (NaN where none), ``[51]`` state and ``[5]`` national race IMRs
+        with their measurement sds, per 1,000 live births.
+    """
     y = np.full((N_S, N_R), np.nan)
     sd = np.zeros((N_S, N_R))
     for r in obs.cell.itertuples():

@@ -36,6 +36,17 @@ class RateData:
     observation's measurement error *beyond* the Poisson noise of the deaths (rounding, secondary
     source). ``state_rate``/``race_rate`` (NaN where absent) are the all-race state and all-state
     race IMRs with their measurement sds.
+
+    Attributes
+    ----------
+    births : numpy.ndarray
+        ``[S, R]`` live births per cell over the fitted period.
+    obs, obs_sd : numpy.ndarray
+        float64 ``[S, R]``: observed cell IMR and its extra measurement sd, per 1,000.
+    state_rate, state_sd : numpy.ndarray
+        float64 ``[S]``: all-race IMR of each state and its sd, per 1,000.
+    race_rate, race_sd : numpy.ndarray
+        float64 ``[R]``: national IMR of each race and its sd, per 1,000.
     """
 
     births: np.ndarray
@@ -48,12 +59,36 @@ class RateData:
 
     @property
     def shape(self):
+        """The grid shape ``(S, R)``."""
         return self.births.shape
 
 
 @dataclass
 class RateFit:
-    """Posterior of the cell rates (per 1,000): Laplace approximation around the MAP."""
+    """Posterior of the cell rates (per 1,000): Laplace approximation around the MAP.
+
+    Attributes
+    ----------
+    eta : numpy.ndarray
+        float64 ``[S, R]``: MAP of the log rate (log of IMR per 1,000).
+    cov_eta : numpy.ndarray
+        float64 ``[S*R, S*R]``: posterior covariance of ``eta`` (state-major).
+    mu : numpy.ndarray
+        float64 ``[R]``: race log rates.
+    alpha : numpy.ndarray
+        float64 ``[S]``: state effects (log scale).
+    sigma_alpha : float
+        Sd of the state effects (log scale).
+    sigma_eps : numpy.ndarray
+        float64 ``[R]``: sd of the cell effects per race (log scale).
+    draws : numpy.ndarray
+        float64 ``[K, S, R]``: joint posterior draws of the rate, per 1,000 (mean-preserving:
+        each cell's draws average ``exp(eta)``).
+    log_ml : float
+        Laplace log marginal likelihood at the final sigmas.
+    iterations : int
+        EM steps taken (0 when both sigmas were given).
+    """
 
     eta: np.ndarray            # [S, R] MAP of log rate
     cov_eta: np.ndarray        # [S*R, S*R]
@@ -67,6 +102,7 @@ class RateFit:
 
     @property
     def sd_eta(self) -> np.ndarray:
+        """Posterior sd of the log rate, float64 ``[S, R]``."""
         return np.sqrt(np.diag(self.cov_eta)).reshape(self.eta.shape)
 
     @property
@@ -76,10 +112,12 @@ class RateFit:
 
     @property
     def lo(self) -> np.ndarray:
+        """Lower 95% bound of the rate, ``exp(eta - 1.96 sd)``, per 1,000, ``[S, R]``."""
         return np.exp(self.eta - Z95 * self.sd_eta)
 
     @property
     def hi(self) -> np.ndarray:
+        """Upper 95% bound of the rate, ``exp(eta + 1.96 sd)``, per 1,000, ``[S, R]``."""
         return np.exp(self.eta + Z95 * self.sd_eta)
 
 
@@ -211,6 +249,30 @@ def fit_rates(data: RateData, *, sigma_alpha: float | None = None, sigma_eps=Non
     marginal likelihood. Draws are joint (they keep the correlation between cells through
     ``mu`` and ``alpha``) and mean-preserving: the average draw of a cell is its point rate
     ``exp(eta_MAP)``.
+
+    Parameters
+    ----------
+    data : RateData
+        Observations on the ``S x R`` grid.
+    sigma_alpha : float, optional
+        Sd of the state effects (log scale); estimated when None.
+    sigma_eps : float or array_like of float, optional
+        Sd of the cell effects (log scale), scalar or ``[R]``; estimated when None.
+    sigma_eps_by_race : bool
+        Estimate one ``sigma_eps`` per race (else one for all).
+    draws : int
+        Number of posterior draws ``K``.
+    seed : int
+        Seed of the posterior draws (stream ``ratemodel_posterior``, keyed by draw index).
+    max_em : int
+        Maximum EM steps.
+    em_tol : float
+        Stop EM when no sigma changes by more than this relative amount (on the log scale).
+
+    Returns
+    -------
+    RateFit
+        The MAP, posterior covariance, sigmas and ``K`` draws.
     """
     with _blas_threads(1):
         prob = _RateProblem(data)

@@ -23,12 +23,23 @@ def _expit(x):
 
 
 def preterm_targets(obs: Observations) -> dict:
-    """Preterm (<37 wk) targets for the 2013-2015 fit (fractions).
+    """Return the preterm (<37 wk) targets for the 2013-2015 fit (fractions).
 
     Race: the 2014-2015 pooled national values (2013 obstetric-estimate rates do not exist);
     ``ALL`` likewise; groups without a published rate share one value that makes the national
     rate match. States: the published state values (2016/2017, March of Dimes) moved to 2014-2015
     by the national trend on the log-odds scale, averaged over years.
+
+    Parameters
+    ----------
+    obs : Observations
+        The observations (``obs.preterm``, in percent).
+
+    Returns
+    -------
+    dict
+        ``race`` (race -> fraction), ``state`` (state -> fraction), ``state_rows`` (the
+        adjusted values and their rows) and ``all`` (national fraction; 0.096 if absent).
     """
     pt = obs.preterm
     nat = pt[pt["state"] == ALL]
@@ -50,7 +61,31 @@ def preterm_targets(obs: Observations) -> dict:
 
 def fit_ga_shift(baseline, obs: Observations, births: np.ndarray,
                  engine_check: bool = True) -> tuple[np.ndarray, dict]:
-    """Log-odds shift ``[51, 5]`` of every GA cut so preterm rates match (see preterm_targets)."""
+    """Return the log-odds shift of every GA cut that makes preterm rates match their targets.
+
+    The shift is a race term plus a state term (states with a target), solved by alternating
+    root finding on the births-weighted preterm rates (see :func:`preterm_targets`), then
+    corrected cell by cell against the expected engine.
+
+    Parameters
+    ----------
+    baseline : Baseline
+        The baseline (its race GA targets are the starting point).
+    obs : Observations
+        The observations.
+    births : numpy.ndarray
+        ``[51, 5]`` live births weighting each cell.
+    engine_check : bool
+        Correct the shift with up to four expected-engine evaluations.
+
+    Returns
+    -------
+    shift : numpy.ndarray
+        float64 ``[51, 5]``: log-odds shift, the same on every cut.
+    info : dict
+        ``delta_race`` ``[5]``, ``gamma_state`` ``[51]``, ``targets``, ``cell_preterm``
+        (target fractions ``[51, 5]``), ``engine_preterm`` and ``engine_correction``.
+    """
     tg = preterm_targets(obs)
     pt0 = baseline.ga_cum_target[:, 3]                       # current race preterm (fraction)
     w = births.astype(float)
@@ -124,9 +159,22 @@ def _engine_preterm(baseline, shift: np.ndarray) -> np.ndarray:
 
 
 def suid_targets(obs: Observations) -> dict:
-    """SUID per 1,000 by race for 2013-2015: linear in time between the published years
-    (2009/2011 and 2017) evaluated at 2014; one year only: that year. Returns
-    ``{race: (value, lo, hi, note)}``; lo/hi span the published values used (and their own lo/hi)."""
+    """Return the SUID rate per 1,000 live births by race for 2013-2015.
+
+    Linear in time between the last two published years (2009/2011 and 2017), evaluated at
+    2014; with one year only, that year's value.
+
+    Parameters
+    ----------
+    obs : Observations
+        The observations (``obs.suid``).
+
+    Returns
+    -------
+    dict
+        ``{race: (value, lo, hi, note)}`` (race ``ALL`` included); lo/hi span the published
+        values used (and their own lo/hi).
+    """
     out = {}
     for race, g in obs.suid[obs.suid["state"] == ALL].groupby("race"):
         g = g.assign(y=g["period"].astype(int)).sort_values("y")
@@ -153,6 +201,28 @@ def cause_shares(baseline, obs: Observations, race_imr: np.ndarray) -> tuple[np.
     common odds factor so that the national share equals the 2015-cohort NMR / (NMR + PNMR).
     SUID: the race's SUID rate (:func:`suid_targets`) over its national IMR. Other postneonatal:
     the rest.
+
+    Parameters
+    ----------
+    baseline : Baseline
+        The baseline (not read; kept for a uniform stage signature).
+    obs : Observations
+        The observations.
+    race_imr : numpy.ndarray
+        float64 ``[5]``: national IMR per 1,000 live births of each race (from the rate fit).
+
+    Returns
+    -------
+    shares : numpy.ndarray
+        float64 ``[5, 3]``; rows sum to 1.
+    info : dict
+        ``share_cohort``, ``suid_targets`` and, when the NMR/PNMR targets exist,
+        ``neonatal_target`` and ``neonatal_log_odds``.
+
+    Raises
+    ------
+    ValueError
+        If the shares leave 2% or less for other postneonatal deaths in some race.
     """
     from imsim.inputs.data import load_table
 

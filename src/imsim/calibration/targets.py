@@ -36,11 +36,27 @@ REPORT_FILES = ("fit_report.csv", "fit_report.png", "backtest.csv", "backtest.pn
 class CalibratedTargets:
     """Calibrated targets on the 51 x 5 grid that :func:`imsim.inputs.fit.direct_fit` reproduces.
 
-    ``imr`` is the point (posterior median, = mean of the draws) IMR per 1,000 of every cell;
-    ``imr_lo``/``imr_hi`` its 95% posterior interval; ``imr_draws[K, 51, 5]`` joint posterior
-    draws; ``cause_share[5, 3]`` the share of deaths by cause per race (neonatal, SUID, other
-    postneonatal); ``ga_shift[51, 5]`` the log-odds shift of every GA cut; ``cells`` a table per
-    cell (observation, tier, births, pooled); ``meta`` data and targets hashes, settings, sigmas.
+    Attributes
+    ----------
+    imr : numpy.ndarray
+        float64 ``[51, 5]``: point IMR per 1,000 live births of every state x race cell
+        (``exp`` of the posterior mode of the log rate; the mean of the draws).
+    imr_lo, imr_hi : numpy.ndarray
+        float64 ``[51, 5]``: its 95% posterior interval, per 1,000.
+    imr_draws : numpy.ndarray
+        float64 ``[K, 51, 5]``: joint posterior draws, per 1,000.
+    cause_share : numpy.ndarray
+        float64 ``[5, 3]``: share of deaths by cause per race (neonatal, SUID, other
+        postneonatal); rows sum to 1.
+    ga_shift : numpy.ndarray
+        float64 ``[51, 5]``: log-odds shift of every GA cut.
+    cells : pandas.DataFrame
+        One row per cell (observation, tier, births, pooled estimate...).
+    meta : dict
+        Name, data and targets hashes, settings, sigmas; ``race_columns``/``state_columns``
+        hold extra per-race/per-state columns.
+    path : str or None
+        Where it was loaded from.
     """
 
     imr: np.ndarray
@@ -55,25 +71,41 @@ class CalibratedTargets:
 
     @property
     def name(self) -> str:
+        """The calibration's name (``meta["name"]``, default ``"calibration"``)."""
         return str(self.meta.get("name", "calibration"))
 
     @property
     def n_draws(self) -> int:
+        """Number of posterior draws ``K``."""
         return int(self.imr_draws.shape[0])
 
     def cell_imr(self, draw: int | None = None) -> np.ndarray:
-        """IMR per 1,000 ``[51, 5]``: the point (``draw=None``) or posterior draw ``draw % K``."""
+        """Return the IMR per 1,000 live births of every cell: the point or one posterior draw.
+
+        Parameters
+        ----------
+        draw : int or None
+            Posterior draw, taken modulo ``K`` (None: the point).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 ``[51, 5]`` (not a copy).
+        """
         if draw is None:
             return self.imr
         return self.imr_draws[int(draw) % self.n_draws]
 
     def ga_shift_cuts(self) -> np.ndarray:
-        """``[51, 5, 5]``: the same shift on every GA cut (the form :class:`Fit` holds)."""
+        """Return the GA shift repeated on every cut: float64 ``[51, 5, 5]`` (log odds).
+
+        This is the form :class:`imsim.inputs.fit.Fit` holds.
+        """
         return np.repeat(self.ga_shift[:, :, None], 5, axis=2)
 
     @property
     def content_hash(self) -> str:
-        """A hash of everything a fit reads from this calibration (caches key on it)."""
+        """A hash of everything a fit reads from this calibration (32 hex digits; caches key on it)."""
         import hashlib
 
         h = hashlib.blake2b(digest_size=16)
@@ -92,7 +124,18 @@ class CalibratedTargets:
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, out: str | os.PathLike) -> Path:
-        """Write the fit files (:data:`FIT_FILES`) into folder ``out`` (created)."""
+        """Write the fit files (:data:`FIT_FILES`) into folder ``out`` (created if needed).
+
+        Parameters
+        ----------
+        out : str or path
+            The folder; existing fit files in it are overwritten.
+
+        Returns
+        -------
+        Path
+            ``out``.
+        """
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         cells = self.cells.copy()
@@ -118,7 +161,24 @@ class CalibratedTargets:
 
     @classmethod
     def load(cls, folder) -> CalibratedTargets:
-        """Read a fit folder (a path or an ``importlib.resources`` traversable)."""
+        """Read a fit folder.
+
+        Parameters
+        ----------
+        folder : path or importlib.resources.abc.Traversable
+            A folder holding :data:`FIT_FILES`.
+
+        Returns
+        -------
+        CalibratedTargets
+            The calibration, ``path`` set to ``str(folder)``.
+
+        Raises
+        ------
+        InputError
+            If a file is missing or unreadable, a column is missing, or a cell is missing or
+            not positive.
+        """
         folder_s = str(folder)
 
         def read_csv(name):
@@ -177,11 +237,26 @@ def _packaged_default():
 def load_calibration(name_or_path: str | os.PathLike | None = None) -> CalibratedTargets | None:
     """Find and load a calibration.
 
-    ``None`` or ``"default"``: ``./calibration/default/`` when the working directory has one,
-    else the copy packaged with imsim (``imsim/inputs/data/calibration/default``). ``"none"`` or
-    ``"direct"``: ``None`` (the caller uses the direct fit). A name: ``./calibration/<name>/``.
-    Otherwise a folder path. A missing or malformed folder raises :class:`InputError`; a fit made
-    from other packaged data loads with a warning (``.stale`` is True).
+    A fit made from other packaged data loads with a warning (``.stale`` is True).
+
+    Parameters
+    ----------
+    name_or_path : str or path, optional
+        ``None`` or ``"default"``: ``./calibration/default/`` when the working directory has
+        one, else the copy packaged with imsim (``imsim/inputs/data/calibration/default``).
+        ``"none"`` or ``"direct"`` (any case): no calibration. Otherwise a folder path with a
+        ``calibration.json``, else a name under ``./calibration/``.
+
+    Returns
+    -------
+    CalibratedTargets or None
+        None for ``"none"``/``"direct"`` (the caller uses the direct fit), and also for the
+        default when no packaged default exists.
+
+    Raises
+    ------
+    InputError
+        If the folder is missing or malformed.
     """
     if name_or_path is not None and str(name_or_path).lower() in ("none", "direct"):
         return None
