@@ -66,7 +66,26 @@ class PlanObjective(StrictModel):
 
 
 class Plan(StrictModel):
-    """A validated plan (see docs/recommend.md). Scenario-like keys are checked as in scenarios."""
+    """A validated plan (see docs/recommend.md). Scenario-like keys are checked as in scenarios.
+
+    Attributes
+    ----------
+    name, description, states, years, strategies, seed, effects, births_change_per_year
+        As in a scenario (:class:`imsim.config.scenario.Scenario`); validated by
+        :func:`imsim.config.scenario.parse_scenario`.
+    max_strategies : int
+        Most strategies per state (1..6).
+    collaborative : dict or None
+        A learning-collaborative block (its coverage replaces the strategies' coverage).
+    costs : PlanCosts or None
+        USD per birth reached, per strategy.
+    budget : PlanBudget or None
+        Budgets in USD over the horizon.
+    objective : PlanObjective
+        Weights of the objective.
+    draws : int
+        Uncertainty draws (1..5000).
+    """
 
     name: Any
     description: Any = ""
@@ -86,6 +105,20 @@ class Plan(StrictModel):
 
 @dataclass
 class ResolvedPlan:
+    """A plan with its shared keys parsed as a scenario and its candidate strategies.
+
+    Attributes
+    ----------
+    plan : Plan
+        The validated plan.
+    scenario : imsim.config.scenario.Scenario
+        A scenario carrying the shared keys (states, years, strategies, effects...).
+    candidates : list of str
+        Strategies a state may choose, in ``STRATEGIES`` order.
+    file : str or None
+        The plan file, if read from one.
+    """
+
     plan: Plan
     scenario: Any                      # imsim.config.scenario.Scenario carrying the shared keys
     candidates: list[str]
@@ -93,9 +126,22 @@ class ResolvedPlan:
 
     @property
     def states(self) -> list[str]:
+        """The plan's states (USPS codes, in ``STATES`` order)."""
         return self.scenario.state_list
 
     def state_budget(self, state: str) -> float | None:
+        """Return a state's budget in USD over the horizon (its own entry, else ``per_state``).
+
+        Parameters
+        ----------
+        state : str
+            USPS code.
+
+        Returns
+        -------
+        float or None
+            None when the plan has no budget for it.
+        """
         b = self.plan.budget
         if b is None:
             return None
@@ -104,6 +150,7 @@ class ResolvedPlan:
         return b.per_state
 
     def resolved(self) -> dict:
+        """Return the plan as a plain mapping, every default filled in, with ``candidates``."""
         out = self.plan.model_dump(mode="json", exclude_none=True)
         sc = self.scenario.resolved()
         for k in SHARED_KEYS:
@@ -114,7 +161,27 @@ class ResolvedPlan:
 
 
 def parse_plan(data: Any, file: str | None = None) -> ResolvedPlan:
-    """Validate a mapping as a plan; raise InputError naming the file and key path."""
+    """Validate a mapping as a plan.
+
+    Parameters
+    ----------
+    data : Any
+        The plan's mapping (as read from YAML).
+    file : str, optional
+        The file to name in errors.
+
+    Returns
+    -------
+    ResolvedPlan
+        The validated plan.
+
+    Raises
+    ------
+    InputError
+        For the first problem, naming the file, the key path, the bad value and what is allowed
+        (including coverage missing without a collaborative, ``teams`` in a collaborative,
+        costs missing for a candidate, a budget without costs).
+    """
     if not isinstance(data, dict):
         raise InputError("a plan must be a mapping of keys", file=file)
     plan = validate_model(Plan, data, file)
@@ -168,6 +235,22 @@ def parse_plan(data: Any, file: str | None = None) -> ResolvedPlan:
 
 
 def load_plan(path: str | Path) -> ResolvedPlan:
-    """Read and validate a plan file."""
+    """Read and validate a plan file.
+
+    Parameters
+    ----------
+    path : str or path
+        A plan YAML file.
+
+    Returns
+    -------
+    ResolvedPlan
+        The validated plan.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read or is invalid (see :func:`parse_plan`).
+    """
     data = read_yaml(path, what="plan")
     return parse_plan(data, file=str(path))

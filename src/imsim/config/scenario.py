@@ -167,6 +167,7 @@ class Strategies(StrictModel):
     social_determinants: SocialDeterminants | None = None
 
     def active(self) -> dict[str, _StrategyBase]:
+        """Return the strategies given, by id, in ``STRATEGIES`` order (blocks as parsed)."""
         return {k: getattr(self, k) for k in STRATEGIES if getattr(self, k) is not None}
 
 
@@ -315,29 +316,67 @@ class Scenario(StrictModel):
     # -- derived -----------------------------------------------------------------------------
     @property
     def state_list(self) -> list[str]:
+        """The scenario's states as USPS codes (``all``: the 51 jurisdictions, STATES order)."""
         return list(STATES) if self.states == "all" else list(self.states)
 
     @property
     def year_list(self) -> list[int]:
+        """Every calendar year of the horizon, first to last inclusive."""
         return list(range(self.years[0], self.years[1] + 1))
 
     def portfolio(self, state: str) -> Strategies:
-        """The strategies that apply in ``state``."""
+        """Return the strategies that apply in ``state``.
+
+        Parameters
+        ----------
+        state : str
+            USPS code.
+
+        Returns
+        -------
+        Strategies
+            The state's ``by_state`` portfolio when it has one, else the top-level portfolio
+            (empty if none).
+        """
         if self.by_state and state in self.by_state and self.by_state[state].strategies is not None:
             return self.by_state[state].strategies
         return self.strategies or Strategies()
 
     def exposure_changes(self, state: str) -> dict[str, ExposureChange]:
+        """Return the counterfactual exposure changes of ``state``, by exposure id.
+
+        The top-level ``exposures`` updated with the state's ``by_state`` exposures.
+
+        Parameters
+        ----------
+        state : str
+            USPS code.
+
+        Returns
+        -------
+        dict of str to ExposureChange
+            Empty when there is none.
+        """
         out = dict(self.exposures or {})
         if self.by_state and state in self.by_state and self.by_state[state].exposures:
             out.update(self.by_state[state].exposures)
         return out
 
     def resolved(self, **overrides) -> dict:
-        """A plain mapping of the scenario with every default filled in.
+        """Return a plain mapping of the scenario with every default filled in.
 
         ``overrides`` (e.g. the engine, seed and replicates a run actually used) replace the
         file's values, so the resolved file reproduces the run. Ramp years stay integers.
+
+        Parameters
+        ----------
+        **overrides
+            Top-level keys to replace (None values are ignored).
+
+        Returns
+        -------
+        dict
+            Lists instead of tuples, unset (None) keys omitted; ready for YAML.
         """
         data = _plain(self.model_dump(mode="python", exclude_none=True))
         data.update({k: v for k, v in overrides.items() if v is not None})
@@ -358,7 +397,26 @@ def _plain(value):
 # ---------------------------------------------------------------------------------------------
 
 def parse_scenario(data: Any, file: str | None = None) -> Scenario:
-    """Validate a mapping as a scenario; raise InputError naming the file and key path."""
+    """Validate a mapping as a scenario (and its collaborative block, if any).
+
+    Parameters
+    ----------
+    data : Any
+        The scenario's mapping (as read from YAML).
+    file : str, optional
+        The file to name in errors.
+
+    Returns
+    -------
+    Scenario
+        The validated scenario.
+
+    Raises
+    ------
+    InputError
+        For the first problem, naming the file, the key path, the bad value and what is
+        allowed.
+    """
     if not isinstance(data, dict):
         raise InputError("a scenario must be a mapping of keys", file=file)
     scenario = validate_model(Scenario, data, file)
@@ -370,7 +428,24 @@ def parse_scenario(data: Any, file: str | None = None) -> Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file."""
+    """Read and validate a scenario file.
+
+    Parameters
+    ----------
+    path : str or path
+        A scenario YAML file.
+
+    Returns
+    -------
+    Scenario
+        The validated scenario; ``source`` is ``str(path)``.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read, is not safe YAML, or is invalid (see
+        :func:`parse_scenario`).
+    """
     data = read_yaml(path)
     scenario = parse_scenario(data, file=str(path))
     scenario._source = str(path)
@@ -378,7 +453,7 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def json_schema() -> dict:
-    """The JSON Schema of scenario files (for editors)."""
+    """Return the JSON Schema (draft 2020-12) of scenario files, for editors."""
     schema = Scenario.model_json_schema()
     schema["title"] = "imsim scenario"
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -94,6 +94,23 @@ class Dist:
         self.kw = kw
 
     def ppf(self, q):
+        """Return the quantiles of the distribution at probabilities ``q``.
+
+        Parameters
+        ----------
+        q : array_like of float
+            Probabilities in [0, 1] (open at an unbounded end), any shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, the shape of ``q``, in the parameter's own units.
+
+        Raises
+        ------
+        ValueError
+            For an unknown kind.
+        """
         from scipy import stats
 
         q = np.asarray(q, dtype=float)
@@ -113,11 +130,13 @@ class Dist:
 
     @property
     def unbounded(self) -> bool:
+        """True for a normal or lognormal distribution (given, or the effect's)."""
         if self.kind == "evidence":
             return self.kw["effect"].dist in UNBOUNDED_DISTRIBUTIONS
         return self.kind in UNBOUNDED_DISTRIBUTIONS
 
     def describe(self) -> dict:
+        """Return a JSON-ready description: ``dist`` and its parameters (or point, lo, hi)."""
         if self.kind == "evidence":
             e = self.kw["effect"]
             return {"dist": f"evidence:{e.dist}", "point": e.point, "lo": e.lo, "hi": e.hi}
@@ -181,7 +200,26 @@ class ParameterSpec(StrictModel):
         return self
 
     def distribution(self, p: ParamSpec, lib) -> Dist:
-        """The distribution of parameter ``p`` (``lib``: the evidence library, with overrides)."""
+        """Return the distribution of parameter ``p`` this spec describes.
+
+        Parameters
+        ----------
+        p : ParamSpec
+            The parsed parameter id.
+        lib : EvidenceLibrary
+            The evidence library with the base scenario's overrides.
+
+        Returns
+        -------
+        Dist
+            The default distribution for ``{}``, else the one given.
+
+        Raises
+        ------
+        Invalid
+            For an unbounded distribution of a bounded parameter, bounds outside the values the
+            parameter can take, or ``{}`` for an effect that is overridden or has no range.
+        """
         if self.dist is None and self.low is None and self.high is None:
             return _default_distribution(p, lib)
         kind = self.dist or "uniform"
@@ -425,10 +463,11 @@ class Sweep(StrictModel):
     # -- derived -----------------------------------------------------------------------------
     @property
     def n_params(self) -> int:
+        """Number of parameters ``P``."""
         return len(self.param_ids)
 
     def problem(self) -> dict:
-        """The SALib problem on the unit hypercube (values are mapped by :meth:`transform`)."""
+        """Return the SALib problem on the unit hypercube (values are mapped by :meth:`transform`)."""
         prob = {"num_vars": self.n_params, "names": list(self.param_ids),
                 "bounds": [[0.0, 1.0]] * self.n_params}
         if self.use_groups:
@@ -436,7 +475,15 @@ class Sweep(StrictModel):
         return prob
 
     def unit_sample(self) -> np.ndarray:
-        """Sample matrix on [0, 1]^P (seeded)."""
+        """Return the sample matrix on the unit hypercube (seeded).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 ``[n_rows, P]``: ``samples * (G + 2)`` rows for Sobol (``(2G + 2)`` with
+            second order) and ``samples * (G + 1)`` for Morris, ``G`` the number of groups (``P``
+            without shared groups); ``samples`` rows for PSA.
+        """
         prob = self.problem()
         if self.method == "sobol":
             from SALib.sample import sobol
@@ -459,6 +506,16 @@ class Sweep(StrictModel):
 
         Morris visits the grid edges 0 and 1; for unbounded distributions (normal, lognormal)
         those are mapped to the 2.5% and 97.5% quantiles (the grid spans the 95% range).
+
+        Parameters
+        ----------
+        Q : numpy.ndarray
+            float64 ``[n_rows, P]`` in [0, 1].
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 ``[n_rows, P]``: parameter values in their own units.
         """
         X = np.empty_like(Q, dtype=float)
         for j, d in enumerate(self.dists):
@@ -472,6 +529,7 @@ class Sweep(StrictModel):
         return X
 
     def resolved(self) -> dict:
+        """Return the sweep with every default filled in, its distributions and base scenario."""
         return {
             "name": self.name, "description": self.description, "method": self.method,
             "samples": self.samples, "seed": self.seed, "second_order": self.second_order,
@@ -485,6 +543,7 @@ class Sweep(StrictModel):
         }
 
     def definition_hash(self) -> str:
+        """Return the SHA-256 (hex) of :meth:`resolved`: equal hashes mean the same design."""
         text = json.dumps(self.resolved(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -523,6 +582,11 @@ def load_sweep(path) -> Sweep:
     -------
     Sweep
         The validated sweep.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read or any key is invalid.
     """
     p = Path(path)
     data = read_yaml(p, what="sweep")
@@ -535,7 +599,17 @@ BASE_OUTPUTS = ("deaths_averted", "imr_change_pct", "bw_rate_ratio_change",
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """A parsed parameter id."""
+    """A parsed parameter id.
+
+    Attributes
+    ----------
+    id : str
+        The id as written.
+    kind : str
+        ``effect``, ``coverage``, ``collaborative`` or ``calibration``.
+    target : str
+        The effect id, strategy, collaborative parameter name, or ``""``.
+    """
 
     id: str
     kind: str          # effect | coverage | collaborative | calibration
@@ -543,7 +617,7 @@ class ParamSpec:
 
 
 def parameter_kinds() -> dict[str, list[str]]:
-    """Every parameter id the evaluator understands, by kind."""
+    """Return every parameter id the evaluator understands, by kind (``effect``, ``coverage``...)."""
     from imsim.collaborative.config import PARAMETERS
     from imsim.inputs.evidence import EvidenceLibrary
 
@@ -556,11 +630,31 @@ def parameter_kinds() -> dict[str, list[str]]:
 
 
 def all_parameter_ids() -> list[str]:
+    """Return every parameter id the evaluator understands, in one list."""
     return [p for ids in parameter_kinds().values() for p in ids]
 
 
 def parse_parameter(pid, file=None, where=None) -> ParamSpec:
-    """Parse a parameter id; unknown ids raise InputError with a 'did you mean'."""
+    """Parse a parameter id.
+
+    Parameters
+    ----------
+    pid : str
+        E.g. ``unsafe_sleep_suid_or``, ``strategies.safe_sleep.coverage``,
+        ``collaborative.<parameter>`` or ``calibration``.
+    file, where : str, optional
+        The file and key path to name in an error.
+
+    Returns
+    -------
+    ParamSpec
+        Its kind and target.
+
+    Raises
+    ------
+    InputError
+        For an unknown id, with the closest id ("did you mean ...?").
+    """
     kinds = parameter_kinds()
     for kind, ids in kinds.items():
         if pid in ids:
@@ -579,12 +673,39 @@ def parse_parameter(pid, file=None, where=None) -> ParamSpec:
 
 
 def output_ids(scenario) -> list[str]:
-    """Every output id available for ``scenario``."""
+    """Return every output id available for ``scenario``.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The base scenario (its states give the ``deaths_averted.<STATE>`` ids).
+
+    Returns
+    -------
+    list of str
+        :data:`BASE_OUTPUTS`, ``deaths_averted.<race>`` and ``deaths_averted.<STATE>``.
+    """
     return (list(BASE_OUTPUTS) + [f"deaths_averted.{r}" for r in RACES]
             + [f"deaths_averted.{s}" for s in scenario.state_list])
 
 
 def check_output(oid, scenario, file=None, where=None) -> None:
+    """Raise :class:`InputError` unless ``oid`` is an output id of ``scenario``.
+
+    Parameters
+    ----------
+    oid : str
+        The output id.
+    scenario : Scenario
+        The base scenario.
+    file, where : str, optional
+        The file and key path to name in the error.
+
+    Raises
+    ------
+    InputError
+        For an unknown output, or a state the scenario does not include.
+    """
     allowed = output_ids(scenario)
     if oid not in allowed:
         extra = ""
