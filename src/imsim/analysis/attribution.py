@@ -35,7 +35,20 @@ def _players(result) -> list[str]:
 
 
 def attribution(result) -> pd.DataFrame:
-    """Shapley deaths averted per state (and ALL) and strategy, summing to the total."""
+    """Return the Shapley deaths averted per state (and ``ALL``) and strategy.
+
+    Parameters
+    ----------
+    result : imsim.analysis.runner.Result
+        A finished run (its point-draw effects and calibration are used).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``state, strategy, deaths_averted, share_pct``: credits (deaths over the horizon) that
+        sum to the state's total, and their percentage of it; ``exposure_changes`` is a
+        "strategy" when the scenario changes exposures. Empty when nothing is active.
+    """
     from imsim.inputs.fit import fit_for
 
     inputs = result.inputs

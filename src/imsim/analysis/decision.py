@@ -55,11 +55,22 @@ ALLOCATION_COLUMNS = ["state", "portfolio", "deaths_averted", "cost", "deaths_av
 
 
 def pareto_front(points: np.ndarray, maximise=None) -> np.ndarray:
-    """Boolean [n]: rows of ``points`` [n, m] not dominated by any other row.
+    """Return which rows of ``points`` are not dominated by any other row (the Pareto front).
 
-    ``maximise`` [m] says per column whether larger is better (default: all). A row dominates
-    another when it is at least as good in every column and better in one. NaN columns are
-    ignored.
+    A row dominates another when it is at least as good in every column and better in one.
+    Columns that are NaN in every row are ignored.
+
+    Parameters
+    ----------
+    points : array_like of float
+        ``[n, m]`` (or ``[n]``) criteria of ``n`` options.
+    maximise : array_like of bool, optional
+        ``[m]``: per column, whether larger is better (default: all).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool ``[n]``: True on the front.
     """
     pts = np.asarray(points, dtype=float)
     if pts.ndim == 1:
@@ -81,9 +92,20 @@ def _tie_tol(x) -> float:
 
 
 def p_best(u: np.ndarray, feasible: np.ndarray) -> np.ndarray:
-    """Share of draws in which each option has the highest value, ties split.
+    """Return the share of draws in which each option has the highest value, ties split.
 
-    ``u`` [R, P] per draw; ``feasible`` [P]. Sums to 1 when any option is feasible.
+    Parameters
+    ----------
+    u : numpy.ndarray
+        float ``[R, P]``: value of each option in each draw.
+    feasible : numpy.ndarray
+        bool ``[P]``: options that may be chosen.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[P]``, probabilities (0 for infeasible options); sums to 1 when any option
+        is feasible, else all 0.
     """
     if not feasible.any():
         return np.zeros(u.shape[1])
@@ -97,7 +119,29 @@ def p_best(u: np.ndarray, feasible: np.ndarray) -> np.ndarray:
 
 def choose(eu: np.ndarray, cost: np.ndarray, size: np.ndarray, feasible: np.ndarray,
            exclude=()) -> int | None:
-    """The option with the highest expected value; ties -> lower cost, fewer strategies, order."""
+    """Return the option with the highest expected value; ties -> lower cost, fewer strategies.
+
+    Remaining ties go to the option listed first. Values within :data:`TIE_RTOL` (relative)
+    count as tied; a NaN cost counts as 0.
+
+    Parameters
+    ----------
+    eu : numpy.ndarray
+        float ``[P]``: expected value of each option.
+    cost : numpy.ndarray
+        float ``[P]``: cost of each option (USD; NaN without costs).
+    size : numpy.ndarray
+        int ``[P]``: number of strategies of each option.
+    feasible : numpy.ndarray
+        bool ``[P]``: options that may be chosen.
+    exclude : iterable of int
+        Options not to choose (e.g. the recommendation, to find the runner-up).
+
+    Returns
+    -------
+    int or None
+        The option's index, or None when none is feasible.
+    """
     ok = feasible.copy()
     for e in exclude:
         ok[e] = False
@@ -111,12 +155,28 @@ def choose(eu: np.ndarray, cost: np.ndarray, size: np.ndarray, feasible: np.ndar
 
 
 def evppi(u: np.ndarray, x: np.ndarray, feasible: np.ndarray, degree: int = 3) -> np.ndarray:
-    """Expected value of partial perfect information about input ``x``, per state.
+    """Return the expected value of partial perfect information about input ``x``, per state.
 
     Regression estimator (Strong, Oakley & Brennan 2014): for each option a, E[U_a | x] is
-    estimated by least squares on a cubic polynomial of the standardised rank of x over the
-    draws; EVPPI = mean over draws of max_a E[U_a | x] - max_a mean U_a. ``u`` [R, P, S],
-    ``x`` [R], ``feasible`` [P, S]; returns [S] (>= 0, in the objective's units).
+    estimated by least squares on a polynomial (cubic by default) of the standardised rank of x
+    over the draws; EVPPI = mean over draws of max_a E[U_a | x] - max_a mean U_a.
+
+    Parameters
+    ----------
+    u : numpy.ndarray
+        float ``[R, P, S]``: objective per draw, option and state.
+    x : numpy.ndarray
+        float ``[R]``: the input's value in each draw.
+    feasible : numpy.ndarray
+        bool ``[P, S]``.
+    degree : int
+        Degree of the polynomial.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[S]``, >= 0, in the objective's units (deaths); 0 when ``x`` does not vary
+        or there are fewer than ``degree + 3`` draws.
     """
     r, p, s = u.shape
     if r < degree + 3 or np.ptp(x) == 0:
@@ -135,7 +195,21 @@ def evppi(u: np.ndarray, x: np.ndarray, feasible: np.ndarray, degree: int = 3) -
 
 
 def evpi(u: np.ndarray, feasible: np.ndarray) -> np.ndarray:
-    """Expected value of perfect information per state ([R, P, S] -> [S])."""
+    """Return the expected value of perfect information per state.
+
+    Parameters
+    ----------
+    u : numpy.ndarray
+        float ``[R, P, S]``: objective per draw, option and state.
+    feasible : numpy.ndarray
+        bool ``[P, S]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[S]``: mean of the per-draw best minus the best mean, >= 0, in the
+        objective's units.
+    """
     v = np.where(feasible[None], u, -np.inf)
     with np.errstate(invalid="ignore"):
         val = v.max(axis=1).mean(axis=0) - np.where(feasible, u.mean(axis=0), -np.inf).max(axis=0)
@@ -144,10 +218,33 @@ def evpi(u: np.ndarray, feasible: np.ndarray) -> np.ndarray:
 
 def solve_allocation(value: np.ndarray, cost: np.ndarray, feasible: np.ndarray,
                      budget: float | None):
-    """Multiple-choice knapsack, solved exactly with ``scipy.optimize.milp``.
+    """Choose at most one portfolio per state to maximise the total value (exact MILP).
 
-    ``value``, ``cost``, ``feasible``: [P, S]. Each state gets at most one portfolio (or none);
-    total cost <= ``budget`` when given. Returns (choice [S] with -1 for none, status message).
+    A multiple-choice knapsack solved with ``scipy.optimize.milp`` (HiGHS): only feasible
+    options with a positive value are considered; total cost <= ``budget`` when given.
+
+    Parameters
+    ----------
+    value : numpy.ndarray
+        float ``[P, S]``: expected objective of each portfolio in each state.
+    cost : numpy.ndarray
+        float ``[P, S]``: cost in USD (NaN counts as 0).
+    feasible : numpy.ndarray
+        bool ``[P, S]``.
+    budget : float or None
+        National budget in USD (None: unlimited).
+
+    Returns
+    -------
+    choice : numpy.ndarray
+        int64 ``[S]``: the chosen portfolio of each state, -1 for none.
+    status : str
+        The solver's message.
+
+    Raises
+    ------
+    RuntimeError
+        If the solver returns no solution.
     """
     from scipy.optimize import Bounds, LinearConstraint, milp
 
@@ -198,8 +295,29 @@ class _quiet_stdout:
 
 def random_allocations(feasible: np.ndarray, cost: np.ndarray, budget: float | None,
                        n: int, seed: int) -> np.ndarray:
-    """``n`` random allocations [n, S]: each state a uniformly random feasible portfolio, taken
-    in random state order while the national budget lasts (else none, -1)."""
+    """Return ``n`` random allocations to compare the optimal allocation with.
+
+    Each state gets a uniformly random feasible portfolio, states taken in random order while
+    the national budget lasts (else none, -1). Allocation ``j`` depends only on ``(seed, j)``.
+
+    Parameters
+    ----------
+    feasible : numpy.ndarray
+        bool ``[P, S]``.
+    cost : numpy.ndarray
+        float ``[P, S]``: cost in USD (NaN counts as 0).
+    budget : float or None
+        National budget in USD (None: unlimited).
+    n : int
+        Number of allocations.
+    seed : int
+        Seed (stream ``decision_random_allocation``).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 ``[n, S]``: portfolio index per state, -1 for none.
+    """
     from imsim.core.streams import generator
 
     p_n, s_n = feasible.shape
@@ -220,7 +338,20 @@ def random_allocations(feasible: np.ndarray, cost: np.ndarray, budget: float | N
 
 
 def allocation_total(per_draw: np.ndarray, choice: np.ndarray) -> np.ndarray:
-    """Sum over states of per_draw[:, choice[s], s] ([R, P, S], choice [S] or [J, S])."""
+    """Return the per-draw total over states of the chosen portfolios' values.
+
+    Parameters
+    ----------
+    per_draw : numpy.ndarray
+        float ``[R, P, S]``: a value per draw, portfolio and state.
+    choice : numpy.ndarray
+        int ``[S]`` or ``[J, S]``: one or ``J`` allocations (-1: none, contributes 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[R, J]`` (``J = 1`` for one allocation): ``sum_s per_draw[:, choice[s], s]``.
+    """
     ch = np.atleast_2d(choice)
     s_idx = np.arange(per_draw.shape[2])
     safe = np.where(ch >= 0, ch, 0)
@@ -231,6 +362,25 @@ def allocation_total(per_draw: np.ndarray, choice: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Analysis:
+    """The decision analysis of a plan: the tables ``imsim recommend`` writes.
+
+    Attributes
+    ----------
+    portfolios : pandas.DataFrame
+        One row per state x portfolio (:data:`PORTFOLIO_COLUMNS`).
+    recommendations : pandas.DataFrame
+        One row per state (:data:`RECOMMENDATION_COLUMNS`).
+    evppi : pandas.DataFrame
+        ``state, effect, evppi, evpi`` (in the objective's units).
+    allocation : pandas.DataFrame
+        The national allocation, one row per state (:data:`ALLOCATION_COLUMNS`).
+    allocation_summary : dict
+        Totals of the allocation, solver status and the comparison with random allocations.
+    per_draw : dict
+        Per-draw arrays: ``u``, ``da``, ``dr`` ``[R, P, S]``, ``feasible`` and ``cost``
+        ``[P, S]``, ``choice`` ``[S]``, ``random`` ``[J, S]``.
+    """
+
     portfolios: pd.DataFrame
     recommendations: pd.DataFrame
     evppi: pd.DataFrame
@@ -244,7 +394,26 @@ def _q(a, axis=0):
 
 
 def analyse(rp: ResolvedPlan, ev: Evaluation, evidence=None) -> Analysis:
-    """Rankings, p_best, Pareto fronts, recommendations, EVPPI and the national allocation."""
+    """Analyse an evaluation: rankings, p_best, Pareto fronts, recommendations, EVPPI, allocation.
+
+    With more than one draw, the statistics use the sampled draws 1..R (draw 0, the point, is
+    reported as ``deaths_averted_point``); with one draw they use the point.
+
+    Parameters
+    ----------
+    rp : ResolvedPlan
+        The plan (objective weights, costs in USD per birth reached, budgets, seed).
+    ev : Evaluation
+        Outcomes ``[D, P, S]`` of every portfolio in every state.
+    evidence : EvidenceLibrary, optional
+        Not used.
+
+    Returns
+    -------
+    Analysis
+        The tables (deaths are counts over the horizon; rate differences per 1,000 live
+        births; costs in USD).
+    """
     plan = rp.plan
     ports = ev.portfolios
     n_p, n_s = len(ports), len(ev.states)

@@ -88,7 +88,25 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 def build_setup(rp: ResolvedPlan) -> tuple[Setup, Any, Any]:
-    """Cells, coverage and options; returns (setup, evidence library, coverage table)."""
+    """Resolve a plan's cells, the coverage each candidate would reach, and its options.
+
+    With a collaborative block, each candidate's coverage is the ABM's annual coverage when
+    every plan state works on that strategy alone.
+
+    Parameters
+    ----------
+    rp : ResolvedPlan
+        The plan.
+
+    Returns
+    -------
+    setup : Setup
+        Cells, coverage per candidate (share of the eligible, 0..1) and options.
+    evidence : EvidenceLibrary
+        The evidence library with the plan's overrides.
+    coverage : pandas.DataFrame
+        ``year, state, strategy, coverage`` (the largest over races).
+    """
     from imsim.analysis.runner import resolve_inputs
 
     sc = rp.scenario
@@ -138,6 +156,25 @@ def build_setup(rp: ResolvedPlan) -> tuple[Setup, Any, Any]:
 
 @dataclass
 class Recommendation:
+    """Everything ``imsim recommend`` computed for a plan (written by
+    :mod:`imsim.output.recommendation`).
+
+    Attributes
+    ----------
+    plan : ResolvedPlan
+        The plan, with the draws and seed actually used.
+    evaluation : Evaluation
+        Outcomes ``[D, P, S]`` of every portfolio in every state.
+    analysis : Analysis
+        Rankings, recommendations, EVPPI and the national allocation.
+    coverage : pandas.DataFrame
+        ``year, state, strategy, coverage`` of each candidate.
+    evidence : EvidenceLibrary
+        The evidence library used.
+    timings : dict of str to float
+        Seconds per step (``setup_s``, ``evaluate_s``, ``analyse_s``, ``evaluate.*``).
+    """
+
     plan: ResolvedPlan
     evaluation: Evaluation
     analysis: Analysis
@@ -148,7 +185,32 @@ class Recommendation:
 
 def recommend(rp: ResolvedPlan, draws: int | None = None, seed: int | None = None,
               progress: bool = False) -> Recommendation:
-    """Evaluate every portfolio of a plan and analyse the results (nothing is written)."""
+    """Evaluate every portfolio of a plan and analyse the results (nothing is written).
+
+    Uses exactly the draws ``imsim run`` would use for the same seed and count, and the
+    calibration of ``rp.scenario`` (a plan has no ``calibration`` key: the default one).
+
+    Parameters
+    ----------
+    rp : ResolvedPlan
+        The plan.
+    draws : int, optional
+        Uncertainty draws (replicates; 1: the point only); default: the plan's.
+    seed : int, optional
+        Seed of the draws; default: the plan's.
+    progress : bool
+        Show a progress bar over the draws.
+
+    Returns
+    -------
+    Recommendation
+        The evaluation and its analysis.
+
+    Raises
+    ------
+    InputError
+        If ``draws < 1``.
+    """
     from imsim.analysis.draws import draw_plan
     from imsim.analysis.runner import get_calibration
 

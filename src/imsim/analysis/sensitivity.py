@@ -27,10 +27,11 @@ def analyse(sweep: Sweep, Q, X, Y) -> dict:
     ----------
     sweep : Sweep
         The sweep that was run.
-    Q, X : ndarray, shape (n_rows, n_params)
-        The sample on the unit hypercube and mapped to parameter values.
-    Y : ndarray, shape (n_rows, n_outputs)
-        The outputs of every row.
+    Q, X : numpy.ndarray
+        float64 ``[n_rows, P]``: the sample on the unit hypercube and mapped to parameter
+        values.
+    Y : numpy.ndarray
+        float64 ``[n_rows, O]``: the outputs of every row (in each output's units).
 
     Returns
     -------
@@ -96,7 +97,25 @@ def analyse(sweep: Sweep, Q, X, Y) -> dict:
 
 
 def tornado(sweep: Sweep, evaluator) -> list[dict] | None:
-    """One-at-a-time ranges: each parameter at its 2.5%/97.5% quantiles, others at the point."""
+    """Evaluate one-at-a-time ranges: each parameter at its low and high value, others at point.
+
+    Low and high are the 2.5% and 97.5% quantiles, except for a uniform distribution (its
+    bounds; ``calibration``: just below 1). The point is the evaluator's
+    :meth:`point_values` where finite, else the median.
+
+    Parameters
+    ----------
+    sweep : Sweep
+        The sweep.
+    evaluator : callable
+        ``X[k, P] -> Y[k, O]``; ``1 + 2P`` rows are evaluated.
+
+    Returns
+    -------
+    list of dict
+        One per output and parameter: ``low``, ``high`` (parameter units), ``output_point``,
+        ``output_at_low``, ``output_at_high`` and ``range`` (output units).
+    """
     try:
         point = evaluator.point_values() if hasattr(evaluator, "point_values") else None
     except Exception:
@@ -137,7 +156,23 @@ def tornado(sweep: Sweep, evaluator) -> list[dict] | None:
 # ---------------------------------------------------------------------------------------------
 
 def write_outputs(d: Path, sweep: Sweep, X, Y, res, tornado, figures: bool) -> None:
-    """Write samples, indices, tornado, figures and ``report.md`` into folder ``d``."""
+    """Write samples, indices, tornado, figures and ``report.md`` into folder ``d``.
+
+    Parameters
+    ----------
+    d : Path
+        An existing, empty folder.
+    sweep : Sweep
+        The sweep.
+    X, Y : numpy.ndarray
+        float64 ``[n_rows, P]`` inputs and ``[n_rows, O]`` outputs.
+    res : dict
+        The indices (:func:`analyse`).
+    tornado : list of dict or None
+        The tornado rows (:func:`tornado`).
+    figures : bool
+        Draw the figures (PNG).
+    """
     import pandas as pd
 
     df = pd.DataFrame(X, columns=sweep.param_ids)
