@@ -15,11 +15,11 @@ class InputError(Exception):
 
     Parameters
     ----------
-    message
+    message : str
         What is wrong and what is allowed.
-    file
+    file : str or path, optional
         The file the problem is in, if any.
-    where
+    where : str, optional
         A key path (``strategies.safe_sleep.coverage``) or a row (``row 17``), if any.
     """
 
@@ -32,6 +32,7 @@ class InputError(Exception):
         super().__init__(self.format())
 
     def format(self) -> str:
+        """Return the one-line message: ``file: where: message`` (absent parts left out)."""
         parts = []
         if self.file:
             parts.append(self.file)
@@ -42,6 +43,20 @@ class InputError(Exception):
 
 
 def did_you_mean(value: str, allowed: Iterable[str]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the closest allowed value, or ``""``."""
+    """Return ``" (did you mean 'x'?)"`` for the closest allowed value, or ``""``.
+
+    Parameters
+    ----------
+    value : str
+        The value given.
+    allowed : iterable of str
+        The allowed values.
+
+    Returns
+    -------
+    str
+        The hint, with a leading space, or ``""`` when no value is close (difflib ratio below
+        0.6).
+    """
     matches = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.6)
     return f" (did you mean '{matches[0]}'?)" if matches else ""

@@ -213,7 +213,15 @@ def publish(tmp: str | os.PathLike, out: str | os.PathLike, *, replace: bool = F
 
 @dataclass
 class Staging:
-    """A folder being written: files go into ``tmp``, which becomes ``out`` at the end."""
+    """A folder being written: files go into ``tmp``, which becomes ``out`` at the end.
+
+    Attributes
+    ----------
+    tmp : Path
+        The hidden temporary folder beside ``out``.
+    out : Path
+        The final folder.
+    """
 
     tmp: Path
     out: Path

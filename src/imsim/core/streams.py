@@ -68,6 +68,11 @@ def stream_id(stream: str) -> int:
     stream : str
         A key of :data:`STREAMS`.
 
+    Returns
+    -------
+    int
+        The CRC-32 of the stream's name, in ``[0, 2**32)``.
+
     Raises
     ------
     KeyError
@@ -111,6 +116,13 @@ def generator(seed: int, stream: str, *index) -> np.random.Generator:
     -------
     numpy.random.Generator
         A Philox generator that depends on nothing but the key.
+
+    Raises
+    ------
+    ValueError
+        For a negative seed or a negative integer index.
+    KeyError
+        For an unregistered stream.
     """
     seed = int(seed)
     if seed < 0:
@@ -124,6 +136,17 @@ def uniforms(seed: int, stream: str, index, n: int) -> np.ndarray:
 
     The first ``m < n`` values are the same whatever ``n`` is (a prefix property), so draw ``d``
     does not depend on how many draws were asked for.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative integer seed.
+    stream : str
+        A key of :data:`STREAMS`.
+    index : int or str or tuple
+        Which quantity within the stream (a tuple gives several index parts).
+    n : int
+        Number of uniforms.
 
     Returns
     -------

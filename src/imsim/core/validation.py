@@ -55,9 +55,9 @@ class Invalid(ValueError):
 
     Parameters
     ----------
-    message
+    message : str
         One line naming the bad value and what is allowed.
-    at
+    at : iterable of (str or int)
         Key path below the value being validated: strings are keys (``.AL``), integers list
         positions (``[3]``). Empty when the problem is the value itself.
     """
@@ -68,12 +68,36 @@ class Invalid(ValueError):
         self.at = tuple(at)
 
     def under(self, *keys: str | int) -> Invalid:
-        """Return the same problem, found below ``keys``."""
+        """Return the same problem, found below ``keys``.
+
+        Parameters
+        ----------
+        *keys : str or int
+            Key-path parts to prepend to ``at``.
+
+        Returns
+        -------
+        Invalid
+            A new problem with the longer key path.
+        """
         return Invalid(self.message, keys + self.at)
 
 
 def short(value: Any, limit: int = 60) -> str:
-    """Return ``repr(value)``, shortened to ``limit`` characters (numpy scalars as Python)."""
+    """Return ``repr(value)``, shortened to ``limit`` characters (numpy scalars as Python).
+
+    Parameters
+    ----------
+    value : Any
+        The value to show in a message.
+    limit : int
+        Most characters returned (a longer text ends in ``...``).
+
+    Returns
+    -------
+    str
+        The representation.
+    """
     if isinstance(value, np.generic):
         value = value.item()
     text = repr(value)
@@ -81,7 +105,20 @@ def short(value: Any, limit: int = 60) -> str:
 
 
 def suggest(value: Any, allowed: Iterable[Any]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the closest allowed value (case first), or ``""``."""
+    """Return ``" (did you mean 'x'?)"`` for the closest allowed value (case first), or ``""``.
+
+    Parameters
+    ----------
+    value : Any
+        The value given.
+    allowed : iterable
+        The allowed values (compared as text).
+
+    Returns
+    -------
+    str
+        The hint, with a leading space, or ``""`` when nothing is close.
+    """
     allowed = [str(a) for a in allowed]
     text = str(value)
     for a in allowed:
@@ -93,8 +130,26 @@ def suggest(value: Any, allowed: Iterable[Any]) -> str:
 def one_of(value: Any, allowed: Iterable[Any], kind: str = "value", listed: str | None = None):
     """Return ``value`` if it is one of ``allowed``; else raise :class:`Invalid` naming them.
 
-    ``kind`` names what the values are ("state", "strategy"); ``listed`` replaces the list of
-    allowed values in the message (for long lists).
+    Parameters
+    ----------
+    value : Any
+        The value given (only text can match).
+    allowed : iterable
+        The allowed values.
+    kind : str
+        What the values are ("state", "strategy"), for the message.
+    listed : str, optional
+        Replaces the list of allowed values in the message (for long lists).
+
+    Returns
+    -------
+    str
+        ``value``.
+
+    Raises
+    ------
+    Invalid
+        If ``value`` is not allowed, with a "did you mean".
     """
     allowed = tuple(allowed)
     if isinstance(value, str) and value in allowed:
@@ -120,8 +175,28 @@ def number(value: Any, low: float = -math.inf, high: float = math.inf, *,
            open_low: bool = False, open_high: bool = False, integer: bool = False) -> float:
     """Return ``value`` as a finite number in ``[low, high]``; else raise :class:`Invalid`.
 
-    ``open_low``/``open_high`` exclude the bound; ``integer`` asks for a whole number (returned
-    as ``int``). Booleans and text are never numbers, nor are ``inf`` and ``nan``.
+    Booleans and text are never numbers, nor are ``inf`` and ``nan``.
+
+    Parameters
+    ----------
+    value : Any
+        The value given.
+    low, high : float
+        The allowed range (infinite: unbounded on that side).
+    open_low, open_high : bool
+        Exclude the bound.
+    integer : bool
+        Ask for a whole number (an ``int``, not a float such as ``3.0``).
+
+    Returns
+    -------
+    float or int
+        ``value`` as ``float`` (``int`` with ``integer``).
+
+    Raises
+    ------
+    Invalid
+        If ``value`` is not a finite number (whole, with ``integer``) in the range.
     """
     kind = "a whole number" if integer else "a number"
     if not _is_number(value):
@@ -145,12 +220,25 @@ def number(value: Any, low: float = -math.inf, high: float = math.inf, *,
 
 
 def whole_number(value: Any, low: float = -math.inf, high: float = math.inf) -> int:
-    """Return ``value`` as an ``int`` in ``[low, high]``; else raise :class:`Invalid`."""
+    """Return ``value`` as an ``int`` in ``[low, high]``; else raise :class:`Invalid`.
+
+    Parameters
+    ----------
+    value : Any
+        The value given.
+    low, high : float
+        The allowed range, inclusive.
+
+    Returns
+    -------
+    int
+        ``value``.
+    """
     return number(value, low, high, integer=True)
 
 
 def fraction(value: Any) -> float:
-    """Return ``value`` as a share in ``[0, 1]``; else raise :class:`Invalid`."""
+    """Return ``value`` as a share in ``[0, 1]`` (a float); else raise :class:`Invalid`."""
     if not _is_number(value):
         raise Invalid(f"expected a share from 0 to 1, got {short(value)}")
     if not math.isfinite(value):
@@ -164,6 +252,18 @@ def between(low: float, high: float, *, integer: bool = False) -> Any:
     """Return an annotated type: a finite number (``integer``: whole) from ``low`` to ``high``.
 
     The bounds also appear in the JSON Schema (``minimum``/``maximum``).
+
+    Parameters
+    ----------
+    low, high : float
+        The allowed range, inclusive.
+    integer : bool
+        Ask for a whole number.
+
+    Returns
+    -------
+    typing.Annotated
+        A pydantic field type validated by :func:`number`.
     """
     base = int if integer else float
     return Annotated[base, Field(ge=low, le=high),
@@ -180,7 +280,23 @@ def max_year() -> int:
 
 
 def year(value: Any) -> int:
-    """Return ``value`` as a calendar year from ``FIRST_YEAR`` to :func:`max_year`."""
+    """Return ``value`` as a calendar year from ``FIRST_YEAR`` to :func:`max_year`.
+
+    Parameters
+    ----------
+    value : Any
+        The value given (a whole number, not text or a float).
+
+    Returns
+    -------
+    int
+        The year.
+
+    Raises
+    ------
+    Invalid
+        If ``value`` is not a whole year in the range.
+    """
     if _is_number(value) and not math.isfinite(value):
         raise Invalid(f"expected a finite number, got {short(value)}")
     if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
@@ -193,7 +309,25 @@ def year(value: Any) -> int:
 
 
 def state_key(value: Any, extra: tuple[str, ...] = ()) -> str:
-    """Return ``value`` if it is a USPS state code (or one of ``extra``); else raise."""
+    """Return ``value`` if it is a USPS state code (or one of ``extra``); else raise.
+
+    Parameters
+    ----------
+    value : Any
+        The value given (case-sensitive).
+    extra : tuple of str
+        Other allowed values (e.g. ``"ALL"``).
+
+    Returns
+    -------
+    str
+        ``value``.
+
+    Raises
+    ------
+    Invalid
+        For anything else, with a "did you mean".
+    """
     if isinstance(value, str) and (value in STATES or value in extra):
         return value
     listed = STATE_CHOICES + "".join(f", or '{e}'" for e in extra)
@@ -206,24 +340,29 @@ def keyed_mapping(value: Any, allowed: Iterable[str], what: str, example: str, k
 
     Parameters
     ----------
-    value
+    value : Any
         The mapping (``None`` is returned as is).
-    allowed
+    allowed : iterable of str
         The allowed keys.
-    what, example
+    what, example : str
         The mapping's name and a short example of it, for the "not a mapping" message.
-    kind
+    kind : str
         What a key is ("state", "race id"), for the "unknown key" message.
-    check
+    check : callable, optional
         Called on each value; returns the value to keep. Its :class:`Invalid` is reported below
         the key.
-    listed
+    listed : str, optional
         Replaces the list of allowed keys in messages (``STATE_CHOICES`` for states).
 
     Returns
     -------
     dict or None
         The mapping with checked values.
+
+    Raises
+    ------
+    Invalid
+        If ``value`` is not a mapping, a key is not allowed, or ``check`` refuses a value.
     """
     if value is None:
         return None
@@ -344,7 +483,20 @@ def _describe(e: dict) -> tuple[str, tuple]:
 
 
 def key_path(*parts: Any) -> str:
-    """Join key-path parts: ``("strategies", "safe_sleep", 2)`` -> ``strategies.safe_sleep[2]``."""
+    """Join key-path parts: ``("strategies", "safe_sleep", 2)`` -> ``strategies.safe_sleep[2]``.
+
+    Parts that are pydantic's own bookkeeping (union members, validator wrappers) are skipped.
+
+    Parameters
+    ----------
+    *parts : str or int
+        Keys (text) and list positions (integers).
+
+    Returns
+    -------
+    str
+        The key path (``""`` for no parts).
+    """
     out = ""
     for part in parts:
         if isinstance(part, int):
@@ -362,11 +514,11 @@ def to_input_error(err: ValidationError, file: str | Path | None = None,
 
     Parameters
     ----------
-    err
+    err : pydantic.ValidationError
         The error of ``model_validate``; its first problem is reported.
-    file
+    file : str or path, optional
         The file being validated, if any.
-    root
+    root : str, optional
         Key path of the validated mapping inside its file (``"collaborative"``), if any.
 
     Returns
@@ -390,19 +542,24 @@ def validate_model(model: type[BaseModel], data: Any, file: str | Path | None = 
 
     Parameters
     ----------
-    model
+    model : type of pydantic.BaseModel
         A :class:`StrictModel` subclass.
-    data
+    data : Any
         The parsed mapping.
-    file, root
+    file, root : str, optional
         As in :func:`to_input_error`.
-    context
+    context : dict, optional
         Passed to the model's validators (``info.context``).
 
     Returns
     -------
     BaseModel
         The validated model.
+
+    Raises
+    ------
+    InputError
+        For the first problem, naming the file, key path, bad value and what is allowed.
     """
     try:
         return model.model_validate(data, context=context)
@@ -442,15 +599,22 @@ def read_yaml(path: str | Path, what: str = "scenario") -> dict:
 
     Parameters
     ----------
-    path
+    path : str or path
         The file.
-    what
+    what : str
         What the file is ("scenario", "plan", "sweep"), for messages.
 
     Returns
     -------
     dict
         The file's top-level mapping.
+
+    Raises
+    ------
+    InputError
+        For a missing file, a folder, a file over :data:`MAX_FILE_BYTES`, text that is not
+        UTF-8, invalid YAML (aliases and duplicate keys included), an empty file or a top level
+        that is not a mapping.
     """
     p = Path(path)
     if not p.exists():
