@@ -93,7 +93,15 @@ _STATE_INDEX = {s: i for i, s in enumerate(STATES)}
 # ---------------------------------------------------------------------------------------------
 
 class LearningNetwork:
-    """The teams working on one strategy; holds the start-of-quarter progress of each member."""
+    """The teams working on one strategy; holds the start-of-quarter progress of each member.
+
+    Parameters
+    ----------
+    strategy : str
+        The strategy id.
+    ceiling : float
+        The highest coverage a team can reach (share of the eligible, 0..1).
+    """
 
     def __init__(self, strategy: str, ceiling: float):
         self.strategy = strategy
@@ -103,7 +111,18 @@ class LearningNetwork:
         self._total = 0.0
 
     def progress_of(self, team: StateTeam) -> float:
-        """Progress toward the ceiling, coverage / ceiling (0 if the ceiling is 0)."""
+        """Return a team's progress toward the ceiling, coverage / ceiling (0 if the ceiling is 0).
+
+        Parameters
+        ----------
+        team : StateTeam
+            A member.
+
+        Returns
+        -------
+        float
+            Its current progress, 0..1.
+        """
         return team.coverage[self.strategy] / self.ceiling if self.ceiling > 0 else 0.0
 
     def snapshot(self) -> None:
@@ -112,7 +131,18 @@ class LearningNetwork:
         self._total = sum(self._progress.values())
 
     def peer_progress(self, team: StateTeam) -> float:
-        """Mean start-of-quarter progress of the *other* members (0 if the team is alone)."""
+        """Return the mean start-of-quarter progress of the *other* members (0 if alone).
+
+        Parameters
+        ----------
+        team : StateTeam
+            A member (its own progress is left out).
+
+        Returns
+        -------
+        float
+            Mean progress, 0..1, from the last :meth:`snapshot`.
+        """
         n = len(self.members)
         if n <= 1:
             return 0.0
@@ -120,7 +150,24 @@ class LearningNetwork:
 
 
 class StateTeam(mesa.Agent):
-    """One state's team: its strategies, capacity and coverage per strategy."""
+    """One state's team: its strategies, capacity and coverage per strategy.
+
+    Parameters
+    ----------
+    model : CollaborativeModel
+        The model (its config gives capacity, starting coverage and ceilings).
+    state : str
+        USPS code.
+    strategies : tuple of str
+        The strategies the team works on.
+
+    Attributes
+    ----------
+    coverage : dict of str to float
+        Current coverage per strategy (share of the eligible, 0..1).
+    stalled : dict of str to bool
+        Whether the strategy stalled in the last support quarter.
+    """
 
     def __init__(self, model: CollaborativeModel, state: str, strategies: tuple[str, ...]):
         super().__init__(model)
@@ -165,15 +212,21 @@ class CollaborativeModel(mesa.Model):
 
     Parameters
     ----------
-    config
+    config : CollaborativeConfig or mapping
         A validated :class:`CollaborativeConfig` (or a mapping, validated here).
-    years
+    years : tuple of (int, int)
         ``(first, last)`` calendar years reported, inclusive. The model steps from
         ``min(first, config.start)`` to the fourth quarter of ``last``.
-    seed
+    seed : int
         Non-negative integer. Seeds Mesa's RNGs (``rng=seed``; used for the activation shuffle)
-        and, separately, the stall draws, which are pre-drawn per (quarter since ``start``,
-        state, strategy) so they do not depend on any parameter or on the team list.
+        and, separately, the stall draws, which are drawn per (quarter since ``start``,
+        state, strategy) from keyed streams so they do not depend on any parameter or on the
+        team list.
+
+    Raises
+    ------
+    InputError
+        For a bad seed, bad years or an invalid configuration mapping.
     """
 
     def __init__(self, config: CollaborativeConfig | Mapping, years: tuple[int, int], seed: int):
@@ -223,7 +276,7 @@ class CollaborativeModel(mesa.Model):
             self.phase, self.session, self.support_q = "after", False, -1
 
     def step(self) -> None:
-        """One quarter: snapshot network progress, activate teams, record coverage, advance time."""
+        """Advance one quarter: snapshot network progress, step teams, record coverage."""
         self._set_phase()
         if self.phase == "support":
             for net in self.networks.values():
@@ -243,7 +296,14 @@ class CollaborativeModel(mesa.Model):
             self.running = False
 
     def results(self) -> pd.DataFrame:
-        """Quarterly coverage recorded so far: ``year, quarter, state, strategy, coverage``."""
+        """Return the quarterly coverage recorded so far.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``year`` (int64), ``quarter`` (int64, 1-4), ``state``, ``strategy``, ``coverage``
+            (float64 share of the eligible, 0..1).
+        """
         if not self._rows:
             return pd.DataFrame(
                 {
@@ -289,6 +349,25 @@ def run_collaborative(config: CollaborativeConfig | Mapping, years: tuple[int, i
     of the quarter), one row per reported quarter x team x chosen strategy, sorted by year,
     quarter, state (fixed order) and strategy. Strategies a state did not choose are omitted
     (their coverage is 0). Same ``seed`` -> identical DataFrame.
+
+    Parameters
+    ----------
+    config : CollaborativeConfig or mapping
+        The collaborative block.
+    years : tuple of (int, int)
+        ``(first, last)`` calendar years reported, inclusive.
+    seed : int
+        Non-negative integer seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Coverage as a share of each strategy's eligible population, 0..1.
+
+    Raises
+    ------
+    InputError
+        For a bad seed, bad years or an invalid configuration.
     """
     model = CollaborativeModel(config, years, seed)
     model.run_model()
@@ -296,7 +375,23 @@ def run_collaborative(config: CollaborativeConfig | Mapping, years: tuple[int, i
 
 
 def annual_coverage(df: pd.DataFrame) -> pd.DataFrame:
-    """Annual coverage ``year, state, strategy, coverage``: mean of the year's quarters."""
+    """Return annual coverage: the mean of each year's quarters.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Quarterly coverage (:func:`run_collaborative`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``year, state, strategy, coverage`` (share, 0..1).
+
+    Raises
+    ------
+    InputError
+        If a column is missing.
+    """
     missing = {"year", "state", "strategy", "coverage"} - set(df.columns)
     if missing:
         raise InputError(f"coverage table lacks columns {sorted(missing)}", where="coverage")
@@ -307,7 +402,20 @@ def annual_coverage(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_coverage(df: pd.DataFrame, path: str | Path) -> Path:
-    """Save a PNG of coverage trajectories: one panel per strategy, one line per state."""
+    """Save a PNG of coverage trajectories: one panel per strategy, one line per state.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Quarterly (or annual) coverage.
+    path : str or path
+        The PNG to write (its folder is created).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -340,11 +340,38 @@ class CollaborativeConfig(StrictModel):
 
     # -- lookups -------------------------------------------------------------------------------
     def capacity_of(self, state: str) -> float:
-        """Capacity of a state's team (its own entry, else ``default``)."""
+        """Return the capacity of a state's team (its own entry, else ``default``).
+
+        Parameters
+        ----------
+        state : str
+            USPS code.
+
+        Returns
+        -------
+        float
+            Multiplier of the base learning rate.
+        """
         return float(self.capacity.get(state, self.capacity["default"]))
 
     def starting(self, state: str, strategy: str) -> float:
-        """Starting coverage of a (state, strategy): most specific entry wins."""
+        """Return the starting coverage of a (state, strategy): the most specific entry wins.
+
+        Order: the state's entry for the strategy, the state's single value, the strategy's
+        entry, ``default``.
+
+        Parameters
+        ----------
+        state : str
+            USPS code.
+        strategy : str
+            Strategy id.
+
+        Returns
+        -------
+        float
+            Coverage (share of the eligible, 0..1).
+        """
         sc = self.starting_coverage
         entry = sc.get(state)
         if isinstance(entry, Mapping) and strategy in entry:
@@ -368,7 +395,7 @@ class CollaborativeConfig(StrictModel):
         return (base, "default")
 
     def session_quarters(self) -> tuple[int, ...]:
-        """Quarters (1-4) of a support year that hold a learning session, spread evenly."""
+        """Return the quarters (1-4) of a support year that hold a learning session, spread evenly."""
         k = self.sessions_per_year
         return tuple(sorted({1 + (i * 4) // k for i in range(k)})) if k else ()
 
@@ -376,9 +403,24 @@ class CollaborativeConfig(StrictModel):
 def parse_collaborative(mapping: Any, file: str | Path | None = None) -> CollaborativeConfig:
     """Validate a ``collaborative`` block; every problem is raised as :class:`InputError`.
 
-    ``mapping`` is the block's content (``{start: ..., teams: ...}``); a mapping whose only key is
-    ``collaborative`` is unwrapped. The error's ``where`` is a key path such as
-    ``collaborative.teams.AL[3]`` or ``collaborative.capacity.XX``.
+    Parameters
+    ----------
+    mapping : Any
+        The block's content (``{start: ..., teams: ...}``); a mapping whose only key is
+        ``collaborative`` is unwrapped.
+    file : str or path, optional
+        The file to name in errors.
+
+    Returns
+    -------
+    CollaborativeConfig
+        The frozen, validated configuration.
+
+    Raises
+    ------
+    InputError
+        For the first problem; its ``where`` is a key path such as
+        ``collaborative.teams.AL[3]`` or ``collaborative.capacity.XX``.
     """
     if isinstance(mapping, Mapping) and set(mapping) == {ROOT}:
         mapping = mapping[ROOT]
@@ -388,9 +430,25 @@ def parse_collaborative(mapping: Any, file: str | Path | None = None) -> Collabo
 def apply_parameters(config: CollaborativeConfig, values: Mapping[str, float]) -> CollaborativeConfig:
     """Return a validated copy of ``config`` with :data:`PARAMETERS` entries replaced.
 
-    ``values`` maps parameter names (``base_rate``, ``capacity``, ``ceiling.safe_sleep`` ...) to
-    numbers; ``capacity`` sets the default capacity (state entries are kept) and
-    ``starting_coverage`` the default starting coverage. Out-of-range values raise InputError.
+    Parameters
+    ----------
+    config : CollaborativeConfig
+        The configuration (not modified).
+    values : mapping of str to float
+        Parameter names (``base_rate``, ``capacity``, ``ceiling.safe_sleep`` ...) to numbers;
+        ``capacity`` sets the default capacity (state entries are kept),
+        ``starting_coverage`` the default starting coverage, and ``sessions_per_year`` is
+        rounded to a whole number.
+
+    Returns
+    -------
+    CollaborativeConfig
+        The validated copy.
+
+    Raises
+    ------
+    InputError
+        For an unknown parameter name or an out-of-range value.
     """
     data = config.model_dump()
     for name, value in values.items():

@@ -43,7 +43,23 @@ STRATEGY_INDEX: dict[str, int] = {s: i for i, s in enumerate(STRATEGIES)}
 
 
 def check_seed(seed: Any) -> int:
-    """Return ``seed`` as an ``int`` if it is a whole number >= 0; else raise InputError."""
+    """Return ``seed`` as an ``int`` if it is a whole number >= 0; else raise InputError.
+
+    Parameters
+    ----------
+    seed : Any
+        The value given (booleans and floats are refused).
+
+    Returns
+    -------
+    int
+        The seed.
+
+    Raises
+    ------
+    InputError
+        For anything else (``where="seed"``).
+    """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or seed < 0:
         raise InputError(f"expected a whole number >= 0, got {short(seed)}", where="seed")
     return int(seed)
@@ -68,7 +84,7 @@ _COIIN_CACHE: dict[int, dict[str, tuple[str, ...]]] = {}
 
 
 def coiin_2013_2017_teams(seed: int = 0) -> dict[str, tuple[str, ...]]:
-    """A stand-in for the 2013-2017 IM CoIIN team composition (51 jurisdictions).
+    """Return a stand-in for the 2013-2017 IM CoIIN team composition (51 jurisdictions).
 
     Published: how many jurisdictions worked on each strategy (safe_sleep 37,
     preconception_care 29, social_determinants 23, smoking_cessation 21, preterm_prevention 21,
@@ -76,7 +92,8 @@ def coiin_2013_2017_teams(seed: int = 0) -> dict[str, tuple[str, ...]]:
     *Not* published here: which state chose which. This function builds one assignment that
     reproduces the counts exactly; it is illustrative, not historical.
 
-    Construction (deterministic for a given ``seed``, the keyed generator ``imsim.core.streams.generator(seed, "collaborative_assignment")``):
+    Construction (deterministic for a given ``seed``, through the keyed generator
+    ``imsim.core.streams.generator(seed, "collaborative_assignment")``):
 
     1. Team sizes. 145 pairs over 51 teams of size 1-3 means ``t`` teams of 3, ``94 - 2t`` of 2
        and ``t - 43`` of 1, with ``43 <= t <= 47``; ``t`` is drawn uniformly from that range and
@@ -87,7 +104,21 @@ def coiin_2013_2017_teams(seed: int = 0) -> dict[str, tuple[str, ...]]:
        rejected draws the state takes the strategies with the largest remaining quotas
        (always feasible). The result therefore meets the counts exactly.
 
-    Returns ``{state: (strategy, ...)}`` in the fixed state and strategy order.
+    Parameters
+    ----------
+    seed : int
+        Whole number >= 0.
+
+    Returns
+    -------
+    dict of str to tuple of str
+        ``{state: (strategy, ...)}`` in the fixed state and strategy order (a copy of a cached
+        result).
+
+    Raises
+    ------
+    InputError
+        For a bad seed.
     """
     seed = check_seed(seed)
     if seed in _COIIN_CACHE:
