@@ -58,7 +58,24 @@ def _plt():
 
 
 def state_figure(an: Analysis, state: str, path: Path, top: int = 15) -> Path:
-    """Ranking with 95% intervals, and the Pareto fronts, for one state."""
+    """Save the figure of one state: ranking with 95% intervals, and the Pareto fronts.
+
+    Parameters
+    ----------
+    an : Analysis
+        The decision analysis.
+    state : str
+        USPS code of a plan state.
+    path : Path
+        The PNG to write.
+    top : int
+        Portfolios shown in the ranking.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     plt = _plt()
     df = an.portfolios[an.portfolios.state == state].sort_values("rank")
     rec = an.recommendations.set_index("state").loc[state, "recommended"]
@@ -106,7 +123,23 @@ def state_figure(an: Analysis, state: str, path: Path, top: int = 15) -> Path:
 
 
 def pareto_figure(an: Analysis, path: Path, against: str = "disparity") -> Path:
-    """Small multiples over states of the Pareto fronts (vs disparity reduction or vs cost)."""
+    """Save small multiples over states of the Pareto fronts.
+
+    Parameters
+    ----------
+    an : Analysis
+        The decision analysis.
+    path : Path
+        The PNG to write.
+    against : {"disparity", "cost"}
+        Plot deaths averted against disparity reduction, or cost (million USD) against deaths
+        averted.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     plt = _plt()
     df = an.portfolios
     states = list(dict.fromkeys(df.state))
@@ -142,7 +175,20 @@ def pareto_figure(an: Analysis, path: Path, against: str = "disparity") -> Path:
 
 
 def tile_map(an: Analysis, path: Path) -> Path:
-    """U.S. tile-grid map (8 x 11) of the recommended portfolios, coloured by portfolio."""
+    """Save a U.S. tile-grid map (8 x 11) of the recommended portfolios, coloured by portfolio.
+
+    Parameters
+    ----------
+    an : Analysis
+        The decision analysis.
+    path : Path
+        The PNG to write.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     plt = _plt()
     recs = an.recommendations.set_index("state").recommended.to_dict()
     labels = sorted(set(recs.values()), key=lambda p: (p == NONE, p.count("+"), p))
@@ -195,7 +241,32 @@ text-align:left}td.n{text-align:right}img{max-width:100%}.small{font-size:.8rem;
 
 def write_brief(an: Analysis, rp: ResolvedPlan, ev: Evaluation, state: str, fig_path: Path,
                 path: Path, evidence=None, coverage: pd.DataFrame | None = None) -> Path:
-    """A self-contained one-page HTML brief for ``state``."""
+    """Write a self-contained one-page HTML brief for ``state`` (its figure embedded).
+
+    Parameters
+    ----------
+    an : Analysis
+        The decision analysis.
+    rp : ResolvedPlan
+        The plan.
+    ev : Evaluation
+        The evaluation (baseline deaths of the state).
+    state : str
+        USPS code of a plan state.
+    fig_path : Path
+        The state's figure (:func:`state_figure`), embedded as base64.
+    path : Path
+        The HTML file to write.
+    evidence : EvidenceLibrary, optional
+        Describes the key inputs (description, point, range).
+    coverage : pandas.DataFrame, optional
+        ``year, state, strategy, coverage`` of each candidate.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     r = an.recommendations.set_index("state").loc[state]
     df = an.portfolios[an.portfolios.state == state].set_index("portfolio")
     plan = rp.plan
@@ -282,6 +353,24 @@ births at the 2017 level and rates at the 2013–2015 fit.</li>
 
 
 def write_index(an: Analysis, rp: ResolvedPlan, path: Path) -> Path:
+    """Write the index page: the national allocation and one linked row per state brief.
+
+    Embeds ``figures/tile_map.png`` beside ``path`` when it exists.
+
+    Parameters
+    ----------
+    an : Analysis
+        The decision analysis.
+    rp : ResolvedPlan
+        The plan.
+    path : Path
+        The HTML file to write (briefs are linked as ``briefs/<STATE>.html``).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     e = html.escape
     rows = []
     for r in an.recommendations.itertuples():

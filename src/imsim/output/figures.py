@@ -27,6 +27,23 @@ def _plt():
 
 
 def write_figures(result, out: Path) -> list[Path]:
+    """Draw the figures of a run into ``<out>/figures/`` (PNG; see :data:`FIGURES`).
+
+    The attribution, coverage and collaborative figures are drawn only when the run has
+    something to show.
+
+    Parameters
+    ----------
+    result : imsim.analysis.runner.Result
+        A finished run.
+    out : Path
+        The results folder (``figures/`` is created in it).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
     plt = _plt()
     fig_dir = Path(out) / "figures"
     fig_dir.mkdir(exist_ok=True)

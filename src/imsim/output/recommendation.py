@@ -73,6 +73,11 @@ def save(rec: Recommendation, out: str | os.PathLike | None = None,
     -------
     Path
         The folder written.
+
+    Raises
+    ------
+    InputError
+        When ``out`` exists and is not empty (checked before anything is written).
     """
     import yaml
 
@@ -110,7 +115,18 @@ def save(rec: Recommendation, out: str | os.PathLike | None = None,
 
 
 def manifest(rec: Recommendation) -> dict:
-    """Return what reproduces ``rec``: plan, seed, draws, versions, data hash, timings."""
+    """Return what reproduces ``rec``: plan, seed, draws, versions, data hash, timings.
+
+    Parameters
+    ----------
+    rec : Recommendation
+        The recommendation.
+
+    Returns
+    -------
+    dict
+        JSON-ready; timings in seconds.
+    """
     from importlib import metadata
 
     from imsim.core.version import __version__
@@ -149,7 +165,19 @@ def manifest(rec: Recommendation) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``imsim recommend`` to an argparse subparsers object."""
+    """Add ``imsim recommend`` to an argparse subparsers object.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The object ``ArgumentParser.add_subparsers`` returned.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``recommend`` parser (no ``func`` default: callers dispatch to
+        :func:`cmd_recommend`).
+    """
     p = subparsers.add_parser(
         "recommend", help="rank strategy portfolios per state and allocate them nationally",
         description="Evaluate every portfolio of 1..k strategies in every state of a plan under "
@@ -170,7 +198,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_recommend(args) -> int:
-    """Run ``imsim recommend``; InputError propagates (the CLI prints it and exits 2)."""
+    """Run ``imsim recommend`` from parsed arguments, write the folder and print a summary.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``plan``, ``out``, ``draws``, ``seed``, ``no_figures``, ``quiet``.
+
+    Returns
+    -------
+    int
+        0 (exit code).
+
+    Raises
+    ------
+    InputError
+        For an existing ``--out``, an invalid plan, a seed outside ``[0, 2**63)`` or
+        ``--draws`` outside 1..5000 (the CLI prints it and exits with code 2).
+    """
     t0 = time.perf_counter()
     if args.out:
         check_new(args.out)                  # before any work
@@ -194,7 +239,20 @@ def cmd_recommend(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Standalone entry point (``python -m imsim.output.recommendation PLAN``), same exit codes."""
+    """Run ``imsim recommend`` as a stand-alone entry point, with the same exit codes.
+
+    E.g. ``python -m imsim.output.recommendation PLAN``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments, with or without a leading ``recommend`` (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit code: 0, or 2 after printing an :class:`InputError`.
+    """
     parser = argparse.ArgumentParser(prog="imsim")
     sub = parser.add_subparsers(dest="command")
     add_parser(sub)
