@@ -1,7 +1,7 @@
 """Observations: the targets the calibration fits, read and checked.
 
-The packaged 2013-2015 targets (``imsim/inputs/data/targets.csv``), optionally replaced cell by cell by a
-user's targets CSV from ``imsim data import-wonder``, put on the 51 x 5 state x race grid with
+The packaged 2013-2015 targets (``imsim/inputs/data/targets.csv``), optionally replaced cell by
+cell by a user's targets CSV from ``imsim data import-wonder``, put on the 51 x 5 state x race grid with
 each observation's measurement error and 95% interval. A bad user file raises
 :class:`imsim.core.errors.InputError` naming the file and row. :func:`rate_data` hands the result to
 the rate model (:mod:`imsim.calibration.ratemodel`) as plain arrays.

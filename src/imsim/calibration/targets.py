@@ -105,7 +105,10 @@ class CalibratedTargets:
 
     @property
     def content_hash(self) -> str:
-        """A hash of everything a fit reads from this calibration (32 hex digits; caches key on it)."""
+        """A hash (32 hex digits) of everything a fit reads from this calibration.
+
+        Caches of fits key on it.
+        """
         import hashlib
 
         h = hashlib.blake2b(digest_size=16)

@@ -395,7 +395,10 @@ class CollaborativeConfig(StrictModel):
         return (base, "default")
 
     def session_quarters(self) -> tuple[int, ...]:
-        """Return the quarters (1-4) of a support year that hold a learning session, spread evenly."""
+        """Return the quarters (1-4) of a support year that hold a learning session.
+
+        The ``sessions_per_year`` sessions are spread evenly over the year.
+        """
         k = self.sessions_per_year
         return tuple(sorted({1 + (i * 4) // k for i in range(k)})) if k else ()
 
