@@ -23,7 +23,7 @@ white IMR ratio, scenario - baseline), ``bw_rate_difference_change`` (NH black -
 1,000, scenario - baseline), ``deaths_averted.<race>`` and ``deaths_averted.<STATE>``.
 
 How it is fast (see docs/sweeps.md): inputs are resolved once; cells that can never differ (same
-state, race, strategy options and coverage in every year) are merged, births summed (expected
+state, race, strategy options, coverage and eligibility attributes in every year) are merged, births summed (expected
 counts are linear in births); the baseline arm is computed once per fit (fits cached by the
 effects that enter the baseline); the scenario arm of many rows is built by applying the levers
 to stacked copies of the cells with per-cell effect arrays, reusing the kernel tables
@@ -41,14 +41,14 @@ from imsim.birth.params import GA_FIELDS
 from imsim.birth.strategies import apply
 from imsim.inputs.baseline import BASELINE_EFFECTS
 from imsim.inputs.fit import fit_for
-from imsim.config.sweepfile import BASE_OUTPUTS, check_output, parse_parameter  # noqa: F401
+from imsim.config.sweepids import BASE_OUTPUTS, check_output, parse_parameter  # noqa: F401
 from imsim.core.constants import RACES, STATES, STRATEGIES
 from imsim.core.errors import InputError
 
 #: CellParams fields read by :func:`imsim.birth.params.death_cumulative` (the GA table reads
 #: :data:`imsim.birth.params.GA_FIELDS`).
 _DEATH_FIELDS = ("q_neo", "q_suid", "q_oth", "or_nonl3", "or_us_suid", "rr_smk_suid",
-                 "or_us_smk", "rr_li_pn", "rr_sd_death")
+                 "or_us_smk", "rr_li_pn", "rr_sd_death", "rr_eet_death")
 
 
 class Evaluator:
@@ -213,7 +213,7 @@ class _Prepared:
             for j, k in enumerate(STRATEGIES):
                 if k in overridden:
                     cov[:, j] = np.where(self.uses[k], self.reach[k], -1.0)
-            key = np.column_stack([cells.s_idx, cells.r_idx, opt_id, cov])
+            key = np.column_stack([cells.s_idx, cells.r_idx, opt_id, cov, levers.cells.key()])
             _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
             inverse = inverse.ravel()
         else:
