@@ -184,7 +184,7 @@ def test_distribution_mapping_matches_evidence(tmp_path):
     """{} effects are sampled from the evidence distribution (quantile mapping)."""
     data = {"name": "psa", "scenario": SOUTH, "method": "psa", "samples": 4000, "seed": 2,
             "outputs": ["deaths_averted"],
-            "parameters": {"unsafe_sleep_suid_or": {}, "safe_sleep_unsafe_reduction": {}}}
+            "parameters": {"nonlevel3_neonatal_or": {}, "safe_sleep_unsafe_reduction": {}}}
     sw = load_sweep(_write(tmp_path, data))
     X = sw.transform(sw.unit_sample())
     from scipy import stats
@@ -196,9 +196,10 @@ def test_distribution_mapping_matches_evidence(tmp_path):
         eff = lib.effects[pid]
         ks = stats.kstest(X[:, j], lambda x, e=eff: _cdf(e, x))
         assert ks.pvalue > 0.001, pid
-    lo, hi = lib.effects["unsafe_sleep_suid_or"].lo, lib.effects["unsafe_sleep_suid_or"].hi
-    share = np.mean((X[:, 0] > lo) & (X[:, 0] < hi))
-    assert 0.93 < share < 0.97   # the evidence's 95% CI holds 95% of the draws
+    eff = lib.effects["nonlevel3_neonatal_or"]
+    assert eff.dist == "lognormal"
+    share = np.mean((X[:, 0] > eff.lo) & (X[:, 0] < eff.hi))
+    assert 0.93 < share < 0.97   # a lognormal effect's 95% CI holds 95% of the draws
 
 
 def _cdf(eff, x):
