@@ -5,7 +5,8 @@ sweep, compute the indices of its method: Sobol first-order and total indices (o
 second-order) or Morris elementary effects, both with SALib; for a probabilistic analysis (PSA),
 each output's mean and 95% range, the probability of exceeding each threshold and the Spearman
 rank correlation of every input with every output. A one-at-a-time tornado (each parameter at
-its 2.5% and 97.5% quantiles, the others at their point values) is added for every method.
+its 2.5% and 97.5% quantiles -- a uniform one at its bounds -- the others at their point values)
+is added for every method.
 The results are written as CSV tables, figures and a short ``report.md``.
 """
 from __future__ import annotations
