@@ -704,7 +704,48 @@ def build_targets(sh: Path, births: pd.DataFrame, ga_tgt: pd.DataFrame) -> pd.Da
 
 
 # ----------------------------------------------------------------------------- exposures
-def build_exposures(sh: Path, births: pd.DataFrame) -> pd.DataFrame:
+#: Elective early-term delivery (``elective_early_term``), step by step. The Leapfrog rate is the Joint Commission
+#: PC-01 measure (CMS113 / NQF 0469): numerator = elective deliveries (medical induction, or cesarean while not in labor
+#: and without spontaneous rupture of membranes); DENOMINATOR = patients delivering at >= 37 and < 39 completed weeks,
+#: EXCLUDING conditions possibly justifying delivery before 39 weeks (TJC Appendix A Table 11.07; also <8 or >=65 years,
+#: stays >120 days, clinical trials, and, from 2014-15, prior uterine surgery / missing GA). So elective early-term
+#: births among ALL births = PC-01 rate x share of births at 37-38 wk x (1 - excluded share of 37-38 wk deliveries).
+#: Leapfrog national rates (prevalence.csv:84): 4.6% (2013), 1.9% (2016); linear between them, 2013-2015 mean =
+#: (4.6 + 3.7 + 2.8) / 3 = 3.7% (DERIVED, ASSUMPTION of a linear decline); range 1.9% (2016) .. 4.6% (2013).
+EET_PC01 = (0.037, 0.019, 0.046)
+#: Excluded share of 37-38 wk deliveries: early-term births delivered for a medical indication (27.6%) or after
+#: premature rupture of membranes (3.3%), Parikh LI et al., Neonatal outcomes in early term birth, Am J Obstet Gynecol
+#: 2014;211(3):265.e1-11 (PMID 24631438; Consortium on Safe Labor 2002-2008): 0.309; range ASSUMPTION 0.15 .. 0.45
+#: (coding of Table 11.07 conditions also in spontaneous labour, or indications outside the table).
+EET_EXCLUDED = (0.276 + 0.033, 0.15, 0.45)
+PC01_SOURCE = ("The Joint Commission PC-01 Elective Delivery (eCQM CMS113v3, NQF 0469; denominator: deliveries at >=37 and "
+               "<39 weeks; denominator exclusions: conditions possibly justifying elective delivery prior to 39 weeks), "
+               "https://ecqi.healthit.gov/ecqm/measures/cms113v3; Leapfrog early elective delivery rates 2013 4.6%, 2016 1.9% "
+               "(https://www.leapfroggroup.org/influencing/early-elective-deliveries); Parikh LI et al. Am J Obstet Gynecol "
+               "2014;211(3):265.e1-11, https://pubmed.ncbi.nlm.nih.gov/24631438/; NCHS early-term share (ga_structure.csv)")
+
+
+def elective_early_term(ga: pd.DataFrame) -> dict:
+    """Elective early-term births as a share of all births, and the model's candidate probability (point, lo, hi).
+
+    ``share`` = PC-01 rate x share of births at 37-38 wk x (1 - excluded share), see EET_PC01 / EET_EXCLUDED; the
+    37-38 wk share is the model's own (ga_structure.csv, race ALL: NCHS 2014, range from rounding). In the model an
+    ``elective_early_term`` birth is a CANDIDATE: it is delivered at 37-38 wk only if it would otherwise be born at
+    39+ wk, so the candidate probability is p = share / (share39 + share), share39 = observed 39+ share (which
+    excludes the electives): then p x P(would be 39+) = share.
+    """
+    nat = ga[ga.race == "ALL"].set_index("ga_band")
+    et = (float(nat.at["37-38", "births_share"]), float(nat.at["37-38", "births_share_lo"]),
+          float(nat.at["37-38", "births_share_hi"]))
+    s39 = float(nat.at["39+", "births_share"])
+    share = (EET_PC01[0] * et[0] * (1 - EET_EXCLUDED[0]),
+             EET_PC01[1] * et[1] * (1 - EET_EXCLUDED[2]),
+             EET_PC01[2] * et[2] * (1 - EET_EXCLUDED[1]))
+    cand = tuple(x / (s39 + x) for x in share)
+    return dict(share=share, candidate=cand, early_term_share=et, share39=s39)
+
+
+def build_exposures(sh: Path, births: pd.DataFrame, ga: pd.DataFrame) -> pd.DataFrame:
     pv = pd.read_csv(sh / PV)
     rows = []
     nb15 = births[births.year == 2015].groupby("race").births.sum()
@@ -760,12 +801,25 @@ def build_exposures(sh: Path, births: pd.DataFrame) -> pd.DataFrame:
             f"0.289 x {v:.3f} / {ref:.4f} (births-weighted 3-group <12 mo share, 2015 births); lo = the <12 mo share itself "
             "(logical lower bound), hi symmetric; among parity>=2 births")
     fill_races("short_ipi", 0.289, 0.2885, 0.2895, "2014", 53, set(s12), "")
-    # elective early term
-    add("elective_early_term", "ALL", "ALL", 0.046, 0.019, 0.096, "2013", 84, True,
-        "Leapfrog early elective delivery rate 2013 (4.6%), REPORTING HOSPITALS ONLY (self-selected); used as share of births that are "
-        "non-medically-indicated deliveries at 37-38 wk (ASSUMPTION that it generalises); lo = 1.9% (Leapfrog 2016), hi = 9.6% (HCA "
-        "baseline pre-2010, prevalence.csv:85)")
-    fill_races("elective_early_term", 0.046, 0.019, 0.096, "2013", 84, set(), "")
+    # elective early term: PC-01 rate (per 37-38 wk delivery, exclusions) -> share of ALL births -> candidate probability
+    eet = elective_early_term(ga)
+    (e_pt, e_lo, e_hi), (c_pt, c_lo, c_hi), et = eet["share"], eet["candidate"], eet["early_term_share"]
+    rows.append(dict(
+        exposure="elective_early_term", state="ALL", race="ALL", prevalence=c_pt, lo=c_lo, hi=c_hi, period="2013-2015",
+        source=PC01_SOURCE, assumption=True,
+        note=(f"shared evidence/prevalence.csv:84. DERIVED: probability that a birth is a CANDIDATE for a non-medically-indicated "
+              f"delivery at 37-38 wk (delivered early only if it would otherwise be born at 39+ wk). Elective early-term births "
+              f"among ALL births = PC-01 rate {EET_PC01[0]} (Leapfrog reporting hospitals, self-selected; 2013-2015 mean of "
+              f"4.6% 2013 and 1.9% 2016 linearly interpolated, ASSUMPTION) x share of births at 37-38 wk {et[0]:.5f} "
+              f"(ga_structure.csv) x (1 - {EET_EXCLUDED[0]:.3f} excluded from the PC-01 denominator: medically indicated 27.6% "
+              f"+ PROM 3.3% of early-term births, Parikh 2014) = {e_pt:.6f}; candidate = share / (39+ share "
+              f"{eet['share39']:.5f} + share) = {c_pt:.6f}. lo/hi: PC-01 1.9%/4.6%, 37-38 wk share {et[1]:.5f}/{et[2]:.5f}, "
+              f"excluded 0.45/0.15 (ASSUMPTION) -> share {e_lo:.6f}/{e_hi:.6f}. The earlier value 0.046 used the PC-01 "
+              "rate as a share of all births (about 4x too many). Cross-check, not used: birth-certificate 'no documented "
+              "indication' early-term inductions + cesareans in Oregon 2012-2013, 2.5% + 2.1% of term births (Snowden 2016, "
+              "effects.csv:85), are higher because certificates under-record indications")))
+    fill_races("elective_early_term", c_pt, c_lo, c_hi, "2013-2015", PC01_SOURCE, set(),
+               "No race-specific PC-01 rate or early-term share by race in the sources.")
     # unsafe sleep = usually placed nonsupine OR usual bed-sharing (the evidence's two SUID risks)
     wb = float(nb15["nh_black"])
     ratio = (1 - .58) / (1 - .75)
@@ -973,6 +1027,26 @@ def build_evidence(sh: Path) -> pd.DataFrame:
              "is null (effects.csv:128); point = midpoint")
     add("early_term_imr_rr", "Early-term (37-38 wk) vs full-term (39-40 wk) infant mortality", 1.63, "fixed", None, None, "ratio",
         "births at 37-38 wk", "infant death (rate ratio), reference/validation", 83, note="NVSR 64-9 (2013): 63% higher")
+    # An elective early-term birth is a would-be 39+ birth delivered 1-2 weeks early WITHOUT medical indication. Its
+    # excess mortality over the same birth at 39+ weeks has no direct estimate in the sources: all early-term vs
+    # full-term (1.63) includes medically indicated births (confounded by indication) and is an upper bound; the
+    # non-indicated evidence is about morbidity (Tita 2009). Point = geometric midpoint of 1.0 and 1.63.
+    add("elective_early_term_death_rr", "Elective (non-indicated) early-term delivery vs delivery at 39+ wk -> infant death",
+        float(np.sqrt(1.63)), "triangular", 1.0, 1.63, "ratio", "elective early-term births (would-be 39+ wk births)",
+        "infant death, every cause (risk ratio on the 39+ wk probabilities)", 83, assumption=True, srow="83;85",
+        citation="ASSUMPTION bounded by Mathews TJ, MacDorman MF, Thoma ME. Infant mortality statistics from the 2013 period "
+                 "linked birth/infant death data set. NVSR 2015;64(9) (early-term IMR 63% above full-term, effects.csv:83); "
+                 "morbidity: Tita ATN et al. Timing of elective repeat cesarean delivery at term and neonatal outcomes. "
+                 "N Engl J Med 2009;360(2):111-20 (PMC2811696)",
+        url="https://pmc.ncbi.nlm.nih.gov/articles/PMC2811696",
+        note="ASSUMPTION: no infant-mortality estimate for non-indicated early-term vs 39-40 wk delivery was found. hi = 1.63, "
+             "all early-term (37-38 wk) vs full-term (39-40 wk) IMR 2013 (NVSR 64-9; includes medically indicated births, so "
+             "an upper bound); lo = 1.0 (no excess death; Oregon's hard stop showed no improvement in neonatal outcomes, "
+             "Snowden 2016, effects.csv:85); point = sqrt(1.63) = 1.277, the geometric midpoint. The excess is real for "
+             "morbidity: elective repeat cesarean (no indication) composite of neonatal death or adverse events aOR 2.1 "
+             "(1.7-2.5) at 37 wk and 1.5 (1.3-1.7) at 38 wk vs 39 wk (Tita 2009; morbidity, not mortality, so not used as "
+             "the RR); the mortality gradient 37->39 wk persists among low-risk mothers (Zhang & Kramer, J Pediatr "
+             "2009;154:358-62, PMID 18950794; numbers not retrieved)")
     return pd.DataFrame(rows)
 
 
@@ -987,7 +1061,7 @@ def main(argv=None) -> None:
     births, binfo = build_births(sh)
     ga, ga_tgt, dinfo = build_ga(sh, births)
     targets = build_targets(sh, births, ga_tgt)
-    expo = build_exposures(sh, births)
+    expo = build_exposures(sh, births, ga)
     assoc = build_associations()
     ev = build_evidence(sh)
     cat = []

@@ -10,9 +10,11 @@ tables of :func:`imsim.birth.params.build_tables`, and re-derives every step fro
   32 bits, seed high 32 bits)``; block 0 -> low income, smoking, prior preterm, short IPI; block 1
   -> elective early term, unsafe sleep, gestational age, death; block 2 -> progesterone, social
   determinants reach, level III+; uniform ``(x + 0.5) / 2**32``, event when ``u < p``;
-* exposures, treatments, the cumulative-logit GA band, the elective early-term relabel, level III+
-  for births under 32 weeks, and competing-cause death (neonatal, then SUID, then other
-  postneonatal) from odds-ratio-adjusted probabilities.
+* exposures, treatments, the cumulative-logit GA band, the elective early-term relabel (a would-be
+  39+ birth delivered at 37-38 weeks: counted in the 37-38 band, but dying with the 39+ band's
+  probabilities, every cause's risk times ``rr_eet_death``), level III+ for births under 32
+  weeks, and competing-cause death (neonatal, then SUID, then other postneonatal) from
+  odds-ratio-adjusted probabilities.
 
 :func:`simulate_counts` gives the microsim counts of every cell on the same draws as the kernel;
 :func:`expected_counts` enumerates every exposure/treatment combination by brute force.
@@ -86,10 +88,13 @@ def ga_cumulative(p, c, smk, pp, ipi, li, prog, sd):
     return np.maximum.accumulate(expit(eta), axis=1)     # a cumulative probability never falls
 
 
-def death_probabilities(p, c, band, nonl3, smk, us, li, sd):
+def death_probabilities(p, c, band, nonl3, smk, us, li, sd, eet=0):
     """Per-cause conditional death probabilities (neonatal; SUID | survived neonatal; other |
-    survived both) of births with GA ``band`` etc. in cell ``c``."""
-    rr_sd = _or_pow(p.rr_sd_death[c], sd)
+    survived both) of births with GA ``band`` etc. in cell ``c``; ``eet`` (0/1) marks elective
+    early-term births, which take the 39+ band's probabilities times ``rr_eet_death``."""
+    eet = np.asarray(eet)
+    band = np.where(eet == 1, N_BANDS - 1, band)
+    rr_sd = _or_pow(p.rr_sd_death[c], sd) * _or_pow(p.rr_eet_death[c], eet)
     p_neo = np.minimum(apply_or(p.q_neo[c][band], _or_pow(p.or_nonl3[c], nonl3 * (band < 2)))
                        * rr_sd, 0.999)
     or_suid = _or_pow(p.or_us_suid[c], us) * _or_pow(p.or_us_smk[c], us * smk)
@@ -119,12 +124,13 @@ def simulate_cell(p, c, seed, replicate=0):
 
     cum = ga_cumulative(p, c, smk, pp, ipi, li, prog, sd)
     band = (u_ga[:, None] >= cum).sum(axis=1)
-    band = np.where((eet == 1) & (band == N_BANDS - 1), N_BANDS - 2, band)   # hard-stop relabel
+    elective = ((eet == 1) & (band == N_BANDS - 1)).astype(np.int64)  # a 39+ birth delivered early
+    band = np.where(elective == 1, N_BANDS - 2, band)                  # counted at 37-38 weeks
     lt32 = band < 2
     l3 = (lt32 & (u_l3 < p.p_l3[c])).astype(np.int64)
     nonl3 = (lt32 & (l3 == 0)).astype(np.int64)
 
-    p_neo, p_suid, p_oth = death_probabilities(p, c, band, nonl3, smk, us, li, sd)
+    p_neo, p_suid, p_oth = death_probabilities(p, c, band, nonl3, smk, us, li, sd, elective)
     # One uniform, inverse CDF over the competing outcomes (neonatal, SUID, other, survive).
     t_neo = p_neo
     t_suid = t_neo + (1.0 - p_neo) * p_suid
@@ -178,17 +184,21 @@ def expected_counts(p) -> np.ndarray:
             cum = ga_cumulative(p, c, smk * one, pp * one, ipi * one, li * one, prog * one,
                                 sd * one)[0]
             band_p = np.diff(np.concatenate([[0.0], cum, [1.0]]))
+            # (band, elective, probability): an elective birth is a would-be 39+ birth
+            # delivered at 37-38 weeks.
+            outcomes = [(b, 0, band_p[b]) for b in range(N_BANDS - 1)]
             if eet:
-                band_p[N_BANDS - 2] += band_p[N_BANDS - 1]
-                band_p[N_BANDS - 1] = 0.0
-            for band in range(N_BANDS):
-                wb = w * band_p[band]
+                outcomes.append((N_BANDS - 2, 1, band_p[N_BANDS - 1]))
+            else:
+                outcomes.append((N_BANDS - 1, 0, band_p[N_BANDS - 1]))
+            for band, elective, pb in outcomes:
+                wb = w * pb
                 acc[band] += wb
                 levels = ((0, p.p_l3[c]), (1, 1.0 - p.p_l3[c])) if band < 2 else ((0, 1.0),)
                 for nonl3, w_l in levels:
                     pn, ps, po = (float(np.squeeze(v)) for v in death_probabilities(
                         p, c, np.array(band), np.array(nonl3), np.array(smk), np.array(us),
-                        np.array(li), np.array(sd)))
+                        np.array(li), np.array(sd), np.array(elective)))
                     acc[OUT_DEATHS + band] += wb * w_l * pn
                     acc[OUT_DEATHS + N_BANDS + band] += wb * w_l * (1 - pn) * ps
                     acc[OUT_DEATHS + 2 * N_BANDS + band] += wb * w_l * (1 - pn) * (1 - ps) * po

@@ -34,9 +34,12 @@ Array conventions (``n`` cells):
 * ``ga_cum[n, 64, 5]``: P(GA below cut k | combination), cuts 28, 32, 34, 37, 39 weeks; the
   combination index is ``smk + 2 pp + 4 ipi + 8 li + 16 prog + 32 sd``. An elective early-term
   birth whose GA would be 39+ is delivered at 37-38 weeks.
-* ``death_cum[n, 6, 2, 16, 3]``: cumulative death thresholds by GA band, delivery below level III
-  (1) or not (0), combination ``smk + 2 us + 4 li + 8 sd``, and cause (neonatal, SUID, other
+* ``death_cum[n, 7, 2, 16, 3]``: cumulative death thresholds by death row, delivery below level
+  III (1) or not (0), combination ``smk + 2 us + 4 li + 8 sd``, and cause (neonatal, SUID, other
   postneonatal): ``u < t[0]`` neonatal, ``u < t[1]`` SUID, ``u < t[2]`` other postneonatal.
+  Rows 0-5 are the GA bands; row 6 (:data:`EET_ROW`) is an elective early-term birth: a would-be
+  39+ birth delivered at 37-38 weeks without medical indication. It is *counted* in the 37-38
+  band (births and deaths) but dies with the 39+ band's probabilities times ``rr_eet_death``.
 
 Output counts ``[.., N_OUT]`` (int64 for the microsim, float64 for expectations): births by band
 (0-5), deaths by cause x band (6 + 6*cause + band), then tallies of exposed births (see ``OUT_*``).
@@ -51,6 +54,12 @@ from imsim.birth.jit import JIT_OPTIONS, JIT_PARALLEL_OPTIONS
 N_BANDS = 6
 N_CAUSES = 3
 N_CUTS = 5
+#: Death-table row of an elective early-term birth (after the six GA bands).
+EET_ROW = N_BANDS
+#: Rows of the death table: the GA bands and the elective early-term row.
+N_DEATH_ROWS = N_BANDS + 1
+#: GA band an elective early-term birth is counted in (37-38 weeks).
+EET_BAND = N_BANDS - 2
 OUT_BIRTHS = 0
 OUT_DEATHS = 6
 OUT_LI = 24
@@ -162,8 +171,8 @@ def simulate_counts(chunk_cell, chunk_start, chunk_len, cell_uid, key0, key1, re
         P(level III+ delivery | GA < 32 weeks).
     ga_cum : float64[n_cells, 64, 5]
         Cumulative GA probabilities (see the module docstring).
-    death_cum : float64[n_cells, 6, 2, 16, 3]
-        Cumulative death thresholds (see the module docstring).
+    death_cum : float64[n_cells, 7, 2, 16, 3]
+        Cumulative death thresholds by death row (see the module docstring).
     out : int64[n_chunks, N_OUT]
         Output: every column of row ``chunk`` is overwritten with that chunk's counts (births
         and deaths by band, tallies of exposed births); one row per chunk, so threads never
@@ -201,7 +210,7 @@ def simulate_counts(chunk_cell, chunk_start, chunk_len, cell_uid, key0, key1, re
         combo = np.empty(TILE, np.int64)
         dcv = np.empty(TILE, np.int64)
         eetv = np.empty(TILE, np.int64)
-        band = np.empty(TILE, np.int64)
+        drow = np.empty(TILE, np.int64)
         n_li = n_smk = n_pp = n_ipi = n_eet = n_us = n_prog = n_sd = 0
         for t0 in range(start, end, TILE):
             m = min(TILE, end - t0)
@@ -240,17 +249,19 @@ def simulate_counts(chunk_cell, chunk_start, chunk_len, cell_uid, key0, key1, re
                         dcv[j] += 8 * sd
                         n_prog += prog
                         n_sd += sd
-            # Phase 3: gestational age (stream 1.2); elective early term moves 39+ to 37-38.
+            # Phase 3: gestational age (stream 1.2) as a death row; elective early term turns a
+            # 39+ birth into the elective row (counted at 37-38 weeks below).
             for j in range(m):
                 u = ub2[j]
                 cb = combo[j]
                 bnd = np.int64(0)
                 for k in range(N_CUTS):
                     bnd += u >= gcum[cb, k]
-                band[j] = bnd - eetv[j] * np.int64(bnd == N_BANDS - 1)
+                drow[j] = bnd + eetv[j] * np.int64(bnd == N_BANDS - 1)
             # Phase 4: level III delivery (stream 2.2) for GA < 32 weeks, and death (1.3).
             for j in range(m):
-                bnd = band[j]
+                row = drow[j]
+                bnd = row - (EET_ROW - EET_BAND) * np.int64(row == EET_ROW)
                 acc[OUT_BIRTHS + bnd] += 1
                 nonl3 = 0
                 if bnd < 2:
@@ -263,10 +274,10 @@ def simulate_counts(chunk_cell, chunk_start, chunk_len, cell_uid, key0, key1, re
                     acc[OUT_LT32] += 1
                 ud = ub3[j]
                 dc = dcv[j]
-                if ud < dcum[bnd, nonl3, dc, 2]:
-                    if ud < dcum[bnd, nonl3, dc, 0]:
+                if ud < dcum[row, nonl3, dc, 2]:
+                    if ud < dcum[row, nonl3, dc, 0]:
                         acc[OUT_DEATHS + bnd] += 1
-                    elif ud < dcum[bnd, nonl3, dc, 1]:
+                    elif ud < dcum[row, nonl3, dc, 1]:
                         acc[OUT_DEATHS + N_BANDS + bnd] += 1
                     else:
                         acc[OUT_DEATHS + 2 * N_BANDS + bnd] += 1
@@ -284,10 +295,11 @@ def simulate_counts(chunk_cell, chunk_start, chunk_len, cell_uid, key0, key1, re
 
 @nb.njit(inline="always", **JIT_OPTIONS)
 def _band_distribution(c, li, smk, sd, p_exp, p_prog, ga_cum, band_p):
-    """GA band probabilities of cell ``c`` given (low income, smoking, SD reach) into
-    ``band_p[6]``, summed over prior preterm, short IPI, progesterone and elective early-term
-    delivery; returns P(prior preterm) and P(progesterone) in that stratum."""
-    for k in range(N_BANDS):
+    """Death-row probabilities of cell ``c`` given (low income, smoking, SD reach) into
+    ``band_p[7]`` (GA bands 0-5, elective early-term row 6), summed over prior preterm, short
+    IPI, progesterone and elective early-term delivery; returns P(prior preterm) and
+    P(progesterone) in that stratum."""
+    for k in range(N_DEATH_ROWS):
         band_p[k] = 0.0
     w_pp_tot = 0.0
     w_prog_tot = 0.0
@@ -310,10 +322,10 @@ def _band_distribution(c, li, smk, sd, p_exp, p_prog, ga_cum, band_p):
                 band_p[N_BANDS - 1] += w * (1.0 - prev)
                 w_pp_tot += w * pp
                 w_prog_tot += w * prog
-    # Elective early-term delivery moves 39+ births to 37-38 weeks.
+    # Elective early-term delivery turns 39+ births into elective births (the elective row).
     moved = band_p[N_BANDS - 1] * p_exp[c, 3, li]
     band_p[N_BANDS - 1] -= moved
-    band_p[N_BANDS - 2] += moved
+    band_p[EET_ROW] = moved
     return w_pp_tot, w_prog_tot
 
 
@@ -321,7 +333,7 @@ def _band_distribution(c, li, smk, sd, p_exp, p_prog, ga_cum, band_p):
 def _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out):
     """Expected outcome counts of cell ``c`` into ``out[c]`` (see :func:`expected_counts`)."""
     acc = np.zeros(N_OUT)
-    band_p = np.zeros(N_BANDS)
+    band_p = np.zeros(N_DEATH_ROWS)
     nb_ = births[c]
     for li in range(2):
         w_li = p_li[c] if li == 1 else 1.0 - p_li[c]
@@ -346,8 +358,10 @@ def _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, dea
                         continue
                     w = nb_ * w_a * w_us
                     dc = smk + 2 * us + 4 * li + 8 * sd
-                    for band in range(N_BANDS):
-                        wb = w * band_p[band]
+                    for row in range(N_DEATH_ROWS):
+                        # Elective early-term births are counted in the 37-38 band.
+                        band = EET_BAND if row == EET_ROW else row
+                        wb = w * band_p[row]
                         acc[OUT_BIRTHS + band] += wb
                         if band < 2:
                             acc[OUT_LT32] += wb
@@ -360,9 +374,9 @@ def _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, dea
                                 wl = wb * ((1.0 - p_l3[c]) if nonl3 == 1 else p_l3[c])
                             else:
                                 wl = wb
-                            t0 = death_cum[c, band, nonl3, dc, 0]
-                            t1 = death_cum[c, band, nonl3, dc, 1]
-                            t2 = death_cum[c, band, nonl3, dc, 2]
+                            t0 = death_cum[c, row, nonl3, dc, 0]
+                            t1 = death_cum[c, row, nonl3, dc, 1]
+                            t2 = death_cum[c, row, nonl3, dc, 2]
                             acc[OUT_DEATHS + band] += wl * t0
                             acc[OUT_DEATHS + N_BANDS + band] += wl * (t1 - t0)
                             acc[OUT_DEATHS + 2 * N_BANDS + band] += wl * (t2 - t1)
@@ -384,7 +398,8 @@ def expected_counts(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death
 
     Sums over low income, smoking, unsafe sleep and social-determinants reach (which the death
     tables depend on) and, inside, over prior preterm, short IPI, progesterone and elective
-    early-term delivery (which act only through gestational age).
+    early-term delivery (which act through gestational age and, for elective births, the
+    elective death row).
 
     Parameters
     ----------
@@ -531,36 +546,42 @@ def _apply_or(p, odds_ratio):
 
 @nb.njit(**JIT_OPTIONS)
 def death_table(q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid, or_us_smk, rr_li_pn,
-                rr_sd_death, cap, out):
-    """Write cumulative death thresholds ``out[n, 6, 2, 16, 3]`` (see the module docstring).
+                rr_sd_death, rr_eet_death, cap, out):
+    """Write cumulative death thresholds ``out[n, 7, 2, 16, 3]`` (see the module docstring).
 
     Odds ratios act on the odds, risk ratios multiply the probability (capped at ``cap``): as in
-    :func:`imsim.birth.params.death_probabilities`.
+    :func:`imsim.birth.params.death_probabilities`. Row 6 (:data:`EET_ROW`, an elective
+    early-term birth) uses the 39+ band's reference probabilities with every cause's risk times
+    ``rr_eet_death``.
 
     Parameters
     ----------
     q_neo, q_suid, q_oth : float64[n, 6]
         Reference death probabilities per GA band (neonatal, SUID, other postneonatal) of an
         unexposed birth delivered at level III+.
-    or_nonl3, or_us_suid, rr_smk_suid, or_us_smk, rr_li_pn, rr_sd_death : float64[n]
+    or_nonl3, or_us_suid, rr_smk_suid, or_us_smk, rr_li_pn, rr_sd_death, rr_eet_death : float64[n]
         Odds ratios (``or_*``) and risk ratios (``rr_*``) of
         :class:`imsim.birth.params.CellParams`.
     cap : float
         Upper bound of a death probability after a risk ratio (a probability).
-    out : float64[n, 6, 2, 16, 3]
-        Output, overwritten: axes cell, GA band, delivery below level III (1) or not (0),
-        combination ``smk + 2 us + 4 li + 8 sd``, cumulative cause threshold.
+    out : float64[n, 7, 2, 16, 3]
+        Output, overwritten: axes cell, death row (GA band 0-5, elective early-term row 6),
+        delivery below level III (1) or not (0), combination ``smk + 2 us + 4 li + 8 sd``,
+        cumulative cause threshold.
     """
     n = q_neo.shape[0]
     for c in range(n):
-        for band in range(N_BANDS):
+        for row in range(N_DEATH_ROWS):
+            eet = row == EET_ROW
+            band = N_BANDS - 1 if eet else row
+            rr_e = rr_eet_death[c] if eet else 1.0
             for nonl3 in range(2):
                 for dc in range(16):
                     smk = dc & 1
                     us = (dc >> 1) & 1
                     li = (dc >> 2) & 1
                     sd = (dc >> 3) & 1
-                    rr_sd = rr_sd_death[c] if sd == 1 else 1.0
+                    rr_sd = (rr_sd_death[c] if sd == 1 else 1.0) * rr_e
                     p = q_neo[c, band]
                     if band < 2 and nonl3 == 1:
                         p = _apply_or(p, or_nonl3[c])
@@ -581,9 +602,9 @@ def death_table(q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid, or_us_s
                     t0 = p_neo
                     t1 = t0 + (1.0 - p_neo) * p_suid
                     t2 = t1 + (1.0 - p_neo) * (1.0 - p_suid) * p_oth
-                    out[c, band, nonl3, dc, 0] = t0
-                    out[c, band, nonl3, dc, 1] = t1
-                    out[c, band, nonl3, dc, 2] = t2
+                    out[c, row, nonl3, dc, 0] = t0
+                    out[c, row, nonl3, dc, 1] = t1
+                    out[c, row, nonl3, dc, 2] = t2
 
 
 @nb.njit(**JIT_OPTIONS)

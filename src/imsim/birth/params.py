@@ -18,7 +18,9 @@ The birth (see DESIGN.md):
 3. Gestational age from a cumulative-logit model with cut-points 28, 32, 34, 37 and 39 weeks:
    ``logit P(GA < cut_k) = theta_k + sum_x beta_xk x``; the exposure effects may differ by cut
    (e.g. smoking: very, moderate, late preterm odds ratios). An elective early-term delivery turns
-   a 39+ week birth into a 37-38 week birth.
+   a 39+ week birth into a 37-38 week birth: it is counted in the 37-38 band, but its death
+   probabilities are the 39+ band's times ``rr_eet_death`` (a would-be 39+ birth delivered one
+   to two weeks early without medical indication, not a medically indicated early-term birth).
 4. Delivery at a level III+ hospital for births under 32 weeks (``p_l3``).
 5. Death, competing causes: neonatal (by GA band; the odds multiplied by ``or_nonl3`` below
    level III), then, for neonatal survivors, SUID (by band; the odds multiplied for unsafe
@@ -38,7 +40,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from imsim.birth.kernels import N_BANDS, N_CUTS
+from imsim.birth.kernels import EET_ROW, N_BANDS, N_CUTS, N_DEATH_ROWS
 
 #: Exposures drawn given low income, in kernel order (axis 1 of ``p_exp``).
 COND_EXPOSURES = ("smoking", "prior_preterm", "short_ipi", "elective_early_term")
@@ -92,6 +94,9 @@ class CellParams:
     rr_sd_death : numpy.ndarray
         ``[n]``: risk ratio of death (every cause) for births reached by the
         social-determinants intervention.
+    rr_eet_death : numpy.ndarray
+        ``[n]``: risk ratio of death (every cause) of an elective early-term birth relative to
+        the same birth at 39+ weeks (the 39+ band's probabilities are multiplied by it).
     """
 
     births: np.ndarray            # int64[n]
@@ -118,6 +123,7 @@ class CellParams:
     or_us_smk: np.ndarray         # unsafe sleep x smoking interaction on SUID (odds ratio)
     rr_li_pn: np.ndarray          # low income -> postneonatal death, direct (risk ratio)
     rr_sd_death: np.ndarray       # social-determinants intervention -> death risk (risk ratio)
+    rr_eet_death: np.ndarray      # elective early-term birth vs 39+ -> death risk (risk ratio)
 
     @property
     def n(self) -> int:
@@ -182,7 +188,8 @@ class Tables:
     ga_cum : numpy.ndarray
         float64 ``[n, 64, 5]``: P(GA < cut_k | exposure/treatment combination).
     death_cum : numpy.ndarray
-        float64 ``[n, 6, 2, 16, 3]``: cumulative death thresholds.
+        float64 ``[n, 7, 2, 16, 3]``: cumulative death thresholds by death row (GA bands, then
+        the elective early-term row).
     """
 
     births: np.ndarray
@@ -381,7 +388,8 @@ def death_probabilities(params: CellParams):
 
     The reference formulas of :func:`imsim.birth.kernels.death_table`. Each cause's
     probability is conditional on surviving the causes before it (neonatal, then SUID, then
-    other postneonatal).
+    other postneonatal). Row 6 is an elective early-term birth: the 39+ band's reference
+    probabilities, every cause's risk times ``rr_eet_death``.
 
     Parameters
     ----------
@@ -391,22 +399,27 @@ def death_probabilities(params: CellParams):
     Returns
     -------
     p_neo, p_suid, p_oth : numpy.ndarray
-        float64 ``[n, 6, 2, 16]`` each (read-only broadcast views), probabilities. Axes: cell,
-        GA band, delivery below level III (1) or not (0; only meaningful for bands < 32
-        weeks), combination ``smk + 2 us + 4 li + 8 sd``.
+        float64 ``[n, 7, 2, 16]`` each (read-only broadcast views), probabilities. Axes: cell,
+        death row (GA bands 0-5, elective early-term row 6), delivery below level III (1) or
+        not (0; only meaningful for bands < 32 weeks), combination ``smk + 2 us + 4 li + 8 sd``.
     """
     n = params.n
     bits = DEATH_BITS
     smk, us, li, sd = (bits[:, k].astype(float) for k in range(4))
     nonl3 = np.array([0.0, 1.0])
-    lt32 = (np.arange(N_BANDS) < 2).astype(float)
+    # Death rows: the six GA bands, then the elective row (the 39+ band's references).
+    band_of_row = np.append(np.arange(N_BANDS), N_BANDS - 1)
+    lt32 = (band_of_row < 2).astype(float)
+    eet = (np.arange(N_DEATH_ROWS) == EET_ROW).astype(float)
 
     def pw(base, exponent):
         return np.power(base[:, None, None, None], exponent)
 
     or_neo = pw(params.or_nonl3, lt32[None, :, None, None] * nonl3[None, None, :, None])
-    rr_sd = pw(params.rr_sd_death, sd[None, None, None, :])
-    p_neo = apply_rr(apply_or(params.q_neo[:, :, None, None], or_neo), rr_sd)
+    rr_sd = (pw(params.rr_sd_death, sd[None, None, None, :])
+             * pw(params.rr_eet_death, eet[None, :, None, None]))
+    q_neo = params.q_neo[:, band_of_row]
+    p_neo = apply_rr(apply_or(q_neo[:, :, None, None], or_neo), rr_sd)
     or_suid = (
         pw(params.or_us_suid, us[None, None, None, :])
         * pw(params.or_us_smk, (us * smk)[None, None, None, :])
@@ -416,10 +429,10 @@ def death_probabilities(params: CellParams):
         * pw(params.rr_li_pn, li[None, None, None, :])
         * rr_sd
     )
-    p_suid = apply_rr(apply_or(params.q_suid[:, :, None, None], or_suid), rr_suid)
+    p_suid = apply_rr(apply_or(params.q_suid[:, band_of_row, None, None], or_suid), rr_suid)
     rr_oth = pw(params.rr_li_pn, li[None, None, None, :]) * rr_sd
-    p_oth = apply_rr(params.q_oth[:, :, None, None], rr_oth)
-    shape = (n, N_BANDS, 2, 16)
+    p_oth = apply_rr(params.q_oth[:, band_of_row, None, None], rr_oth)
+    shape = (n, N_DEATH_ROWS, 2, 16)
     return (np.broadcast_to(p_neo, shape), np.broadcast_to(p_suid, shape),
             np.broadcast_to(p_oth, shape))
 
@@ -437,19 +450,21 @@ def death_cumulative(params: CellParams) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        float64 ``[n, 6, 2, 16, 3]``: axes cell, GA band, delivery below level III,
-        combination ``smk + 2 us + 4 li + 8 sd``, and the cumulative thresholds ``t0 <= t1 <=
-        t2`` (neonatal, + SUID, + other postneonatal) of a uniform ``u``.
+        float64 ``[n, 7, 2, 16, 3]``: axes cell, death row (GA bands 0-5, elective early-term
+        row 6), delivery below level III, combination ``smk + 2 us + 4 li + 8 sd``, and the
+        cumulative thresholds ``t0 <= t1 <= t2`` (neonatal, + SUID, + other postneonatal) of a
+        uniform ``u``.
     """
     from imsim.birth import kernels as K
 
     f = np.ascontiguousarray
-    out = np.empty((params.n, N_BANDS, 2, 16, 3))
+    out = np.empty((params.n, N_DEATH_ROWS, 2, 16, 3))
     K.death_table(f(params.q_neo, dtype=float), f(params.q_suid, dtype=float),
                   f(params.q_oth, dtype=float), *(f(np.broadcast_to(getattr(params, k), (params.n,)),
                                                     dtype=float) for k in
                                                   ("or_nonl3", "or_us_suid", "rr_smk_suid",
-                                                   "or_us_smk", "rr_li_pn", "rr_sd_death")),
+                                                   "or_us_smk", "rr_li_pn", "rr_sd_death",
+                                                   "rr_eet_death")),
                   RISK_CAP, out)
     return out
 
@@ -493,7 +508,7 @@ def build_tables_reusing(params: CellParams, ga_cum, death_cum, changed) -> Tabl
     ga_cum : array_like
         float64 ``[n, 64, 5]``: GA table built for a previous version of ``params``.
     death_cum : array_like
-        float64 ``[n, 6, 2, 16, 3]``: death table built for a previous version of ``params``.
+        float64 ``[n, 7, 2, 16, 3]``: death table built for a previous version of ``params``.
     changed : array_like of bool
         ``[n]``: cells whose GA or death parameters differ from that version.
 

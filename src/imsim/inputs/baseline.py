@@ -37,6 +37,7 @@ BASELINE_EFFECTS = (
     "smoking_ga_lt32_or", "smoking_ga_lt34_or", "smoking_ga_lt37_or", "prior_preterm_ptb_or",
     "short_ipi_ptb_or", "low_income_ptb_or", "nonlevel3_neonatal_or", "unsafe_sleep_suid_or",
     "smoking_suid_rr", "unsafe_sleep_smoking_interaction", "low_income_postneonatal_rr",
+    "elective_early_term_death_rr",
 )
 #: Gestational age (weeks) of each cut-point: the upper edge of bands <28, <32, <34, <37, <39.
 CUT_WEEKS = (28, 32, 34, 37, 39)
@@ -297,6 +298,8 @@ class Baseline:
             or_us_smk=ones * e["unsafe_sleep_smoking_interaction"],
             rr_li_pn=ones * e["low_income_postneonatal_rr"],
             rr_sd_death=ones.copy(),
+            # An elective early-term birth dies with the 39+ band's probabilities times this.
+            rr_eet_death=ones * e["elective_early_term_death_rr"],
         )
         # Cut-points: national structure shifted by race (preterm rate) and the fitted cell shift,
         # solved so that the cell's *marginal* GA distribution hits its target given its exposures.
