@@ -1050,6 +1050,347 @@ def build_evidence(sh: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# ----------------------------------------------------------------------------- validation (imsim check)
+VALIDATION_COLUMNS = ["quantity", "population", "period", "published", "published_lo", "published_hi", "unit",
+                      "source", "note"]
+NLS = "observed/national_linked_stats.csv"
+GUNA = "external/gunasekaran__tbl_imr_by_factor.csv"
+KESMITIJ = "external/kesmitij__stratified_rates.csv"
+MMWR_QS = ("MMWR QuickStats: Percentage Distribution of Gestational Age in Weeks for Infants Who Survived to Age 1 Year "
+           "and Infants Who Died Before Age 1 Year, United States, 2014. MMWR 2017;66:392; "
+           "https://www.cdc.gov/mmwr/volumes/66/wr/mm6614a5.htm")
+NVSR64_9 = ("Mathews TJ, MacDorman MF, Thoma ME. Infant Mortality Statistics From the 2013 Period Linked Birth/Infant Death "
+            "Data Set. NVSR 64(9), 2015; https://www.cdc.gov/nchs/data/nvsr/nvsr64/nvsr64_09.pdf")
+NVSR64_9_LS = (NVSR64_9 + " (rates as quoted by LiveScience, 2015: "
+               "https://www.livescience.com/51765-infant-mortality-gestational-age.html)")
+NVSR68_10 = ("Ely DM, Driscoll AK. Infant Mortality in the United States, 2017: Data From the Period Linked Birth/Infant "
+             "Death File. NVSR 68(10), 2019; https://stacks.cdc.gov/view/cdc/80304")
+DB326 = ("Ely DM, Driscoll AK, Mathews TJ. Infant Mortality by Age at Death in the United States, 2016. NCHS Data Brief "
+         "No. 326, 2018; https://www.cdc.gov/nchs/products/databriefs/db326.htm")
+GUNA_SRC = ("NCHS period linked birth/infant death files 2011-2013 pooled, aggregated by gunasekaran-pasupathy-research/"
+            "us-infant-mortality-rate (reports/tables/tbl_imr_by_factor.csv, commit 9556376); shared " + GUNA)
+PEDS_2006 = ("Annual Summary of Vital Statistics (Pediatrics), table 'Percentage of Births With Selected Characteristics "
+             "According to Race and Hispanic Origin of Mother, United States, Selected Years: 1990 and 2006 (Final) and 2007 "
+             "(Preliminary)' (NCHS natality data); http://pediatrics.aappublications.org/highwire/markup/20059/expansion")
+LASSWELL = ("Lasswell SM, Barfield WD, Rochat RW, Blackmon L. Perinatal regionalization for very low-birth-weight and very "
+            "preterm infants: a meta-analysis. JAMA 2010;304(9):992-1000 (PMID 20810377)")
+CW2023 = ("Constantin J, Wehby GL. Effects of Recent Medicaid Expansions on Infant Mortality by Race and Ethnicity. "
+          "Am J Prev Med 2023;64(3):377-384 (doi 10.1016/j.amepre.2022.09.026), abstract; "
+          "https://www.ajpmonline.org/article/S0749-3797(22)00498-6/fulltext")
+BHATT2018 = ("Bhatt CB, Beck-Sague CM. Medicaid Expansion and Infant Mortality in the United States. Am J Public Health "
+             "2018;108(4):565-567 (PMC5844390), abstract; https://pmc.ncbi.nlm.nih.gov/articles/PMC5844390")
+WIGGINS2020 = ("Wiggins A, Karaye IM, Horney JA. Medicaid expansion and infant mortality, revisited: a difference-in-"
+               "differences analysis. Health Serv Res 2020;55(3):393-398 (PMID 32196658), abstract; "
+               "https://www.hsr.org/node/570443")
+HIRAI2018 = ("Hirai AH, Sappenfield WM, Ghandour RM, Donahue S, Lee V, Lu MC. The Collaborative Improvement and Innovation "
+             "Network (CoIIN) to Reduce Infant Mortality: An Outcome Evaluation From the US South, 2011 to 2014. Am J Public "
+             "Health 2018;108(6):815-821 (PMID 29672142, doi 10.2105/AJPH.2018.304371), abstract; "
+             "https://pubmed.ncbi.nlm.nih.gov/29672142/")
+
+
+def _round_iv(v: float, half: float) -> tuple[float, float]:
+    """The interval a published figure rounded to the nearest 2*half stands for."""
+    return v - half, v + half
+
+
+def _from_p(est: float, p: float) -> tuple[float, float]:
+    """95% interval of an estimate from its two-sided P value (normal approximation)."""
+    from scipy.stats import norm
+
+    se = abs(est) / norm.ppf(1 - p / 2)
+    return est - 1.959964 * se, est + 1.959964 * se
+
+
+def _validation_rows(sh: Path) -> list[dict]:
+    """The curated published figures of ``imsim check`` (one dict per figure; see build_validation)."""
+    nl = pd.read_csv(sh / NLS)
+    ef = pd.read_csv(sh / EV)
+    pv = pd.read_csv(sh / PV)
+    gu = pd.read_csv(sh / GUNA)
+    ks = pd.read_csv(sh / KESMITIJ)
+
+    def nls(measure, period, race="all races/origins", note_has=""):
+        hit = nl[(nl.measure == measure) & (nl.period.astype(str) == str(period)) & (nl.race_ethnicity == race)
+                 & nl.note.fillna("").str.contains(note_has, regex=False)]
+        if len(hit) != 1:
+            raise SystemExit(f"validation: {NLS} has {len(hit)} rows for {measure} {period} {race}")
+        i = int(hit.index[0])
+        return float(hit.at[i, "value"]), f"shared {NLS}:{i} ({hit.at[i, 'source_title'][:90]}...; {hit.at[i, 'source_url']})"
+
+    rows: list[dict] = []
+
+    def add(quantity, population, period, value, lo, hi, unit, source, note, used_if=(), fitted_if=()):
+        rows.append(dict(quantity=quantity, population=population, period=str(period), published=float(value),
+                         published_lo=float(lo), published_hi=float(hi), unit=unit, source=source, note=note,
+                         used_if=tuple(used_if), fitted_if=tuple(fitted_if)))
+
+    # --- share of infant deaths by gestational-age band -------------------------------------------------------
+    v, src = nls("percent_of_infant_deaths_born_lt32wk", 2014)
+    add("death_share_ga_lt32", "ALL", 2014, v / 100, *_round_iv(v / 100, 0.005), "proportion of infant deaths",
+        f"{MMWR_QS}; {src}", "lo/hi = rounding of the published whole percent only",
+        used_if=[("ga_structure", "mm6614a5", 0.58)])
+    v39, src = nls("percent_of_infant_deaths_born_ge39wk", 2014)
+    add("death_share_ga_39plus", "ALL", 2014, v39 / 100, *_round_iv(v39 / 100, 0.005), "proportion of infant deaths",
+        f"{MMWR_QS}; {src}", "lo/hi = rounding of the published whole percent only",
+        used_if=[("ga_structure", "mm6614a5", 0.16)])
+    add("death_share_ga_32_38", "ALL", 2014, 1 - v / 100 - v39 / 100, 1 - (v + 0.5) / 100 - (v39 + 0.5) / 100,
+        1 - (v - 0.5) / 100 - (v39 - 0.5) / 100, "proportion of infant deaths", f"{MMWR_QS}; {src}",
+        f"DERIVED: 1 - {v:g}% (<32 wk) - {v39:g}% (>=39 wk); lo/hi from the rounding of both",
+        used_if=[("ga_structure", "mm6614a5", 0.58), ("ga_structure", "mm6614a5", 0.16)])
+    g = gu[gu.factor == "gest_cat"].set_index("level")
+    total_deaths = float(g["deaths"].sum())
+    for band, q in (("<28wk", "lt28"), ("28-31wk", "28_31"), ("32-36wk", "32_36"), ("37wk+", "37plus")):
+        d = float(g.at[band, "deaths"])
+        p = d / total_deaths
+        se = math.sqrt(p * (1 - p) / total_deaths)
+        add(f"death_share_ga_{q}", "ALL", "2011-2013", p, p - 1.96 * se, p + 1.96 * se, "proportion of infant deaths",
+            GUNA_SRC, f"DERIVED: deaths {band} / all deaths with the table's GA bands ({d:.0f}/{total_deaths:.0f}); lo/hi "
+            "multinomial. NOT INDEPENDENT of the model's structure: largely the same NCHS linked-file deaths as the "
+            "cohort-linked files the model's deaths by GA band come from (ga_structure.csv), here by period linkage and "
+            "the table's own GA measure (its <28 wk births are 1.2% of all births, vs about 0.7% by the obstetric "
+            "estimate)",
+            used_if=[("*", "gunasekaran", d)])
+
+    # --- infant mortality rate by gestational-age band --------------------------------------------------------
+    ls_note = ("2013 period linked file; rounding interval only (the rate's own sampling error, roughly +-2-4%, is not "
+               "included)")
+    add("imr_ga_34_36", "ALL", 2013, 7.23, *_round_iv(7.23, 0.005), "per 1,000 live births in the band", NVSR64_9_LS,
+        ls_note, used_if=[("*", "nvsr64", 7.23), ("*", "livescience", 7.23)])
+    add("imr_ga_37_38", "ALL", 2013, 3.01, *_round_iv(3.01, 0.005), "per 1,000 live births in the band", NVSR64_9_LS,
+        ls_note, used_if=[("*", "nvsr64", 3.01), ("*", "livescience", 3.01)])
+    add("imr_ga_39plus", "ALL", 2013, 1.85, *_round_iv(1.85, 0.005), "per 1,000 live births in the band", NVSR64_9_LS,
+        ls_note + "; published band 39-40 weeks, the model's band is 39+ (includes 41+ weeks)",
+        used_if=[("*", "nvsr64", 1.85), ("*", "livescience", 1.85)])
+    add("imr_ga_lt32", "ALL", 2013, 88 * 1.85, 87.5 * 1.845, 88.5 * 1.855, "per 1,000 live births in the band",
+        NVSR64_9_LS, "DERIVED: 88 x 1.85 (the very preterm rate is quoted as 88 times the 39-40 week rate of 1.85); "
+        "lo/hi from the rounding of both", used_if=[("*", "nvsr64", 88), ("*", "livescience", 88)])
+    v, src = nls("infant_mortality_rate_ratio_early_term_vs_full_term", 2013)
+    add("imr_ratio_37_38_vs_39plus", "ALL", 2013, v, *_round_iv(v, 0.005), "rate ratio", f"{NVSR64_9}; {src}",
+        "early term (37-38 wk) vs full term (39-40 wk; the model's band is 39+); lo/hi rounding only",
+        used_if=[("*", "nvsr64", 1.63), ("*", "national_linked_stats", 1.63)])
+    v, src = nls("infant_mortality_rate_by_gestational_age", 2017, note_has="< 28 weeks")
+    add("imr_ga_lt28", "ALL", 2017, v, *_round_iv(v, 0.005), "per 1,000 live births in the band", f"{NVSR68_10}; {src}",
+        "2017, outside the 2013-2015 baseline; lo/hi rounding only",
+        used_if=[("*", "nvsr68", v), ("*", "national_linked_stats", v), ("*", "68-10", v)])
+    v, src = nls("infant_mortality_rate_by_gestational_age", 2017, note_has="37-41 weeks")
+    add("imr_ga_37plus", "ALL", 2017, v, *_round_iv(v, 0.005), "per 1,000 live births in the band",
+        f"{NVSR68_10}; {src}", "published band 37-41 weeks (the model's 37+ includes 42+); 2017, outside the 2013-2015 "
+        "baseline; lo/hi rounding only", used_if=[("*", "nvsr68", 2.1), ("*", "national_linked_stats", 2.1)])
+    for band, q in (("<28wk", "lt28"), ("28-31wk", "28_31"), ("32-36wk", "32_36"), ("37wk+", "37plus")):
+        d, n = int(g.at[band, "deaths"]), float(g.at[band, "n"])
+        lo, hi = garwood(d, n)
+        add(f"imr_ga_{q}", "ALL", "2011-2013", 1000 * d / n, lo, hi, "per 1,000 live births in the band", GUNA_SRC,
+            f"DERIVED: deaths/births x 1000 ({d}/{n:.0f}; table value {g.at[band, 'imr_per_1000']}); exact Poisson interval. "
+            "The table's GA measure differs from the obstetric estimate (its <28 wk births are 1.2% of all births, vs "
+            "about 0.7%)",
+            used_if=[("*", "gunasekaran", d)])
+
+    # --- gestational-age distribution of births by race/Hispanic origin -----------------------------------------
+    vp = {"nh_white": (1.66, 11.7), "nh_black": (4.08, 18.5), "hispanic": (1.80, 12.2)}   # 2006 final: <32, <37 (%)
+    peds_note = ("2006 final data; gestational age from the last menstrual period (the model's is the obstetric "
+                 "estimate, which classes fewer births as preterm); the published <37 wk rates by race are not used here "
+                 "(the model's 2014-2015 preterm rates by race are calibration targets)")
+    for race, (a, b) in vp.items():
+        add("very_preterm_share_of_preterm", race, 2006, a / b, (a - 0.005) / (b + 0.05), (a + 0.005) / (b - 0.05),
+            "births <32 wk / births <37 wk", PEDS_2006,
+            f"DERIVED: very preterm {a}% / preterm {b}% of births; lo/hi from the rounding of both. {peds_note}")
+    wa = vp["nh_white"][0]
+    for race in ("nh_black", "hispanic"):
+        a = vp[race][0]
+        add("very_preterm_ratio_vs_nh_white", race, 2006, a / wa, (a - 0.005) / (wa + 0.005), (a + 0.005) / (wa - 0.005),
+            "rate ratio (births <32 wk, vs NH white)", PEDS_2006,
+            f"DERIVED: very preterm {a}% / NH white {wa}%; lo/hi from the rounding of both. {peds_note}")
+    i = int(pv[(pv.risk_factor.str.startswith("preterm birth rate")) & (pv.race_ethnicity == "non-Hispanic Asian")
+               & (pv.period.astype(str) == "2017")].index[0])
+    v = float(pv.at[i, "value"])
+    add("preterm_rate", "nh_api", 2017, v, *_round_iv(v, 0.005), "percent of live births <37 wk", f"{src_row(pv, i)}; "
+        f"shared {PV}:{i}", "NH Asian (single race), 2017; the model's NH Asian or Pacific Islander group has no "
+        "published preterm rate of its own in the calibration unless targets.csv has one; lo/hi rounding",
+        used_if=[("*", "kondracki", v), ("*", "prevalence.csv:82", None)],
+        fitted_if=[("preterm_rate", "ALL", "nh_api", "2014-2015")])
+    k = ks[(ks.outcome == "preterm") & (ks.stratifier == "race_eth") & (ks.level == "NH AIAN")]
+    j = int(k.index[0])
+    n, ev_ = float(k.at[j, "n"]), float(k.at[j, "events"])
+    p = ev_ / n
+    se = math.sqrt(p * (1 - p) / n)
+    add("preterm_rate", "nh_aian", "2016-2024", 100 * p, 100 * (p - 1.96 * se), 100 * (p + 1.96 * se),
+        "percent of live births <37 wk", "NCHS natality public-use files 2016-2024 pooled, aggregated by Kesmitij/"
+        f"cdc-natality-birth-outcomes (results/tables/stratified_rates.csv, commit b11127a); shared {KESMITIJ}:{j}",
+        f"DERIVED: {ev_:.0f}/{n:.0f} NH AIAN (single race) births <37 wk (obstetric estimate); lo/hi binomial. Outside "
+        "the 2013-2015 baseline (the national preterm rate rose from 9.6% to about 10.4% over these years)",
+        used_if=[("*", "kesmitij", ev_)], fitted_if=[("preterm_rate", "ALL", "nh_aian", "2014-2015")])
+
+    # --- neonatal share and SUID by race -------------------------------------------------------------------------
+    bsr = pd.read_csv(sh / "observed/births_state_race.csv")
+
+    def births16(label):
+        hit = bsr[(bsr.measure == "live_births") & (bsr.period.astype(str) == "2016") & (bsr.geo_abbr == "US")
+                  & (bsr.race_ethnicity == label)]
+        return float(hit["value"].iloc[0]), f"shared observed/births_state_race.csv:{int(hit.index[0])}"
+
+    nmr, src_n = nls("neonatal_mortality_rate", 2016, "non-Hispanic black")
+    pnmr, src_p = nls("postneonatal_mortality_rate", 2016, "non-Hispanic black")
+    b16, src_b = births16("non-Hispanic black (single race)")
+    deaths = (nmr + pnmr) * b16 / 1000
+    share = nmr / (nmr + pnmr)
+    half = 1.96 * math.sqrt(share * (1 - share) / deaths) + 0.005 / (nmr + pnmr)
+    add("neonatal_share", "nh_black", 2016, share, share - half, share + half, "neonatal deaths / infant deaths",
+        f"{DB326}; {src_n}; {src_p}; births {src_b}",
+        f"DERIVED: NMR {nmr} / (NMR {nmr} + PNMR {pnmr}); lo/hi binomial on the ~{deaths:.0f} deaths implied by the "
+        f"rates and the {b16:.0f} NH black (single race) births of 2016, plus the rounding of the NMR. In targets.csv "
+        "(nmr/pnmr 2016) but not used by the fit: calibration/structure.py takes the neonatal share of every race "
+        "from the 2010-2013 cohort structure with one national odds shift to the 2015-cohort NMR/PNMR")
+    for race, label, what in (("nh_black", "non-Hispanic black", "NH black infants was 11.2 in 2016 vs 11.1 in "
+                               "2013-2015"), ("nh_aian", "non-Hispanic American Indian or Alaska Native",
+                                              "NH AIAN infants was 8.8 in 2016 vs 7.7-8.6 in 2013-2015, HEALTH2")):
+        v, src = nls("postneonatal_mortality_rate", 2016, label)
+        b16, src_b = births16(f"{label} (single race)")
+        d = round(v * b16 / 1000)
+        lo, hi = garwood(d, b16, 0.005)
+        add("pnmr", race, 2016, v, lo, hi, "per 1,000 live births", f"{DB326}; {src}; births {src_b}",
+            f"2016 (the IMR of {what}); in targets.csv but not used by the fit (see neonatal_share). lo/hi DERIVED: "
+            f"exact Poisson interval of the ~{d} deaths implied by the rate and the {b16:.0f} births of 2016 (single "
+            "race), plus rounding")
+
+    v, src = nls("percent_infant_deaths_SUID", 2013)
+    add("suid_share", "ALL", 2013, v / 100, *_round_iv(v / 100, 0.005), "proportion of infant deaths",
+        f"{NVSR64_9}; {src}", "PARTLY USED: the national SUID rate (2015) and the IMRs are calibration targets, so this "
+        "share is close to fitted; lo/hi rounding of the whole percent")
+    i = int(pv[(pv.risk_factor == "SUID rate (per 1,000 live births)") & (pv.race_ethnicity == "Hispanic")].index[0])
+    note = str(pv.at[i, "note"])
+    found = dict(re.findall(r"(AIAN|NH black|NH white|API) (\d+\.\d+)", note))
+    rid = read_wonder(sh / "external/riddell__Births-by-race-year-2007-2015.txt")
+    rid_births = {r: float(rid[(rid["Race"] == lab) & (rid["Year"].astype(str) == "2009")]["Births"].iloc[0])
+                  for r, lab in (("nh_black", "Black or African American"), ("nh_white", "White"))}
+    for race, key in (("nh_aian", "AIAN"), ("nh_black", "NH black"), ("nh_white", "NH white"), ("nh_api", "API")):
+        v = float(found[key])
+        if race in rid_births:
+            d = round(v * rid_births[race] / 1000)
+            lo, hi = garwood(d, rid_births[race], 0.005)
+            iv = (f"lo/hi DERIVED: exact Poisson interval of the ~{d} deaths implied by the rate and the "
+                  f"{rid_births[race]:.0f} non-Hispanic births of 2009 (CDC WONDER natality, shared external/"
+                  "riddell__Births-by-race-year-2007-2015.txt), plus rounding")
+        else:
+            lo, hi = _round_iv(v, 0.005)
+            iv = "lo/hi rounding only (no births by this group for 2009 in the shared data)"
+        add("suid_rate", race, 2009, v, lo, hi, "per 1,000 live births", f"{src_row(pv, i)}; shared {PV}:{i} "
+            f"(note: '{note}')", "2009, not used by the fit (which interpolates the 2011 (NH API: 2017 only) and 2017 "
+            f"values to 2014); US SUID rates fell slightly from 2009 to 2011; {iv}"
+            + ("; the source says 'API' (Hispanic origin not stated), year taken as the row's 2009" if key == "API" else ""),
+            fitted_if=[("suid_rate", "ALL", race, "2017")])
+
+    # --- risk-appropriate care: level III odds ratio -------------------------------------------------------------
+    for i, q, what in ((107, "nonlevel3_neonatal_or", "very preterm (<=32 wk)"), (106, "nonlevel3_neonatal_or_vlbw",
+                                                                                "very low birthweight (<1500 g)")):
+        add(q, "ALL", "1976-2010 studies", float(ef.at[i, "point"]), float(ef.at[i, "low"]),
+            float(ef.at[i, "high"]), "odds ratio (neonatal/predischarge death, outside vs inside level III)",
+            f"{LASSWELL}; shared {EV}:{i}", f"pooled adjusted OR for {what} births outside a level III hospital; the model's "
+            "figure is for births <32 wk (the model has no birthweight)" + (" -- the VLBW estimate of the same "
+            "meta-analysis" if i == 106 else ""), used_if=[("*", "lasswell", float(ef.at[i, "point"]))])
+
+    # --- Medicaid expansion, difference-in-differences ------------------------------------------------------------
+    cw = {"ALL": 121, "nh_black": 119, "hispanic": 120}
+    for race, i in cw.items():
+        add("medicaid_did_imr_2014_expanders", race, "2019 vs 2011-2013", float(ef.at[i, "point"]), float(ef.at[i, "low"]),
+            float(ef.at[i, "high"]), "deaths per 1,000 live births (DiD)", f"{CW2023}; shared {EV}:{i}",
+            "event-study DiD, states that expanded in 2014 vs non-expansion states, year 6 (2019); race/Hispanic origin "
+            "as in the Multiple Cause of Death files (the model's is the mother's)",
+            used_if=[("*", "constantin", abs(float(ef.at[i, "point"])))])
+    add("medicaid_did_imr_2014_expanders_year2", "hispanic", "2015 vs 2011-2013", -0.80, -1.25, -0.36,
+        "deaths per 1,000 live births (DiD)", f"{CW2023}; shared {EV}:120 (note)",
+        "event-study DiD for 2015 (year 2) among Hispanic infants; the model's effect does not build up over time",
+        used_if=[("*", "constantin", 0.8)])
+    add("medicaid_did_imr_2017_expanders", "ALL", "2010-2017", 0.04, -0.39, 0.46, "deaths per 1,000 live births (DiD)",
+        WIGGINS2020, "DiD regression adjusted for race and sex, expansion vs non-expansion states, 2010-2017 (state-level "
+        "CDC WONDER data)", used_if=[("*", "wiggins", 0.04)])
+    add("medicaid_did_imr_2017_expanders", "hispanic", "2010-2017", -0.53, -1.02, -0.03,
+        "deaths per 1,000 live births (DiD)", WIGGINS2020, "DiD among Hispanic infants, 2010-2017",
+        used_if=[("*", "wiggins", 0.53)])
+    gap14, gap16 = 0.573, 0.838
+    did = -(gap16 - gap14)
+    se = math.hypot(gap14 / 1.750686, gap16 / 2.747781)          # z of two-sided P = .08 and .006
+    add("medicaid_did_imr_2016_expanders", "ALL", "2016 vs 2014", did, did - 1.959964 * se, did + 1.959964 * se,
+        "deaths per 1,000 live births (DiD)", f"{BHATT2018}; shared {EV}:117 (note)",
+        "DERIVED: -(mean IMR gap non-expansion minus expansion states 0.838 in 2016 - 0.573 in 2014), unweighted state "
+        "means (ecological, unadjusted). lo/hi ASSUMPTION: each gap's SE back-calculated from its two-sided P (.08, .006; "
+        "normal approximation), years treated as independent (wider than the true interval if the gaps are positively "
+        "correlated)", used_if=[("*", "bhatt", 0.838), ("*", "bhatt", 0.265)])
+    d = -(14.5 - 6.6)
+    add("medicaid_pct_change_diff_2016_expanders", "nh_black", "2010-2016", d, *_from_p(d, 0.012),
+        "percentage points (relative IMR change, expansion minus non-expansion states)", f"{BHATT2018}; shared {EV}:118",
+        "DERIVED: IMR of African American infants fell 14.5% (11.7 to 10.0) in expansion states vs 6.6% (12.2 to 11.4) "
+        "elsewhere, P = .012; lo/hi ASSUMPTION: SE back-calculated from P (normal approximation)",
+        used_if=[("*", "bhatt", 14.5)])
+
+    # --- CoIIN (Hirai et al. 2018) -----------------------------------------------------------------------------
+    add("coiin_preterm_change_diff", "ALL", "2014 vs 2011", -4.0 - (-2.0), -4.5 - (-1.5), -3.5 - (-2.5),
+        "percentage points (relative change, Regions IV/VI minus other regions)", HIRAI2018,
+        "DERIVED: preterm birth fell 4% in HHS Regions IV and VI (AL, FL, GA, KY, MS, NC, SC, TN; AR, LA, NM, OK, TX) "
+        "vs 2% in other regions (pre-post 2011-2014, CoIIN started there in 2012); lo/hi from the whole-percent "
+        "rounding of both. Infant mortality reductions 'did not differ significantly' (no figure in the abstract)",
+        used_if=[("*", "29672142", None), ("*", "ajph.2018.304371", None)])
+    add("coiin_eed_change_diff", "ALL", "2014 vs 2011", -22.0 - (-14.0), -22.5 - (-13.5), -21.5 - (-14.5),
+        "percentage points (relative change, Regions IV/VI minus other regions)", HIRAI2018,
+        "DERIVED: early elective delivery fell 22% in Regions IV and VI vs 14% in other regions (2011-2014); lo/hi "
+        "from the whole-percent rounding of both", used_if=[("*", "29672142", None), ("*", "ajph.2018.304371", None)])
+    return rows
+
+
+def build_validation(sh: Path, inputs: dict[str, pd.DataFrame], targets: pd.DataFrame) -> pd.DataFrame:
+    """Published figures to check the model against (validation.csv, read by ``imsim check``).
+
+    None of them is a calibration target. A figure that is also an INPUT of the model (an evidence effect derived
+    from it, or a structure table built with it) is marked in its note, found by searching the packaged input tables
+    just built (``inputs``: table name -> DataFrame) for the figure's source and value, so the mark follows the data.
+    A figure whose quantity the calibration fits to another source or year (a ``targets`` row named in the figure's
+    ``fitted_if``) is marked FITTED QUANTITY: it compares two sources more than it checks the model.
+    validation.csv is not in tables.json (nor the data hash): check figures never feed the model, and editing them
+    must not make a calibration stale.
+    """
+    def norm(x: str) -> str:
+        return re.sub(r"[\s()_\-]", "", x.lower())
+
+    text = []
+    for name, df in inputs.items():
+        for r in df.itertuples(index=False):
+            raw = "|".join(fmt(v) for v in r)
+            line = norm(raw)
+            nums = {float(m) for m in re.findall(r"\d+(?:\.\d+)?", raw)}
+            text.append((name, r, line, nums))
+    out = []
+    for row in _validation_rows(sh):
+        used = []
+        for table, key, value in row.pop("used_if"):
+            for name, r, line, nums in text:
+                if table not in ("*", name) or norm(key) not in line:
+                    continue
+                if value is not None and not any(abs(x - float(value)) < 1e-9 for x in nums):
+                    continue
+                if hasattr(r, "id"):
+                    label = r.id
+                else:
+                    label = "/".join(str(getattr(r, c)) for c in ("exposure", "race", "ga_band", "state")
+                                     if hasattr(r, c))
+                used.append(f"{name}.csv {label}")
+        fitted = []
+        for target, state, race, period in row.pop("fitted_if"):
+            hit = targets[(targets.target == target) & (targets.state == state) & (targets.race == race)
+                          & (targets.period.astype(str) == period)]
+            fitted += [f"targets.csv {target} {race} {period} = {fmt(v)}" for v in hit["value"]]
+        if fitted:
+            row["note"] = ("FITTED QUANTITY (not an independent check): the calibration fits the model's value of this "
+                           f"quantity to {'; '.join(fitted)} (another source or year). " + row["note"])
+        if used:
+            row["note"] = (f"INPUT (not an independent check): the model uses this figure ({'; '.join(sorted(set(used)))}). "
+                           + row["note"])
+        out.append(row)
+    df = pd.DataFrame(out)
+    bad = df[~(df.published_lo <= df.published) | ~(df.published <= df.published_hi)]
+    if len(bad):
+        raise SystemExit(f"validation: interval does not contain the value: {bad[['quantity', 'population']].values}")
+    return df
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -1091,6 +1432,11 @@ def main(argv=None) -> None:
         n = write_csv(df, out / f"{name}.csv", cols, sort)
         cat.append({"name": name, "file": f"{name}.csv", "description": desc, "sources": srcs, "rows": n})
     (out / "tables.json").write_text(json.dumps(cat, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    validation = build_validation(sh, {"evidence": ev, "exposures": expo, "associations": assoc, "ga_structure": ga},
+                                  targets)
+    n = write_csv(validation, out / "validation.csv", VALIDATION_COLUMNS, ["quantity", "population", "period"])
+    print(f"validation.csv: {n} published figures for imsim check (not in tables.json: never a model input)",
+          file=sys.stderr)
     for k, v in sorted({**binfo, **dinfo}.items()):
         print(f"{k}: {v}", file=sys.stderr)
 

@@ -149,6 +149,8 @@ LAZY_COMMANDS = {
               "sensitivity analysis: Sobol, Morris or probabilistic sweeps (local or Dask)"),
     "recommend": ("imsim.output.recommendation", "add_parser", "cmd_recommend",
                   "rank strategy portfolios per state and allocate nationally"),
+    "check": ("imsim.output.checkfolder", "add_parser", "cmd_check",
+              "compare the model with published figures not used to fit it"),
 }
 
 
