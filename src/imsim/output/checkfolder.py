@@ -95,7 +95,7 @@ def write_figure(result: CheckResult, path: Path) -> Path:
         ax.set_yticks(y, [textwrap.shorten(_label(r), 70, placeholder="...") for r in sub.itertuples()],
                       fontsize=7.5)
         ax.set_ylim(-0.7, len(sub) - 0.3)
-        ax.set_title(textwrap.shorten(g, 100, placeholder="..."), fontsize=9, loc="left", fontweight="bold")
+        ax.set_title(textwrap.shorten(g, 84, placeholder="..."), fontsize=9, loc="left", fontweight="bold")
         ax.tick_params(axis="x", labelsize=7.5)
         ax.grid(axis="x", color="#ddd", lw=0.5)
     handles, labels = [], []
