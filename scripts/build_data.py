@@ -5,7 +5,7 @@ Usage:  python scripts/build_data.py [--shared PATH] [--out DIR]
 
 Reads raw/observed files from ``<repo>/../shared/data`` (never copied into the repo) and writes
 derived aggregates to ``src/imsim/inputs/data/``: births.csv, targets.csv, ga_structure.csv,
-exposures.csv, associations.csv, evidence.csv and the catalogue tables.json.
+exposures.csv, associations.csv, evidence.csv, states.csv and the catalogue tables.json.
 
 Rules followed: every number names its source; our own arithmetic is labelled DERIVED with the
 formula; values without a source are ASSUMPTIONS (assumption=True) with a range and a reason.
@@ -1012,15 +1012,47 @@ def build_evidence(sh: Path) -> pd.DataFrame:
         1 - 25.8 / 41.2, 1 - 20.5 / 43.0, "probability", "postpartum women receiving immediate LARC", "next birth after IPI <18 mo", 100,
         srow="100;102", note="DERIVED: 1 - 23.0/42.1 (vs short-acting methods, Rodriguez OR+SC Medicaid); lo/hi from CI ends "
                              "1-25.8/41.2 and 1-20.5/43.0; observational, confounded by preference")
+    # Medicaid expansion -> infant death. Source: Wiggins, Karaye & Horney 2020 (HSR), a difference-in-differences on
+    # CDC WONDER state aggregates 2010-2017 whose coefficient pools the whole post-expansion period (not one year of an
+    # event study), with race-specific estimates. Bhatt & Beck-Sague 2018 (AJPH) and Constantin & Wehby 2023 (AJPM) are NOT
+    # used here: `imsim check` compares the model against them (validate, don't tune). Conversion to the model's lever
+    # (a risk ratio on the death hazards of the low-income births reached): DiD per 1,000 births / Medicaid-paid share of
+    # births (effect per Medicaid-paid birth) / IMR of low-income births, RR = 1 + that. Linear in the DiD, so the 95% CI
+    # maps to a 95% range and the distribution is normal.
+    wiggins = ("Wiggins A, Karaye IM, Horney JA. Medicaid expansion and infant mortality, revisited: a difference-in-differences "
+               "analysis. Health Serv Res 2020;55(3):393-8 (doi 10.1111/1475-6773.13286; PMC7240769), abstract")
+    wiggins_url = "https://www.pubmed.gov/32196658/"
     mshare, imr_li = 0.421, (13230 + 17930) / (1768420 + 2596620) * 1000
-    f = lambda dd: 1 - (dd / mshare) / imr_li  # noqa: E731
-    add("medicaid_expansion_death_rr", "Medicaid expansion -> infant death hazards of low-income births", f(0.37), "triangular", f(0.70), 1.0,
-        "ratio", "low-income (Medicaid-paid) births in expansion states", "infant death, all causes (risk)", 121, assumption=True,
-        note=f"DERIVED: 1 - (DiD/Medicaid share)/IMR_low-income = 1 - (0.37/{mshare})/{imr_li:.2f}; DiD -0.37 (-0.70,-0.05) per 1,000 all "
-             "infants (Constantin & Wehby 2022); Medicaid share 42.1% of births in expansion states 2011-13 (prevalence.csv:97); "
-             "IMR_low-income PROXY = IMR of births to mothers with high school or less, 2011-2013 (gunasekaran table); hi set to 1.0 "
-             "(ASSUMPTION: designs fragile, range must include no effect; CI end would give "
-             f"{f(0.05):.3f})")
+    f = lambda dd: 1 + (dd / mshare) / imr_li  # noqa: E731
+    add("medicaid_expansion_death_rr", "Medicaid expansion -> infant death hazards of low-income births (all races; races "
+        "without their own estimate)", f(0.04), "normal", f(-0.39), f(0.46), "ratio",
+        "low-income (Medicaid-paid) births reached in states that have not expanded", "infant death, all causes (risk)", "",
+        citation=wiggins, url=wiggins_url, srow="not in shared effects.csv (read from the stored abstract); prevalence.csv:97",
+        note=f"DERIVED: 1 + (DiD/Medicaid share)/IMR_low-income = 1 + (0.04/{mshare})/{imr_li:.2f}; DiD +0.04 (-0.39, 0.46) per 1,000 "
+             "births, expansion vs non-expansion states, 2010-2017, adjusted for race and sex (null; the range includes no effect); "
+             "Medicaid share 42.1% of births in expansion states 2011-13 (Brown 2019, prevalence.csv:97); IMR_low-income PROXY = IMR "
+             "of births to mothers with high school or less, 2011-2013 (gunasekaran table). Replaces the single 2019 year of the "
+             "Constantin & Wehby event study (which is kept out of the inputs for `imsim check`)")
+    hshare, imr_h = 0.651, 4.99
+    fh = lambda dd: 1 + (dd / hshare) / imr_h  # noqa: E731
+    add("medicaid_expansion_death_rr_hispanic", "Medicaid expansion -> infant death hazards of low-income births, Hispanic mothers",
+        fh(-0.53), "normal", fh(-1.02), fh(-0.03), "ratio", "low-income (Medicaid-paid) births to Hispanic mothers reached",
+        "infant death, all causes (risk)", "", citation=wiggins, url=wiggins_url,
+        srow="not in shared effects.csv (read from the stored abstract); prevalence.csv:100; targets.csv imr ALL hispanic 2013-2015",
+        note=f"DERIVED: 1 + (DiD/Medicaid share)/IMR = 1 + (-0.53/{hshare})/{imr_h}; Hispanic DiD -0.53 (-1.02, -0.03) per 1,000 "
+             "births, 2010-2017 pooled; Medicaid share of Hispanic births in expansion states 65.1% 2011-13 (Brown 2019 Table 2, "
+             "prevalence.csv:100); IMR PROXY = Hispanic IMR of all births 2013-2015, 4.99 (NCHS Data Brief 295): the IMR of "
+             "low-income Hispanic births is not published; if it is higher the relative effect is smaller")
+    add("medicaid_expansion_death_rr_nh_black", "Medicaid expansion -> infant death hazards of low-income births, NH black mothers",
+        f(0.04), "normal", f(-0.39), f(0.46), "ratio", "low-income (Medicaid-paid) births to NH black mothers reached",
+        "infant death, all causes (risk)", "", assumption=True, citation=wiggins, url=wiggins_url,
+        srow="not in shared effects.csv; as medicaid_expansion_death_rr",
+        note="ASSUMPTION: the same relative effect and range as all races (medicaid_expansion_death_rr), a null range that "
+             "includes no effect. The source's abstract reports a race-specific estimate only for Hispanic infants (the "
+             "significant one); its NH black estimate was not retrieved. Cook & Stype 2020 (JECH, PMC8756485) also found no "
+             "decrease for infants of black mothers (no number retrieved). Override in a scenario (effects:) when known")
+    for r in rows[-3:]:
+        r["area"] = "6_social_determinants"
     add("income_support_ptb_or", "Income support (+$1,000 EITC) -> preterm birth", 0.985, "uniform", 0.97, 1.0, "ratio",
         "low-income births whose families receive +$1,000 EITC", "P(GA <37 wk), odds", 126, assumption=True, srow="126;128",
         note="DERIVED: Hoynes 2015 LBW -2% to -3% per $1,000 used as PROXY for PTB (ASSUMPTION); hi 1.0 because the border-county design "
@@ -1391,6 +1423,55 @@ def build_validation(sh: Path, inputs: dict[str, pd.DataFrame], targets: pd.Data
     return df
 
 
+# ----------------------------------------------------------------------------- states
+KFF_EXPANSION = ("KFF. Status of State Medicaid Expansion Decisions: Interactive Map. "
+                 "https://www.kff.org/affordable-care-act/issue-brief/status-of-state-medicaid-expansion-decisions-interactive-map/ "
+                 "(version dated 2024-02-07: 41 states incl. DC adopted, 10 not; read 2026-12-02 from a stored copy)")
+KFF_AS_OF = "2024-02-07"
+#: ACA Medicaid expansion: state -> (coverage effective date or None = not adopted as of KFF_AS_OF, note). KFF: "Coverage
+#: under the Medicaid expansion became effective January 1, 2014 in all states that have adopted the Medicaid expansion except
+#: for the following" (dates below). Curated by hand from that page; anything the stored copy did not show is labelled.
+MEDICAID_EXPANSION: dict[str, tuple[str | None, str]] = {
+    **{s: ("2014-01-01", "first wave (KFF: effective January 1, 2014)") for s in (
+        "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "HI", "IL", "IA", "KY", "MD", "MA", "MN", "NV", "NJ", "NM", "NY", "ND", "OH",
+        "OR", "RI", "VT", "WA", "WV")},
+    "MI": ("2014-04-01", "KFF: 4/1/2014"),
+    "NH": ("2014-08-15", "KFF: 8/15/2014 (UNCERTAIN day: CRS IF10399, Dec 2018, gives July 1, 2014; same year either way)"),
+    "PA": ("2015-01-01", "KFF: 1/1/2015"),
+    "IN": ("2015-02-01", "KFF: 2/1/2015"),
+    "AK": ("2015-09-01", "KFF: 9/1/2015"),
+    "MT": ("2016-01-01", "KFF: 1/1/2016"),
+    "LA": ("2016-07-01", "KFF: 7/1/2016"),
+    "ME": ("2018-07-02", "KFF: implemented 1/10/2019 with coverage retroactive to 7/2/2018; the coverage date is used (UNCERTAIN "
+                         "which date a planner would call 'expanded': 2018 or 2019)"),
+    "VA": ("2019-01-01", "KFF: 1/1/2019"),
+    "ID": ("2020-01-01", "KFF: 1/1/2020"),
+    "UT": ("2020-01-01", "KFF: 1/1/2020 (full expansion; a partial expansion to 100% FPL preceded it in 2019)"),
+    "NE": ("2020-10-01", "KFF: 10/1/2020"),
+    "OK": ("2021-07-01", "KFF: 7/1/2021"),
+    "MO": ("2021-07-01", "KFF: applications processed from 10/1/2021 with coverage retroactive to 7/1/2021; the coverage date is used"),
+    "SD": ("2023-07-01", "UNCERTAIN day: the stored KFF copy read lists SD among adopters (41 incl. DC) but its date list was cut "
+                         "off; July 1, 2023 per the 2022 ballot measure as reported by healthinsurance.org ('mid-2023'); year certain"),
+    "NC": ("2023-12-01", "UNCERTAIN day: the stored KFF copy read lists NC among adopters but its date list was cut off; "
+                         "December 1, 2023 per healthinsurance.org ('takes effect in December 2023'); year certain"),
+    **{s: (None, "not adopted as of the source date") for s in ("AL", "FL", "GA", "KS", "MS", "SC", "TN", "TX", "WY")},
+    "WI": (None, "not adopted as of the source date (KFF: WI covers adults up to 100% FPL in Medicaid but did not adopt the "
+                 "ACA expansion)"),
+}
+
+
+def build_states() -> pd.DataFrame:
+    """State attributes (states.csv): ACA Medicaid expansion status and effective date, from MEDICAID_EXPANSION (KFF)."""
+    if set(MEDICAID_EXPANSION) != set(STATES) or len(MEDICAID_EXPANSION) != 51:
+        raise SystemExit("MEDICAID_EXPANSION must list the 51 jurisdictions of imsim.core.constants.STATES exactly once")
+    rows = []
+    for st in STATES:
+        date, note = MEDICAID_EXPANSION[st]
+        rows.append(dict(state=st, medicaid_expansion=date is not None, expansion_effective_date=date or "",
+                         status_as_of=KFF_AS_OF, source=KFF_EXPANSION, note=note))
+    return pd.DataFrame(rows)
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -1405,6 +1486,7 @@ def main(argv=None) -> None:
     expo = build_exposures(sh, births, ga)
     assoc = build_associations()
     ev = build_evidence(sh)
+    states = build_states()
     cat = []
     spec = [
         ("births", births, ["state", "race", "year", "births", "estimated", "method", "source"], ["state", "race", "year"],
@@ -1427,6 +1509,10 @@ def main(argv=None) -> None:
         ("evidence", ev, ["id", "description", "point", "dist", "lo", "hi", "scale", "applies_to", "outcome", "area", "citation", "url",
                           "source_row", "assumption", "note"], ["id"], "Evidence library: named effect sizes with distributions and citations",
          ["shared evidence/effects.csv and prevalence.csv (each row cites its paper)"]),
+        ("states", states, ["state", "medicaid_expansion", "expansion_effective_date", "status_as_of", "source", "note"], ["state"],
+         "State attributes: ACA Medicaid expansion adopted (True/False as of status_as_of) and the date its coverage took effect "
+         "(empty: not adopted); the social_determinants medicaid_expansion lever has no effect from that calendar year on",
+         ["KFF Status of State Medicaid Expansion Decisions (2024-02-07 version)"]),
     ]
     for name, df, cols, sort, desc, srcs in spec:
         n = write_csv(df, out / f"{name}.csv", cols, sort)

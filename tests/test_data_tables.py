@@ -23,6 +23,7 @@ COLUMNS = {
     "associations": ["id", "from_exposure", "to_exposure", "odds_ratio", "lo", "hi", "source", "assumption", "note"],
     "evidence": ["id", "description", "point", "dist", "lo", "hi", "scale", "applies_to", "outcome", "area", "citation", "url",
                  "source_row", "assumption", "note"],
+    "states": ["state", "medicaid_expansion", "expansion_effective_date", "status_as_of", "source", "note"],
 }
 FILES = sorted(f"{n}.csv" for n in COLUMNS) + ["tables.json"]
 

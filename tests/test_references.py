@@ -192,28 +192,81 @@ def test_deaths_at_best_state_rate_is_lowest_of_all_states_not_of_the_run(nation
 def expected_gap_closed_pct(summary: pd.DataFrame) -> pd.Series:
     """The documented ``gap_closed_pct`` of every summary row, computed from its own columns.
 
-    Current definition (README "Outputs": deaths averted as a share of the gap to the NH white
-    rate): ``100 * deaths_averted / (deaths_baseline - deaths_at_white_rate)``, where the gap is
-    the group's baseline deaths in excess of the deaths at its state's NH white rate; NaN where
-    there is no gap to close (gap of at most half a death: NH white rows, groups at or below the
-    white rate).
-
-    A planned redefinition, ``100 * (RD_baseline - RD_scenario) / RD_baseline`` with RD the IMR
-    difference to the same state's NH white rate, replaces only the body of this function.
+    Definition (README "Outputs"): the share of the baseline rate difference to the NH white
+    rate that the scenario closes, ``100 * (RD_baseline - RD_scenario) / RD_baseline``, where
+    ``RD_arm = IMR_arm(group) - IMR_arm(NH white)`` per 1,000 live births, each IMR being
+    ``1000 * deaths_<arm> / births`` of a summary row; the NH white row is the same state's (for
+    ``state=ALL`` rows the national NH white row, ``ALL / nh_white``), so a scenario that lowers
+    the NH white rate too closes less of the gap. NaN where ``RD_baseline <= 0`` (no gap to
+    close) and on NH white rows.
     """
-    gap = summary.deaths_baseline - summary.deaths_at_white_rate
-    pct = 100.0 * summary.deaths_averted / gap
-    return pct.where(gap > 0.5, np.nan)
+    white = summary[summary.race == WHITE].set_index("state")
+    imr_b = 1000.0 * summary.deaths_baseline / summary.births
+    imr_s = 1000.0 * summary.deaths_scenario / summary.births
+    rd_b = imr_b - summary.state.map(1000.0 * white.deaths_baseline / white.births)
+    rd_s = imr_s - summary.state.map(1000.0 * white.deaths_scenario / white.births)
+    pct = 100.0 * (rd_b - rd_s) / rd_b
+    return pct.where((rd_b > 0) & (summary.race != WHITE), np.nan)
 
 
 def test_gap_closed_pct_matches_definition(scenario_summary):
     s = scenario_summary
     expected = expected_gap_closed_pct(s)
     np.testing.assert_allclose(s.gap_closed_pct.to_numpy(float), expected.to_numpy(float),
-                               rtol=RTOL, equal_nan=True)
-    # Something is actually compared: a positive share in most non-white groups, and the rows
-    # with no gap (NH white) are NaN.
+                               rtol=RTOL, atol=1e-9, equal_nan=True)
+    # Something is actually compared: finite shares in most non-white groups, the rows with no
+    # gap (NH white) are NaN, and the definition is not the old "deaths averted over the
+    # excess deaths" (which ignores that the NH white rate falls too).
     finite = s[np.isfinite(s.gap_closed_pct)]
-    assert len(finite) >= 15 and (finite.gap_closed_pct > 0).sum() >= 12
+    assert len(finite) >= 12 and (finite.gap_closed_pct != 0).all()
     assert s[s.race == WHITE].gap_closed_pct.isna().all()
-    assert _row(s, ALL, ALL).gap_closed_pct > 0
+    old = 100.0 * s.deaths_averted / (s.deaths_baseline - s.deaths_at_white_rate)
+    assert np.nanmax(np.abs(old[finite.index] - finite.gap_closed_pct)) > 1.0
+
+
+def test_gap_closed_pct_intervals_and_disparities_table():
+    """Paired-draw intervals bracket the point; disparities.csv carries the same share."""
+    r = _run(SPEC, seed=4, replicates=20)
+    s = r.summary
+    np.testing.assert_allclose(s.gap_closed_pct.to_numpy(float),
+                               expected_gap_closed_pct(s).to_numpy(float),
+                               rtol=RTOL, atol=1e-9, equal_nan=True)
+    fin = s[np.isfinite(s.gap_closed_pct)]
+    assert len(fin) >= 12
+    assert (fin.gap_closed_pct_lo < fin.gap_closed_pct_hi).all()
+    assert s[s.race == WHITE][["gap_closed_pct_lo", "gap_closed_pct_hi"]].isna().all().all()
+    d = r.table("disparities")
+    for row in d.itertuples():
+        srow = _row(s, row.state, row.race)
+        np.testing.assert_allclose([row.gap_closed_pct, row.gap_closed_pct_lo,
+                                    row.gap_closed_pct_hi],
+                                   [srow.gap_closed_pct, srow.gap_closed_pct_lo,
+                                    srow.gap_closed_pct_hi], rtol=1e-12, equal_nan=True)
+        # The same share from the table's own rate differences.
+        if row.rate_difference_baseline > 0:
+            np.testing.assert_allclose(
+                row.gap_closed_pct, 100.0 * -row.rate_difference_change
+                / row.rate_difference_baseline, rtol=1e-9)
+        else:
+            assert np.isnan(row.gap_closed_pct)
+
+
+def test_gap_closed_pct_is_about_zero_when_the_rate_difference_barely_moves():
+    """The CoIIN example: Hispanic deaths fall as much as NH white deaths, so the Hispanic - NH
+    white rate difference hardly moves; the gap closed is ~0%, not the ~35% that "deaths averted
+    over excess deaths" reported."""
+    import imsim
+
+    r = imsim.run(imsim.load_scenario("scenarios/coiin_portfolios.yaml"), replicates=1)
+    s = r.summary
+    h = _row(s, ALL, "hispanic")
+    d = r.table("disparities")
+    dh = d[(d.state == ALL) & (d.race == "hispanic")].iloc[0]
+    # The premise: many Hispanic deaths averted, yet a rate difference that barely moves.
+    assert h.deaths_averted > 20
+    assert dh.rate_difference_baseline > 0
+    assert abs(dh.rate_difference_change) < 0.01          # per 1,000 live births
+    old = 100.0 * h.deaths_averted / (h.deaths_baseline - h.deaths_at_white_rate)
+    assert old > 10.0
+    assert abs(h.gap_closed_pct) < 3.0
+    np.testing.assert_allclose(h.gap_closed_pct, expected_gap_closed_pct(s)[h.name], rtol=1e-9)

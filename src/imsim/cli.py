@@ -67,6 +67,8 @@ def _cmd_run(args) -> int:
     t0 = time.perf_counter()
     result = run(scenario, engine=args.engine, seed=args.seed, replicates=args.replicates,
                  progress=not args.quiet, calibration=args.calibration)
+    for w in result.warnings:                # once, before the outputs are written
+        print(f"imsim: warning: {w}", file=sys.stderr)
     out = save_result(result, args.out, figures=not args.no_figures,
                       report=not args.no_figures)
     if not args.quiet:

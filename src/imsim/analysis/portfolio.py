@@ -16,9 +16,10 @@ So every portfolio and every state of draw ``d`` sees the same effect values and
 Two exact shortcuts keep this fast (both are checked in ``tests/test_recommend.py``):
 
 * **Identical cells are evaluated once.** Parameters depend on a cell only through its state,
-  race, births and the coverage of each strategy; the expected engine is linear in births. Cells
-  of one state x race with the same coverage vector (e.g. every year of a constant-coverage
-  horizon) are merged into one row carrying their summed births.
+  race, births, the coverage of each strategy and its eligibility attributes (whether the state
+  had already expanded Medicaid that year); the expected engine is linear in births. Cells of one
+  state x race with the same coverage vector and attributes (e.g. every year of a
+  constant-coverage horizon) are merged into one row carrying their summed births.
 * **Shared gestational-age and death tables.** The levers only change the scalar probabilities
   the kernels read directly (``p_exp``, ``p_us``, ``p_prog``, ``p_sd``, ``p_l3``) plus the
   treatment effects ``beta_prog``, ``beta_sd``, ``rr_sd_death``, which matter only for treated
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from imsim.analysis.draws import Draw
-from imsim.birth.strategies import CellAttributes, Levers, apply
+from imsim.birth.strategies import Levers, apply
 from imsim.inputs.fit import fit_for
 from imsim.inputs.baseline import Baseline, Cells
 from imsim.core.constants import RACES, STATES, STRATEGIES
@@ -91,7 +92,7 @@ def enumerate_portfolios(candidates=STRATEGIES, k: int = 3) -> list[tuple[str, .
 
 
 def portfolio_id(portfolio) -> str:
-    """Return the canonical id of a portfolio: its strategy ids joined with '+' in STRATEGIES order.
+    """Return the canonical id of a portfolio: strategy ids joined by '+' in STRATEGIES order.
 
     Parameters
     ----------
@@ -204,8 +205,10 @@ def _layout(setup: Setup, portfolios) -> _Layout:
     cands = list(setup.coverage)
     cov_mat = np.stack([setup.coverage[k] for k in cands], axis=1) if cands else \
         np.zeros((cells.n, 0))
+    # Cells merge only if their eligibility attributes agree too (Medicaid expansion by year).
+    attrs = setup.baseline.cell_attributes(cells)
     key = np.concatenate([cells.s_idx[:, None].astype(float), cells.r_idx[:, None].astype(float),
-                          cov_mat], axis=1)
+                          cov_mat, attrs.key()], axis=1)
     _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     order = np.argsort(first)                 # keep the original cell order
@@ -280,7 +283,7 @@ def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
     cands = list(setup.coverage)
     ucells = Cells(setup.cells.year[lay.rep], setup.cells.s_idx[lay.rep],
                    setup.cells.r_idx[lay.rep], np.round(lay.weight).astype(np.int64))
-    attrs_u = CellAttributes(baseline.short_cervix_share[ucells.s_idx, ucells.r_idx])
+    attrs_u = baseline.cell_attributes(ucells)
     # The universal levers: every candidate where it has coverage. The arm levers: each
     # portfolio's strategies on its own stacked copy of the rows.
     levers_u = Levers.uniform({k: lay.cov[k] for k in cands}, setup.options, attrs_u)

@@ -15,7 +15,7 @@ imsim.analysis.recommend import load_plan, recommend, choose, ...`` keeps workin
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,7 @@ __all__ = [
     "analyse",
     "build_setup",
     "choose",
+    "medicaid_notes",
     "evpi",
     "evppi",
     "load_plan",
@@ -173,6 +174,11 @@ class Recommendation:
         The evidence library used.
     timings : dict of str to float
         Seconds per step (``setup_s``, ``evaluate_s``, ``analyse_s``, ``evaluate.*``).
+    notes : dict of str to str
+        State -> a one-line note (e.g. Medicaid expansion is no longer a choice there, so the
+        social-determinants candidate has no effect); see :func:`medicaid_notes`.
+    warnings : list of str
+        One-line warnings of the whole plan (empty when none).
     """
 
     plan: ResolvedPlan
@@ -181,6 +187,42 @@ class Recommendation:
     coverage: pd.DataFrame
     evidence: Any
     timings: dict
+    notes: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+
+def medicaid_notes(setup: Setup) -> tuple[dict[str, str], list[str]]:
+    """Per-state notes and the plan's warning where Medicaid expansion is no longer a choice.
+
+    Parameters
+    ----------
+    setup : Setup
+        The plan's cells, candidate coverage and options.
+
+    Returns
+    -------
+    notes : dict of str to str
+        State -> note, for states where the ``social_determinants`` candidate uses
+        ``policy: medicaid_expansion`` in years the state had already expanded Medicaid (there
+        it has no effect).
+    warnings : list of str
+        One line naming those states and years (empty when none).
+    """
+    from imsim.analysis.runner import (
+        medicaid_expansion_unavailable,
+        medicaid_expansion_warning,
+        year_ranges,
+    )
+    from imsim.birth.strategies import Levers
+
+    levers = Levers.uniform(setup.coverage, setup.options,
+                            setup.baseline.cell_attributes(setup.cells))
+    unavailable = medicaid_expansion_unavailable(levers, setup.cells)
+    notes = {s: (f"social_determinants (medicaid_expansion) has no effect in {year_ranges(y)}: "
+                 f"{s} had already expanded Medicaid (states.csv)")
+             for s, y in unavailable.items()}
+    line = medicaid_expansion_warning(unavailable)
+    return notes, [line] if line else []
 
 
 def recommend(rp: ResolvedPlan, draws: int | None = None, seed: int | None = None,
@@ -234,5 +276,6 @@ def recommend(rp: ResolvedPlan, draws: int | None = None, seed: int | None = Non
     t3 = time.perf_counter()
     timings = {"setup_s": t1 - t0, "evaluate_s": t2 - t1, "analyse_s": t3 - t2,
                **{f"evaluate.{k}": v for k, v in ev.timings.items()}}
-    return Recommendation(rp, ev, an, coverage, evidence, timings)
+    notes, warnings = medicaid_notes(setup)
+    return Recommendation(rp, ev, an, coverage, evidence, timings, notes, warnings)
 

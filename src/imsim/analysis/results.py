@@ -20,7 +20,7 @@ SUMMARY_COLUMNS = [
     "state", "race", "births", "deaths_baseline", "deaths_scenario", "deaths_averted",
     "deaths_averted_lo", "deaths_averted_hi", "imr_baseline", "imr_scenario", "imr_change_pct",
     "preterm_baseline", "preterm_scenario", "preterm_averted", "deaths_at_white_rate",
-    "deaths_at_best_state_rate", "gap_closed_pct",
+    "deaths_at_best_state_rate", "gap_closed_pct", "gap_closed_pct_lo", "gap_closed_pct_hi",
 ]
 BY_CAUSE_COLUMNS = ["cause", "ga_band", "deaths_baseline", "deaths_scenario", "deaths_averted",
                     "deaths_averted_lo", "deaths_averted_hi"]
@@ -30,6 +30,7 @@ DISPARITY_COLUMNS = [
     "rate_difference_scenario_lo", "rate_difference_scenario_hi", "excess_deaths_baseline",
     "excess_deaths_scenario", "excess_deaths_scenario_lo", "excess_deaths_scenario_hi",
     "rate_difference_change", "rate_difference_change_lo", "rate_difference_change_hi",
+    "gap_closed_pct", "gap_closed_pct_lo", "gap_closed_pct_hi",
 ]
 PRETERM_BANDS = 4  # <28, 28-31, 32-33, 34-36
 
@@ -118,11 +119,59 @@ def _summary(result, by_year=False) -> pd.DataFrame:
         df["deaths_at_white_rate"] = white
         best = _best_state_imr(result)
         df["deaths_at_best_state_rate"] = births[0] * best / 1000.0
-        gap = df["deaths_baseline"] - df["deaths_at_white_rate"]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            df["gap_closed_pct"] = np.where(gap > 0.5, 100.0 * df["deaths_averted"] / gap, np.nan)
+        rb, rs = _rate(db, births), _rate(ds, births)          # [D, G]
+        pos = {(k["state"], k["race"]): g for g, k in enumerate(keys)}
+        w = np.array([pos[(k["state"], "nh_white")] for k in keys])
+        pct = gap_closed_pct(rb - rb[:, w], rs - rs[:, w])
+        pct[:, np.array([k["race"] == "nh_white" for k in keys])] = np.nan
+        lo, hi = _q_defined(pct)
+        df["gap_closed_pct"] = pct[0]
+        df["gap_closed_pct_lo"] = lo
+        df["gap_closed_pct_hi"] = hi
         return df[SUMMARY_COLUMNS]
     return df
+
+
+def gap_closed_pct(rd_baseline, rd_scenario) -> np.ndarray:
+    """Share of the baseline rate difference that the scenario closes, in percent.
+
+    ``100 * (RD_baseline - RD_scenario) / RD_baseline``, with RD a group's IMR minus the NH
+    white IMR (per 1,000; same state, or national for ``state=ALL``) in each arm; NaN where
+    ``RD_baseline <= 0`` (no gap to close). A scenario that lowers both rates by the same amount
+    closes 0%; one that widens the gap gives a negative share.
+
+    Parameters
+    ----------
+    rd_baseline, rd_scenario : array_like of float
+        Rate differences of the same groups (and draws), per 1,000 live births.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, the broadcast shape.
+    """
+    rd_b = np.asarray(rd_baseline, dtype=float)
+    rd_s = np.asarray(rd_scenario, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(rd_b > 0, 100.0 * (rd_b - rd_s) / rd_b, np.nan)
+
+
+def _q_defined(x):
+    """Like :func:`_q` over axis 0, ignoring the draws where ``x`` is NaN (no positive gap).
+
+    NaN where the point (draw 0) is NaN or no draw is defined.
+    """
+    if x.shape[0] <= 1:
+        nan = np.full(x.shape[1:], np.nan)
+        return nan, nan
+    draws = x[1:]
+    ok = np.isfinite(draws).any(axis=0) & np.isfinite(x[0])
+    lo = np.full(x.shape[1:], np.nan)
+    hi = np.full(x.shape[1:], np.nan)
+    if ok.any():
+        lo[ok] = np.nanpercentile(draws[:, ok], 2.5, axis=0)
+        hi[ok] = np.nanpercentile(draws[:, ok], 97.5, axis=0)
+    return lo, hi
 
 
 def _white_rate_deaths(result, keys, idx) -> np.ndarray:
@@ -218,6 +267,10 @@ def _disparities(result) -> pd.DataFrame:
                           ("rate_difference_change", rd_s - rd_b)):
             lo, hi = _q(arr[:, None])
             row[f"{name}_lo"], row[f"{name}_hi"] = lo[0], hi[0]
+        pct = gap_closed_pct(rd_b, rd_s)
+        lo, hi = _q_defined(pct[:, None])
+        row["gap_closed_pct"], row["gap_closed_pct_lo"], row["gap_closed_pct_hi"] = \
+            pct[0], lo[0], hi[0]
         rows.append(row)
     return pd.DataFrame(rows, columns=DISPARITY_COLUMNS)
 

@@ -17,7 +17,7 @@ from imsim.inputs.baseline import Baseline, Cells, get_baseline
 from imsim.analysis.draws import Draw, draw_plan
 from imsim.birth.engines import ENGINES, expected, microsim
 from imsim.birth.params import CellParams, build_tables, cells_differ
-from imsim.birth.strategies import CellAttributes, ExposureChange, Levers, scenario_arm
+from imsim.birth.strategies import ExposureChange, Levers, scenario_arm
 from imsim.config.scenario import Scenario
 from imsim.core.constants import RACES, STATES, STRATEGIES
 from imsim.core.errors import InputError
@@ -67,6 +67,9 @@ class RunInputs:
         The calibration the baseline reproduces (None: the direct fit).
     levers : Levers
         The portfolio over the cells (built from the above when not given).
+    warnings : list of str
+        One-line warnings about the scenario (e.g. Medicaid expansion asked for where the
+        state had already expanded); set by :func:`resolve_inputs`, see :func:`run_warnings`.
     """
 
     scenario: Scenario
@@ -78,6 +81,7 @@ class RunInputs:
     collaborative: object = None             # quarterly coverage DataFrame when an ABM ran
     calibration: object = None               # CalibratedTargets (None: direct fit)
     levers: Levers | None = None             # the portfolio over the cells (built from the above)
+    warnings: list[str] = field(default_factory=list)   # one line each (run_warnings)
 
     def __post_init__(self):
         if self.levers is None:
@@ -156,6 +160,11 @@ class Result:
     def summary(self):
         """Deaths and IMR (per 1,000 live births) per state x race, with ``ALL`` totals."""
         return self.table("summary")
+
+    @property
+    def warnings(self) -> list[str]:
+        """One-line warnings about the scenario (not errors; see :func:`run_warnings`)."""
+        return list(self.inputs.warnings)
 
 
 def ramp_value(cov, year: int) -> float:
@@ -249,14 +258,17 @@ def resolve_inputs(scenario: Scenario, baseline: Baseline | None = None) -> RunI
             opts = block.model_dump(exclude={"coverage", "reach"}) if block is not None else {}
             options[i][k] = opts
     evidence = EvidenceLibrary.load().with_overrides(scenario.effects or {})
-    return RunInputs(scenario, baseline, cells, coverage, options, evidence, abm)
+    inputs = RunInputs(scenario, baseline, cells, coverage, options, evidence, abm)
+    inputs.warnings = run_warnings(inputs)
+    return inputs
 
 
 def unique_cells(inputs: RunInputs) -> tuple[RunInputs, np.ndarray]:
     """Reduce inputs to cells with distinct parameters, each with one birth.
 
-    Two cells share parameters when they have the same state, race and coverage of every
-    strategy (years differ only in births and coverage). Expected counts are proportional to
+    Two cells share parameters when they have the same state, race, coverage of every
+    strategy and eligibility attributes (years differ only in births, coverage and whether the
+    state had already expanded Medicaid). Expected counts are proportional to
     births, so the expected engine evaluates each distinct cell once and scales.
 
     Parameters
@@ -273,7 +285,8 @@ def unique_cells(inputs: RunInputs) -> tuple[RunInputs, np.ndarray]:
     """
     cells = inputs.cells
     key = np.column_stack([cells.s_idx, cells.r_idx]
-                          + [inputs.coverage[k] for k in STRATEGIES]).astype(float)
+                          + [inputs.coverage[k] for k in STRATEGIES]
+                          + [inputs.levers.cells.key()]).astype(float)
     _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     ucells = Cells(cells.year[first], cells.s_idx[first], cells.r_idx[first],
@@ -283,7 +296,7 @@ def unique_cells(inputs: RunInputs) -> tuple[RunInputs, np.ndarray]:
         coverage={k: v[first] for k, v in inputs.coverage.items()},
         options=[inputs.options[i] for i in first], evidence=inputs.evidence,
         collaborative=inputs.collaborative, calibration=inputs.calibration,
-        levers=inputs.levers.take(first))
+        levers=inputs.levers.take(first), warnings=list(inputs.warnings))
     return unique, inverse
 
 
@@ -324,9 +337,90 @@ def levers_for(inputs: RunInputs) -> Levers:
         Levers over ``inputs.cells``.
     """
     cells = inputs.cells
-    attrs = CellAttributes(inputs.baseline.short_cervix_share[cells.s_idx, cells.r_idx])
+    attrs = inputs.baseline.cell_attributes(cells)
     return Levers.from_cells(inputs.coverage, inputs.options, attrs,
                              exposure_changes(inputs.scenario, cells))
+
+
+def year_ranges(years) -> str:
+    """Return years as ranges: ``[2014, 2015, 2016, 2019]`` -> ``"2014-2016, 2019"``."""
+    ys = sorted({int(y) for y in years})
+    out, start = [], ys[0]
+    for a, b in zip(ys, ys[1:] + [None]):
+        if b != a + 1:
+            out.append(str(start) if start == a else f"{start}-{a}")
+            start = b
+    return ", ".join(out)
+
+
+def medicaid_expansion_unavailable(levers: Levers, cells: Cells) -> dict[str, list[int]]:
+    """Where a portfolio asks for Medicaid expansion that is no longer a choice.
+
+    Parameters
+    ----------
+    levers : Levers
+        A portfolio over ``cells`` (its ``cells.medicaid_expanded`` attribute).
+    cells : Cells
+        The same ``n`` cells.
+
+    Returns
+    -------
+    dict of str to list of int
+        State -> the years in which ``social_determinants`` with ``policy: medicaid_expansion``
+        has coverage > 0 although the state had already expanded Medicaid (the policy has no
+        effect there); states in :data:`STATES` order, empty when there are none.
+    """
+    from imsim.core.constants import SD_POLICIES
+
+    k = "social_determinants"
+    cov = levers.coverage[k]
+    policy = np.array([levers.options[k][g].get("policy", SD_POLICIES[0]) == "medicaid_expansion"
+                       for g in levers.option_index[k]], dtype=bool)
+    hit = (cov > 0) & policy & levers.cells.medicaid_expanded
+    out: dict[str, list[int]] = {}
+    for i in np.flatnonzero(hit):
+        out.setdefault(STATES[cells.s_idx[i]], []).append(int(cells.year[i]))
+    return {s: sorted(set(out[s])) for s in STATES if s in out}
+
+
+def medicaid_expansion_warning(unavailable: dict[str, list[int]]) -> str | None:
+    """Return one line naming the states and years of :func:`medicaid_expansion_unavailable`.
+
+    Parameters
+    ----------
+    unavailable : dict of str to list of int
+        State -> years, as :func:`medicaid_expansion_unavailable` returns.
+
+    Returns
+    -------
+    str or None
+        None when ``unavailable`` is empty.
+    """
+    if not unavailable:
+        return None
+    where = "; ".join(f"{s} {year_ranges(y)}" for s, y in unavailable.items())
+    return ("social_determinants policy medicaid_expansion has no effect where the state had already "
+            f"expanded Medicaid (states.csv, KFF), so its coverage counts as 0 there: {where}")
+
+
+def run_warnings(inputs: RunInputs) -> list[str]:
+    """Return the warnings of a run's inputs (each one line; empty list when none).
+
+    Currently: Medicaid expansion asked for where it is no longer a choice
+    (:func:`medicaid_expansion_warning`). Not errors: the run goes ahead without that effect.
+
+    Parameters
+    ----------
+    inputs : RunInputs
+        The resolved inputs (their levers and cells are read).
+
+    Returns
+    -------
+    list of str
+        One line per warning.
+    """
+    line = medicaid_expansion_warning(medicaid_expansion_unavailable(inputs.levers, inputs.cells))
+    return [line] if line else []
 
 
 def scenario_params(inputs: RunInputs, base: CellParams, effects,

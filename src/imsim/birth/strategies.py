@@ -15,7 +15,8 @@ portfolio search -- goes through it, so they cannot disagree.
   many uncertainty draws or sweep rows can be stacked as extra cells and evaluated at once).
 * ``options`` -- the strategy's options (program, components, policy...).
 * ``cells`` -- :class:`CellAttributes` of the same cells: who is eligible (e.g. the short-cervix
-  share of progesterone-eligible births).
+  share of progesterone-eligible births, whether the state had already expanded Medicaid that
+  year) and the cell's race (for race-specific effects).
 
 Overlapping strategies combine through the model (a smoker reached by cessation and by safe
 sleep changes two exposures of one birth), never by adding effects.
@@ -34,8 +35,10 @@ preterm_prevention     hard_stop: elective early-term prevalence x (1 - c * hard
 preconception_care     short-IPI prevalence x (1 - c * larc_short_ipi_reduction)
 risk_appropriate_care  level III+ share of births < 32 wk: p + c * (1 - p)
 social_determinants    low-income births reached with probability c; medicaid_expansion:
-                       death risk x medicaid_expansion_death_rr; income_support: preterm odds x
-                       income_support_ptb_or (both ranges include no effect)
+                       death risk x medicaid_expansion_death_rr (_hispanic, _nh_black by race),
+                       no effect where the state had already expanded (cells.medicaid_expanded);
+                       income_support: preterm odds x income_support_ptb_or (both ranges
+                       include no effect)
 =====================  ====================================================================
 """
 from __future__ import annotations
@@ -48,6 +51,7 @@ import numpy as np
 from imsim.birth.params import COND_EXPOSURES, CellParams, exposure_marginals
 from imsim.core.constants import (
     PRETERM_DEFAULT_COMPONENTS,
+    RACES,
     SD_POLICIES,
     SMOKING_PROGRAMS,
     STRATEGIES,
@@ -61,6 +65,12 @@ SMOKING_PROGRAM_EFFECT = {
     "education": "cessation_education_rr",
 }
 
+#: Race-specific evidence ids of the Medicaid-expansion effect (other races: the all-race id).
+MEDICAID_RACE_EFFECT = {
+    "nh_black": "medicaid_expansion_death_rr_nh_black",
+    "hispanic": "medicaid_expansion_death_rr_hispanic",
+}
+
 Effects = Mapping[str, "float | np.ndarray"]
 
 
@@ -68,19 +78,53 @@ Effects = Mapping[str, "float | np.ndarray"]
 class CellAttributes:
     """Who a strategy can reach in each of ``n`` cells (eligibility, not parameters).
 
+    Built for any cells by :meth:`imsim.inputs.baseline.Baseline.cell_attributes` (the one
+    builder every caller uses).
+
     Attributes
     ----------
     short_cervix_share : numpy.ndarray
         float ``[n]``: share of progesterone-eligible births that are eligible through a short
         cervix (the rest through a prior spontaneous preterm birth).
+    medicaid_expanded : numpy.ndarray, optional
+        bool ``[n]``: the cell's state had already expanded Medicaid under the ACA in the cell's
+        year (``states.csv``), so the ``medicaid_expansion`` policy is no longer a choice there
+        and has no effect. Default: all False.
+    race : numpy.ndarray, optional
+        int ``[n]``: index of the cell's race/Hispanic origin in
+        :data:`imsim.core.constants.RACES` (for race-specific effects); -1 = unknown (the
+        all-race effect is used). Default: all -1.
     """
 
     short_cervix_share: np.ndarray
+    medicaid_expanded: np.ndarray | None = None
+    race: np.ndarray | None = None
+
+    def __post_init__(self):
+        n = int(np.shape(self.short_cervix_share)[0])
+        if self.medicaid_expanded is None:
+            self.medicaid_expanded = np.zeros(n, dtype=bool)
+        if self.race is None:
+            self.race = np.full(n, -1, dtype=np.int64)
+        self.medicaid_expanded = np.asarray(self.medicaid_expanded, dtype=bool)
+        self.race = np.asarray(self.race, dtype=np.int64)
+        if self.medicaid_expanded.shape != (n,) or self.race.shape != (n,):
+            raise ValueError("CellAttributes fields must all have one value per cell")
 
     @property
     def n(self) -> int:
         """Number of cells."""
         return int(self.short_cervix_share.shape[0])
+
+    def key(self) -> np.ndarray:
+        """Return the attributes as float ``[n, 3]`` columns, for merging identical cells.
+
+        Two cells whose state, race, coverage and options agree may be evaluated once only if
+        their attributes agree too (``medicaid_expanded`` differs between years of one state).
+        """
+        return np.column_stack([np.asarray(self.short_cervix_share, dtype=float),
+                                self.medicaid_expanded.astype(float),
+                                self.race.astype(float)])
 
     def take(self, idx) -> CellAttributes:
         """Return the attributes of the cells ``idx``.
@@ -95,7 +139,8 @@ class CellAttributes:
         CellAttributes
             The selected cells, in ``idx`` order.
         """
-        return CellAttributes(short_cervix_share=self.short_cervix_share[idx])
+        return CellAttributes(short_cervix_share=self.short_cervix_share[idx],
+                              medicaid_expanded=self.medicaid_expanded[idx], race=self.race[idx])
 
 
 def _col(x, n: int) -> np.ndarray:
@@ -191,19 +236,52 @@ def risk_appropriate_care(p: CellParams, c: np.ndarray, e: Effects, options: Map
     p.p_l3 = np.clip(p.p_l3 + _col(c, p.n) * (1.0 - p.p_l3), 0.0, 1.0)
 
 
+def medicaid_expansion_rr(e: Effects, cells: CellAttributes, n: int) -> np.ndarray:
+    """Return the per-cell risk ratio of Medicaid expansion on the death hazards.
+
+    ``medicaid_expansion_death_rr_<race>`` for the races of :data:`MEDICAID_RACE_EFFECT` (where
+    the mapping ``e`` has that id), ``medicaid_expansion_death_rr`` for every other cell.
+
+    Parameters
+    ----------
+    e : mapping of str to float or numpy.ndarray
+        Evidence values (scalars or float ``[n]``).
+    cells : CellAttributes
+        The ``n`` cells (their ``race``).
+    n : int
+        Number of cells.
+
+    Returns
+    -------
+    numpy.ndarray
+        float ``[n]`` (a new array).
+    """
+    rr = _col(e["medicaid_expansion_death_rr"], n).copy()
+    for race, effect_id in MEDICAID_RACE_EFFECT.items():
+        sel = cells.race == RACES.index(race)
+        if effect_id in e and np.any(sel):
+            rr[sel] = _col(e[effect_id], n)[sel]
+    return rr
+
+
 def social_determinants(p: CellParams, c: np.ndarray, e: Effects, options: Mapping,
                         cells: CellAttributes) -> None:
     """Reach low-income births with Medicaid expansion or income support.
 
     Sets ``p_sd`` (P(reached | low income)) to ``c`` and the effect on the births reached:
-    ``medicaid_expansion`` -- ``rr_sd_death`` = ``medicaid_expansion_death_rr`` on every death
-    cause; ``income_support`` -- ``beta_sd`` = log ``income_support_ptb_or`` on the preterm cuts
-    (below 37 weeks). Both ranges include no effect. Option ``policy``.
+    ``medicaid_expansion`` -- ``rr_sd_death`` = the race-specific Medicaid-expansion risk ratio
+    (:func:`medicaid_expansion_rr`) on every death cause, and *no effect* (``p_sd`` = 0,
+    ``rr_sd_death`` = 1, i.e. coverage treated as 0) in cells whose state had already expanded
+    Medicaid by the cell's year (``cells.medicaid_expanded``): expansion is no longer a choice
+    there; ``income_support`` -- ``beta_sd`` = log ``income_support_ptb_or`` on the preterm cuts
+    (below 37 weeks), in every state. Both effects' ranges include no effect. Option ``policy``.
     """
     n = p.n
     p.p_sd = np.clip(_col(c, n), 0.0, 1.0).copy()
     if options.get("policy", SD_POLICIES[0]) == "medicaid_expansion":
-        p.rr_sd_death = _col(e["medicaid_expansion_death_rr"], n).copy()
+        done = np.asarray(cells.medicaid_expanded, dtype=bool)
+        p.p_sd[done] = 0.0
+        p.rr_sd_death = np.where(done, 1.0, medicaid_expansion_rr(e, cells, n))
         p.beta_sd = np.zeros((n, 5))
     else:
         p.rr_sd_death = np.ones(n)

@@ -27,6 +27,7 @@ from imsim.birth.params import (
     logit,
     unsafe_sleep_conditional,
 )
+from imsim.birth.strategies import CellAttributes
 
 N_S = len(STATES)
 N_R = len(RACES)
@@ -144,6 +145,9 @@ class Baseline:
         self.ga_cum_target = _ga_targets()                # float[5 races, 5 cuts]
         self.q_race = _death_rates_by_race(self.ga_cum_target)  # [3 causes, 5 races, 6 bands]
         self.associations = _associations()
+        # First calendar year in which each state's ACA Medicaid expansion was in force
+        # (NOT_EXPANDED where not adopted as of states.csv's source date).
+        self.expansion_year = _expansion_years()          # int64[51]
         self._grid_cache: OrderedDict = OrderedDict()   # grid parameters by content
         self.fits = None          # FitCache of this baseline (made by imsim.inputs.fit.fit_for)
 
@@ -199,6 +203,50 @@ class Baseline:
         r_idx = r_idx.ravel()
         return Cells(np.full(s_idx.shape, int(years[0])), s_idx, r_idx,
                      total.ravel().astype(np.int64))
+
+    # -- eligibility attributes -------------------------------------------------------------
+    def medicaid_expanded(self, year, s_idx) -> np.ndarray:
+        """Whether the state had already expanded Medicaid in ``year`` (bool, broadcast shape).
+
+        Rule: a state counts as expanded in every calendar year from the year its expansion
+        coverage took effect (``states.csv`` ``expansion_effective_date``), including that year
+        even when the date is mid-year (e.g. LA, 2016-07-01: expanded from 2016). The model's
+        cells are whole years, and a year in which expansion was already in force, even for
+        part of it, is not one in which a scenario can still choose it.
+
+        Parameters
+        ----------
+        year : array_like of int
+            Calendar years.
+        s_idx : array_like of int
+            State indices into :data:`imsim.core.constants.STATES`.
+
+        Returns
+        -------
+        numpy.ndarray
+            bool, the broadcast shape of ``year`` and ``s_idx``.
+        """
+        return self.expansion_year[np.asarray(s_idx)] <= np.asarray(year)
+
+    def cell_attributes(self, cells: Cells) -> CellAttributes:
+        """Eligibility attributes of ``cells`` for the strategies (the one builder of them).
+
+        Parameters
+        ----------
+        cells : Cells
+            ``n`` cells (year, state, race).
+
+        Returns
+        -------
+        CellAttributes
+            Short-cervix share of progesterone-eligible births (by state x race), whether the
+            state had already expanded Medicaid in the cell's year (:meth:`medicaid_expanded`)
+            and the race index.
+        """
+        return CellAttributes(
+            short_cervix_share=self.short_cervix_share[cells.s_idx, cells.r_idx],
+            medicaid_expanded=self.medicaid_expanded(cells.year, cells.s_idx),
+            race=np.asarray(cells.r_idx, dtype=np.int64).copy())
 
     # -- parameters -------------------------------------------------------------------------
     def params(self, cells: Cells, effects: dict[str, float], fit) -> CellParams:
@@ -444,6 +492,24 @@ def _prevalence_grid() -> dict[str, np.ndarray]:
             elif row.race in R_INDEX:
                 grid[s, R_INDEX[row.race]] = row.prevalence
         out[name] = grid
+    return out
+
+
+#: ``Baseline.expansion_year`` of a state that had not expanded Medicaid (never <= a year).
+NOT_EXPANDED = np.iinfo(np.int64).max
+
+
+def _expansion_years() -> np.ndarray:
+    """First calendar year of ACA Medicaid expansion per state (``states.csv``), int64[51]."""
+    df = load_table("states").set_index("state")
+    missing = set(STATES) - set(df.index)
+    if missing:
+        raise ValueError(f"states.csv: no row for {', '.join(sorted(missing))}")
+    out = np.full(N_S, NOT_EXPANDED, dtype=np.int64)
+    for s, i in S_INDEX.items():
+        row = df.loc[s]
+        if str(row["medicaid_expansion"]) == "True":
+            out[i] = int(str(row["expansion_effective_date"])[:4])
     return out
 
 

@@ -86,7 +86,10 @@ def save(rec: Recommendation, out: str | os.PathLike | None = None,
         tmp = st.tmp
         t0 = time.perf_counter()
         _csv(an.portfolios, tmp / "portfolios.csv")
-        _csv(an.recommendations, tmp / "recommendations.csv")
+        # `note`: per state, e.g. Medicaid expansion is no longer a choice there (empty if none).
+        recs = an.recommendations.assign(
+            note=an.recommendations["state"].map(rec.notes).fillna("").astype(str))
+        _csv(recs, tmp / "recommendations.csv")
         _csv(an.evppi, tmp / "evppi.csv")
         _csv(an.allocation, tmp / "allocation.csv")
         _csv(rec.coverage, tmp / "coverage.csv")
@@ -154,6 +157,7 @@ def manifest(rec: Recommendation) -> dict:
         "data_hash": data_hash(),
         "calibration": "the scenario's calibration; draw d uses its keyed posterior draw (imsim.analysis.draws)",
         "timings": rec.timings,
+        "warnings": list(rec.warnings),
         "python": sys.version.split()[0],
         "versions": versions,
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -225,6 +229,8 @@ def cmd_recommend(args) -> int:
     if args.draws is not None and not 1 <= args.draws <= 5000:
         raise InputError(f"--draws must be 1 to 5000, got {args.draws}")
     rec = recommend(rp, draws=args.draws, seed=args.seed, progress=not args.quiet)
+    for w in rec.warnings:
+        print(f"imsim: warning: {w}", file=sys.stderr)
     path = save(rec, args.out, figures=not args.no_figures)
     if not args.quiet:
         s = rec.analysis.allocation_summary

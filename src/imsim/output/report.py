@@ -27,7 +27,7 @@ LABELS = {
     "rate_difference_scenario": "Rate difference, scenario",
     "excess_deaths_baseline": "Excess deaths, baseline",
     "excess_deaths_scenario": "Excess deaths, scenario", "share_pct": "Share (%)",
-    "gap_closed_pct": "Gap to NH white closed (%)",
+    "gap_closed_pct": "Rate gap to NH white closed (%)",
 }
 
 
@@ -88,6 +88,8 @@ def write_report(result, out: Path) -> Path:
             b64 = base64.b64encode(p.read_bytes()).decode()
             figs.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,"
                         f"{b64}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+    warn = "".join(f"<p class='warning'>Warning: {html.escape(w)}</p>"
+                   for w in getattr(result, "warnings", []))
     races = s[(s.state == ALL) & (s.race != ALL)]
     states = s[(s.state != ALL) & (s.race == ALL)].sort_values("deaths_averted", ascending=False)
     disp = result.table("disparities")
@@ -103,6 +105,7 @@ h1{{font-size:1.6rem}} .headline{{font-size:1.25rem;background:#eef5fb;padding:1
 td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}} th{{background:#f3f3f3}}
 td:first-child,th:first-child{{text-align:left}} figure{{margin:1rem 0}} img{{max-width:100%}}
 .note{{color:#555;font-size:.85rem}} .scroll{{overflow-x:auto}}
+.warning{{background:#fff4e5;border-left:4px solid #e69500;padding:.5rem 1rem}}
 </style></head><body>
 <h1>{html.escape(sc.name)}</h1>
 <p>{html.escape(sc.description or '')}</p>
@@ -110,10 +113,11 @@ td:first-child,th:first-child{{text-align:left}} figure{{margin:1rem 0}} img{{ma
 jurisdiction(s): <b>{_fmt(tot.deaths_averted)}</b> infant deaths averted{interval},
 of {_fmt(tot.deaths_baseline, 0)} expected without the strategies; infant mortality
 {_fmt(tot.imr_baseline, 2)} &rarr; {_fmt(tot.imr_scenario, 2)} per 1,000 live births.</p>
+{warn}
 <h2>By race/Hispanic origin of the mother</h2>
 {_table(races, ["race", "births", "deaths_baseline", "deaths_averted", "deaths_averted_lo", "deaths_averted_hi", "imr_baseline", "imr_scenario"])}
 <h2>Disparities (vs non-Hispanic white, U.S.)</h2>
-{_table(disp, ["race", "rate_ratio_baseline", "rate_ratio_scenario", "rate_difference_baseline", "rate_difference_scenario", "excess_deaths_baseline", "excess_deaths_scenario"], 2)}
+{_table(disp, ["race", "rate_ratio_baseline", "rate_ratio_scenario", "rate_difference_baseline", "rate_difference_scenario", "excess_deaths_baseline", "excess_deaths_scenario", "gap_closed_pct"], 2)}
 <h2>Which strategy does the work</h2>
 {_table(attr, ["strategy", "deaths_averted", "share_pct"]) if len(attr) else "<p>No strategies in this scenario.</p>"}
 <h2>By state</h2>

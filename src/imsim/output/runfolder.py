@@ -44,7 +44,22 @@ def default_out_dir(result) -> Path:
 
 
 def manifest(result) -> dict:
-    """Return what reproduces ``result``: seed, engine, draws, versions, hashes, timings."""
+    """Return what reproduces ``result``: seed, engine, draws, versions, hashes, timings.
+
+    Also ``warnings``: the run's one-line warnings (e.g. Medicaid expansion asked for where
+    the state had already expanded; empty list when none).
+
+    Parameters
+    ----------
+    result : imsim.analysis.runner.Result
+        A finished run.
+
+    Returns
+    -------
+    dict
+        JSON-ready; ``timings_s`` in seconds, ``data_hash`` of the packaged data,
+        ``calibration`` and ``calibration_detail`` (name, path, hashes, staleness).
+    """
     from importlib import metadata
 
     from imsim.core.version import __version__
@@ -75,6 +90,7 @@ def manifest(result) -> dict:
         "dependencies": versions,
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "warnings": list(getattr(result, "warnings", [])),
     }
 
 
