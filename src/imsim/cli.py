@@ -141,7 +141,7 @@ def _cmd_data(args) -> int:
 
 
 #: Subcommands defined in their own modules, imported only when used (so --help stays instant):
-#: name -> (module, parser-builder, one-line help).
+#: name -> (module, parser-builder, command function, one-line help).
 LAZY_COMMANDS = {
     "calibrate": ("imsim.calibration.calibrate", "add_parser", "cmd_calibrate",
                   "fit the baseline to observed rates (pooled, with uncertainty) and report fit"),
@@ -157,6 +157,22 @@ LAZY_COMMANDS = {
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the ``imsim`` argument parser.
+
+    Subcommands in :data:`LAZY_COMMANDS` get their full parser only when they are the command
+    being run (their modules are imported then); otherwise a placeholder, so ``imsim --help``
+    imports nothing heavy.
+
+    Parameters
+    ----------
+    command : str, optional
+        The subcommand about to run.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser.
+    """
     from imsim.core.version import __version__
 
     parser = argparse.ArgumentParser(
@@ -196,6 +212,19 @@ COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "schema": _cmd_schema,
 
 
 def main(argv=None) -> int:
+    """Run the ``imsim`` command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit code: 0 ok, 2 bad input (:class:`InputError`, one line on stderr), 130
+        interrupted.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command)
