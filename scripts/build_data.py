@@ -425,22 +425,84 @@ def _births_report(xm, q, T, imr, obs, imr_all, nat_imr, nhw_pub, per_year) -> N
 
 
 # ----------------------------------------------------------------------------- GA structure
+#: One gestational-age measure for births and deaths: the obstetric estimate (OE), the NCHS standard since the 2014
+#: data year (Martin JA, Osterman MJK, Kirmeyer SE, Gregory ECW. Measuring gestational age in vital statistics data:
+#: transitioning to the obstetric estimate. NVSR 64(5), 2015; https://www.cdc.gov/nchs/data/nvsr/nvsr64/nvsr64_05.pdf).
+#: Valid OE values are 17-47 weeks; anything else counts as unknown GA (as in NCHS public-use files).
+GA_MEASURE = "obstetric estimate (OE)"
+NVSR64_5 = ("Martin JA et al. Measuring gestational age in vital statistics data: transitioning to the obstetric estimate. "
+            "NVSR 64(5), 2015; https://www.cdc.gov/nchs/data/nvsr/nvsr64/nvsr64_05.pdf")
+#: Births by OE gestational age x bridged race of mother (each race includes its Hispanic births), United States,
+#: 2017: CDC WONDER Natality 2007-2017, Group By 'OE Gestational Age 10' x 'Bridged Race', Year 2017, queried
+#: 2019-03-09, as committed at GitHub parismoscow/IMR-project (commit 1ec2bd7fb6c88d116804e1e949be894e6e1fb2f5,
+#: datafiles/extreme prematurity by race, 2007-2017.txt). Columns: under 20, 20-27, 28-31, 32-35, 36, 37-39, 40, 41,
+#: 42+ weeks, unknown. Check: the four races hold 3,852,741 births of known OE GA, 9.93% under 37 weeks, the
+#: published 2017 preterm rate (NCHS VSRR 004; shared observed/preterm_state_race.csv).
+WONDER_OE_2017 = {
+    "American Indian or Alaska Native": (16, 291, 427, 2179, 1927, 26619, 7906, 2350, 125, 76),
+    "Asian or Pacific Islander": (82, 1505, 2174, 11578, 10781, 195540, 59865, 15471, 487, 141),
+    "Black or African American": (562, 8858, 10127, 38167, 30634, 416780, 116862, 33686, 1841, 598),
+    "White": (729, 13870, 22748, 118294, 107777, 1796000, 597012, 189364, 10107, 1944),
+}
+#: Upper edge (weeks) of the known-GA columns of WONDER_OE_2017: P(GA < edge) is their cumulative share.
+WONDER_OE_EDGES = (20, 28, 32, 36, 37, 40, 41, 42, 99)
+WONDER_OE_SRC = ("CDC WONDER Natality 2007-2017, Year 2017, OE Gestational Age 10 x Bridged Race (queried 2019-03-09), export "
+                 "committed at GitHub parismoscow/IMR-project commit 1ec2bd7f, 'datafiles/extreme prematurity by race, "
+                 "2007-2017.txt'; https://wonder.cdc.gov/natality-current.html")
+#: Model race -> bridged race of the WONDER export whose GA shape it takes. The export does not split Hispanic
+#: origin: NH white and Hispanic both take the White shape (ASSUMPTION); NH black, NH API and NH AIAN take their
+#: race's shape, which includes that race's Hispanic births (shares in each race's note, from the 2011-2015 bridged
+#: race x Hispanic origin births of shared external/mchtrends__natality_race_11_15.txt).
+WONDER_RACE = {"nh_white": "White", "hispanic": "White", "nh_black": "Black or African American",
+               "nh_api": "Asian or Pacific Islander", "nh_aian": "American Indian or Alaska Native"}
+#: Relative range (ASSUMPTION) of a 2017 share used for 2013-2015: early preterm rates were stable 2014-2016 except a
+#: rise among NH black births (Martin & Osterman, NCHS Data Brief 312, 2018), so +-10%.
+GA_2017_REL = 0.10
+#: Upper edge (weeks) of the model's GA bands <28, 28-31, 32-33, 34-36, 37-38 (39+ is the rest).
+CUT_WEEKS = (28, 32, 34, 37, 39)
+
+
+def _logit(p):
+    p = np.asarray(p, dtype=float)
+    return np.log(p) - np.log1p(-p)
+
+
+def _expit(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
+
+
+def wonder_cum(race: str | None = None) -> dict:
+    """P(OE GA < edge) at each WONDER_OE_EDGES edge for a bridged race (None: all four), known GA only."""
+    rows = [WONDER_OE_2017[race]] if race else list(WONDER_OE_2017.values())
+    v = np.sum(np.array(rows, dtype=float), axis=0)[:len(WONDER_OE_EDGES)]
+    return dict(zip(WONDER_OE_EDGES, np.cumsum(v) / v.sum()))
+
+
 def load_deaths(sh: Path) -> tuple[pd.DataFrame, dict]:
-    cols = ["combgest", "aged", "ucod", "umhisp", "mracerec", "recwt", "restatus"]
+    """Infant deaths of the 2010-2012 cohort-linked files with their OE gestational age (``estgest``).
+
+    The 2013 cohort is read only to report why it is left out: its obstetric-estimate field is blank for the
+    records of its second death year (revision flag blank), which are the older-age deaths of late-year births,
+    so dropping them would bias the GA distribution of deaths toward short gestations.
+    """
+    cols = ["estgest", "combgest", "aged", "ucod", "umhisp", "mracerec", "recwt", "restatus"]
     parts, info = [], {}
     for y in (2010, 2011, 2012, 2013):
         d = pd.read_csv(sh / f"external/dysart__linkco{y}us_num.csv.zip", usecols=cols, low_memory=False)
         info[f"records_{y}"] = len(d)
         d = d[d.restatus != 4]  # NCHS convention: exclude foreign residents
+        if y == 2013:
+            info["cohort_2013_records_without_oe"] = int(d.estgest.isna().sum())
+            continue
         parts.append(d.assign(cohort=y))
     d = pd.concat(parts, ignore_index=True)
-    info["foreign_excluded"] = sum(info[f"records_{y}"] for y in (2010, 2011, 2012, 2013)) - len(d)
-    unk = d.combgest.isna() | (d.combgest == 99)
+    info["foreign_excluded_2010_2012"] = sum(info[f"records_{y}"] for y in (2010, 2011, 2012)) - len(d)
+    unk = ~d.estgest.between(17, 47)
     info["unknown_ga_records"] = int(unk.sum())
     info["unknown_ga_weighted"] = float(d.loc[unk, "recwt"].sum())
     info["total_weighted"] = float(d.recwt.sum())
     d = d[~unk].copy()
-    d["ga_band"] = pd.cut(d.combgest, [0, 27, 31, 33, 36, 38, 99], labels=list(GA_BANDS)).astype(str)
+    d["ga_band"] = pd.cut(d.estgest, [0, 27, 31, 33, 36, 38, 99], labels=list(GA_BANDS)).astype(str)
     suid = d.ucod.astype(str).str[:3].isin(["R95", "R99", "W75"])
     d["cause"] = np.where(d.aged < 28, "neonatal", np.where(suid, "suid", "other_postneonatal"))
     nh = d.umhisp == 0
@@ -450,84 +512,198 @@ def load_deaths(sh: Path) -> tuple[pd.DataFrame, dict]:
     return d, info
 
 
-def ga_births_shares(sh: Path, deaths_lt28_per_year: float, births_per_year: float) -> dict:
-    """National births share by GA band (race ALL) with lo/hi; see notes for each derivation."""
+def preterm_2014_2015(sh: Path, births: pd.DataFrame) -> dict:
+    """Preterm (<37 wk, OE) rate per race for the 2013-2015 fit: ``{race: (percent, lo, hi, tier, source, note)}``.
+
+    ALL, NH white, NH black, Hispanic: births-weighted mean of the published 2014 and 2015 rates (2013 OE rates do
+    not exist). NH AIAN: March of Dimes 2014-2016 ratio to NH white x the NH white 2014-2016 mean. NH API: the 2017
+    WONDER rate moved to 2014-2015 by the national trend on the log-odds scale (as state rates are, calibration).
+    """
+    pt = pd.read_csv(sh / "observed/preterm_state_race.csv").dropna(subset=["value"])
+    us = pt[(pt.geo_abbr == "US") & (pt.measure == "preterm_birth_rate_lt37wk")]
+    val: dict = {}
+    for r in us.itertuples():  # first published row per (race, year), as build_targets lists them
+        race = RACE_OBS.get(r.race_ethnicity)
+        if race is not None and (race, str(r.period)) not in val:
+            val[(race, str(r.period))] = float(r.value)
+    val[("ALL", "2015")] = 9.63  # NVSR 66-1 (2 decimals), the 2015 row build_targets lists last
+    nb_y = births.groupby(["race", "year"]).births.sum()
+    out = {}
+    for race in ("ALL", "nh_white", "nh_black", "hispanic"):
+        w = [float(nb_y.xs(y, level="year").sum()) if race == "ALL" else float(nb_y[(race, y)]) for y in (2014, 2015)]
+        v = (val[(race, "2014")] * w[0] + val[(race, "2015")] * w[1]) / sum(w)
+        out[race] = (v, v - .01, v + .01, "2", "DERIVED from the 2014 and 2015 preterm_rate rows of this table",
+                     f"DERIVED: births-weighted mean of 2014 ({val[(race, '2014')]}) and 2015 ({val[(race, '2015')]}); "
+                     "2013 OE rate not available (2013 final 11.39% is LMP-based, not comparable); lo/hi rounding only")
+    # NH AIAN: ratio to NH white, 2014-2016 (March of Dimes 2017 report card, rounded to 2 decimals).
+    ratio = pt[(pt.measure == "preterm_disparity_vs_white") & (pt.race_ethnicity == "American Indian/Alaska Native")].iloc[0]
+    white = [val[("nh_white", y)] for y in ("2014", "2015", "2016")]
+    wm = sum(white) / 3
+    v = float(ratio.value) * wm
+    trend = float(_logit(out["ALL"][0] / 100) - _logit(wonder_cum()[37]))  # national 2017 -> 2014-2015
+    aian17 = float(_expit(_logit(wonder_cum(WONDER_RACE["nh_aian"])[37]) + trend)) * 100
+    out["nh_aian"] = (v, (float(ratio.value) - .005) * wm, max(v, aian17), "3",
+                      f"{ratio.source_title}; {ratio.source_url}",
+                      f"DERIVED: {ratio.value} (NH AIAN vs NH white, 2014-2016, March of Dimes) x NH white 2014-2016 mean "
+                      f"{wm:.4f} (= ({white[0]} + {white[1]} + {white[2]})/3, statinvestor reproduction of NCHS db312); lo = "
+                      f"ratio -0.005 rounding; hi = 2017 WONDER bridged AIAN {100 * wonder_cum(WONDER_RACE['nh_aian'])[37]:.2f}% "
+                      f"moved to 2014-2015 by the national log-odds trend ({aian17:.2f}%; includes Hispanic AIAN); "
+                      "cross-check: Kesmitij natality microdata 2016-2024 NH AIAN 11.97% (shared external/"
+                      "kesmitij__stratified_rates.csv)")
+    api17 = wonder_cum(WONDER_RACE["nh_api"])[37]
+    v = float(_expit(_logit(api17) + trend)) * 100
+    pv = pd.read_csv(sh / PV)
+    k = pv[pv.risk_factor.astype(str).str.startswith("preterm birth rate") & (pv.race_ethnicity == "non-Hispanic Asian")].index[0]
+    asian17 = float(pv.at[k, "value"]) / 100
+    lo = float(_expit(_logit(asian17) + trend)) * 100
+    out["nh_api"] = (v, min(v, lo), max(v, 100 * api17), "2", WONDER_OE_SRC,
+                     f"DERIVED: 2017 WONDER bridged API preterm {100 * api17:.3f}% (OE) moved to 2014-2015 by the national "
+                     f"trend on the log-odds scale (logit {out['ALL'][0]:.3f}% (2014-2015) - logit {100 * wonder_cum()[37]:.3f}% (2017, same "
+                     f"export)); "
+                     f"lo = NH Asian 2017 {100 * asian17:.2f}% (shared {PV}:{k}) moved the same way; hi = the 2017 value")
+    return out
+
+
+def ga_national_reference(sh: Path) -> dict:
+    """National OE births distribution: ``{cut: (P(GA < cut), lo, hi, note)}`` at 28, 32, 34, 37, 39 weeks."""
     nls = pd.read_csv(sh / "observed/national_linked_stats.csv")
     g = lambda m: float(nls[nls.measure == m].value.iloc[0])  # noqa: E731
-    d_lt32, s_lt32 = g("percent_of_infant_deaths_born_lt32wk") / 100, g("percent_of_survivors_born_lt32wk") / 100
     d_ge39, s_ge39 = g("percent_of_infant_deaths_born_ge39wk") / 100, g("percent_of_survivors_born_ge39wk") / 100
     B, D = 3988076.0, 23211.0  # 2014 births and period-linked deaths (CDC WONDER 2014 total row, shared external)
-
-    def mix(dsh, ssh):
-        return (dsh * D + ssh * (B - D)) / B
-
-    lt32 = (mix(d_lt32, s_lt32), mix(d_lt32 - .005, s_lt32 - .005), mix(d_lt32 + .005, s_lt32 + .005))
-    ge39 = (mix(d_ge39, s_ge39), mix(d_ge39 - .005, s_ge39 - .005), mix(d_ge39 + .005, s_ge39 + .005))
-    imr_lt28 = float(nls[nls.measure == "infant_mortality_rate_by_gestational_age"].value.max()) / 1000
-    lt28 = deaths_lt28_per_year / imr_lt28 / births_per_year
+    w = wonder_cum()
     pt = 0.0957  # 2014 preterm <37 (OE), NCHS db312
-    frac_lt34 = 2.07 / 7.74  # singleton 2014: early preterm share of preterm (NVSR 73-1)
-    lt34 = pt * frac_lt34
-    s = {"<28": (lt28, lt28 * 0.8, lt28 * 1.2)}
-    s["28-31"] = (lt32[0] - lt28, max(lt32[1] - lt28 * 1.2, 0.0), lt32[2] - lt28 * 0.8)
-    s["32-33"] = (lt34 - lt32[0], max(lt34 - lt32[2], 0.0), lt34 - lt32[1])
-    s["34-36"] = (pt - lt34, pt - lt34 - 0.003, pt - lt34 + 0.003)
-    s["39+"] = ge39
-    s["37-38"] = (1 - pt - ge39[0], 1 - pt - ge39[2], 1 - pt - ge39[1])
-    return s
+    lt34 = pt * 2.07 / 7.74  # singleton 2014: early preterm share of preterm (NVSR 73-1)
+    ge39 = [(d * D + s * (B - D)) / B for d, s in ((d_ge39, s_ge39), (d_ge39 + .005, s_ge39 + .005),
+                                                    (d_ge39 - .005, s_ge39 - .005))]
+    wn = f"{WONDER_OE_SRC}: all four races, {sum(sum(v[:9]) for v in WONDER_OE_2017.values()):,} births of known OE GA"
+    return {
+        28: (w[28], w[28] * (1 - GA_2017_REL), w[28] * (1 + GA_2017_REL),
+             f"P(<28) = {100 * w[28]:.4f}%, 2017 births under 28 weeks (incl. under 20) / known GA ({wn}); lo/hi ASSUMPTION "
+             "+-10% for using 2017 for 2013-2015 (early preterm stable 2014-2016, NCHS db312)"),
+        32: (w[32], w[32] * (1 - GA_2017_REL), w[32] * (1 + GA_2017_REL),
+             f"P(<32) = {100 * w[32]:.4f}%, 2017, same export (direct births count; replaces the earlier derivation from "
+             "MMWR QuickStats 2017;66:392, whose 58% of deaths <32 wk is now only a check figure); lo/hi ASSUMPTION +-10%"),
+        34: (lt34, lt34 - .003, lt34 + .003,
+             "P(<34) = 9.57% (2014 preterm, NCHS db312) x 2.07/7.74 (singleton 2014 early-preterm fraction of preterm, "
+             "NVSR 73-1 Martin & Osterman 2024, via lifesciencesintelligence.com summary) -- singleton ratio applied to all "
+             "births is an ASSUMPTION; lo/hi +-0.3 pt"),
+        37: (pt, pt - .00005, pt + .00005, "P(<37) = 9.57%, 2014 preterm (OE), NCHS db312; lo/hi rounding only"),
+        39: (1 - ge39[0], 1 - ge39[1], 1 - ge39[2],
+             "P(<39) = 1 - P(39+), P(39+) = (0.16*D + 0.66*(B-D))/B from MMWR QuickStats 2017;66:392 (2014: 16% of deaths, "
+             "66% of survivors >=39 wk; B=3,988,076, D=23,211) -- essentially the survivors' (births') figure; lo/hi +-0.5 pt "
+             "rounding; cross-check singleton 2014 early term 24.31% (NCHS Health E-Stat 104)"),
+    }
 
 
-def build_ga(sh: Path, births: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def ga_race_cumulative(nat: dict, race_pt: dict) -> dict:
+    """Cumulative OE GA distribution per race: ``{race: {cut: (P(GA < cut), lo, hi)}}`` and a note.
+
+    Each race's log-odds offset from the nation at each cut is taken from the 2017 WONDER export (its bridged race
+    vs all races) and added to the national reference; the offset at 34 weeks is interpolated linearly in weeks
+    between the export's cuts at 32 and 36 weeks, the one at 39 weeks between 37 and 40 weeks (ASSUMPTION; lo/hi span
+    the two bracketing offsets). At 37 weeks the race's own published 2014-2015 preterm rate is used instead.
+    """
+    wall = wonder_cum()
+    out = {}
+    for race in RACES:
+        wr = wonder_cum(WONDER_RACE[race])
+        o = {k: float(_logit(wr[k]) - _logit(wall[k])) for k in (28, 32, 36, 37, 40)}
+        off = {28: (o[28],) * 3, 32: (o[32],) * 3,
+               34: ((o[32] + o[36]) / 2, min(o[32], o[36]), max(o[32], o[36])),
+               39: (o[37] + (o[40] - o[37]) * 2 / 3, min(o[37], o[40]), max(o[37], o[40]))}
+        cum = {}
+        for k, (x, lo, hi) in off.items():
+            cum[k] = (float(_expit(_logit(nat[k][0]) + x)), float(_expit(_logit(nat[k][1]) + lo)),
+                      float(_expit(_logit(nat[k][2]) + hi)))
+        p, plo, phi = race_pt[race][:3]
+        cum[37] = (p / 100, plo / 100, phi / 100)
+        vals = [cum[k][0] for k in CUT_WEEKS]
+        if not all(a < b for a, b in zip(vals, vals[1:])):
+            raise ValueError(f"GA distribution of {race} not increasing: {vals}")
+        out[race] = dict(cum=cum, offsets=o)
+    return out
+
+
+def _band_shares(cum: dict) -> list[tuple[float, float, float]]:
+    """Band shares (point, lo, hi) from cumulative (point, lo, hi) at CUT_WEEKS; lo/hi are conservative."""
+    edges = [(0.0, 0.0, 0.0)] + [cum[k] for k in CUT_WEEKS] + [(1.0, 1.0, 1.0)]
+    out = []
+    for a, b in zip(edges, edges[1:]):
+        out.append((b[0] - a[0], max(b[1] - a[2], 0.0), b[2] - a[1]))
+    return out
+
+
+def build_ga(sh: Path, births: pd.DataFrame, race_pt: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     d, info = load_deaths(sh)
-    cohort_births = {2010: 3999386, 2011: 3953590, 2012: 3952841, 2013: 3932181}  # plutchok v1 (NCHS resident births)
-    births_per_year = sum(cohort_births.values()) / 4
+    cohort_births = {2010: 3999386, 2011: 3953590, 2012: 3952841}  # plutchok v1 (NCHS resident births)
+    n_years = len(cohort_births)
+    pooled_births = sum(cohort_births.values())
     agg = d.groupby(["race", "ga_band", "cause"]).recwt.sum()
-    lt28_per_year = float(d[d.ga_band == "<28"].recwt.sum()) / 4
-    shares = ga_births_shares(sh, lt28_per_year, births_per_year)
+    nat = ga_national_reference(sh)
+    race_cum = ga_race_cumulative(nat, race_pt)
     rows, tgt = [], []
+    nhf = pd.read_csv(sh / "external/mchtrends__natality_race_11_15.txt", sep="\t", nrows=16)
+    nhf = nhf[nhf["Notes"].isna()].pivot_table(index="Mother's Bridged Race", columns="Mother's Hispanic Origin",
+                                               values="Births", aggfunc="sum")
+    hisp_pct = (100 * nhf["Hispanic or Latino"] / (nhf["Hispanic or Latino"] + nhf["Not Hispanic or Latino"])).to_dict()
     allr = d.groupby(["ga_band", "cause"]).recwt.sum()
-    note_ga = (f"Deaths: weighted (recwt) infant deaths, cohorts 2010-2013 pooled (4 cohort-years), U.S. residents, "
-               f"gestation = combgest (combined estimate; LMP-based for most records), unknown GA excluded "
-               f"({info['unknown_ga_records']} records, {info['unknown_ga_weighted']:.0f} weighted of {info['total_weighted']:.0f}); "
+    note_ga = (f"Deaths: weighted (recwt) infant deaths, cohorts 2010-2012 pooled ({n_years} cohort-years), U.S. residents, "
+               f"GA = estgest (obstetric/clinical estimate: the OE of revised-certificate states, the comparable clinical "
+               f"estimate elsewhere, combined as in NCHS files, {NVSR64_5}), valid 17-47 wk; unknown OE excluded "
+               f"({info['unknown_ga_records']} records, {info['unknown_ga_weighted']:.0f} weighted of "
+               f"{info['total_weighted']:.0f}); cohort 2013 left out: estgest blank for "
+               f"{info['cohort_2013_records_without_oe']} records (its second death year, older-age deaths: not at random); "
                f"neonatal = age <28 days (any cause); suid = age >=28 d and ucod R95/R99/W75; race from umhisp/mracerec "
                f"(bridged), unknown Hispanic origin ({info['unknown_origin_weighted']:.0f} weighted) only in ALL.")
-    share_notes = {
-        "<28": "DERIVED: deaths<28 per cohort-year (microdata) / IMR<28 384.39 (NVSR 68-10, 2017) / births per cohort-year; lo/hi = ASSUMPTION +-20% (IMR<28 is 2017, deaths 2010-2013).",
-        "28-31": "DERIVED: share<32 minus share<28; share<32 = (0.58*D + 0.01*(B-D))/B from MMWR QuickStats 2014 (mm6614a5: 58% of deaths, 1% of survivors <32 wk; B=3,988,076, D=23,211, 2014); lo/hi from the +-0.5 pt rounding of the published percentages and the <28 range.",
-        "32-33": "DERIVED: share<34 minus share<32; share<34 = 9.57% (2014 preterm, NCHS db312) x 2.07/7.74 (singleton 2014 early-preterm fraction of preterm, NVSR 73-1 Martin & Osterman 2024, via lifesciencesintelligence.com summary) -- singleton ratio applied to all births is an ASSUMPTION.",
-        "34-36": "DERIVED: 9.57% (2014 preterm, db312) minus share<34; lo/hi = ASSUMPTION +-0.3 pt for applying the singleton ratio to all births.",
-        "37-38": "DERIVED: 1 - 9.57% - share39+; cross-check: singleton 2014 early term 24.31% (NCHS Health E-Stat 104, https://beta.cdc.gov/nchs/data/hestat/hestat104.htm).",
-        "39+": "DERIVED: (0.16*D + 0.66*(B-D))/B from MMWR QuickStats 2014 (16% of deaths, 66% of survivors >=39 wk); lo/hi from +-0.5 pt rounding.",
-    }
-    ga_src = ("MMWR QuickStats 2017;66:392 https://www.cdc.gov/mmwr/volumes/66/wr/mm6614a5.htm; NCHS db312; NVSR 68-10; NVSR 73-1; " + LINKCO)
+    band_cut = dict(zip(GA_BANDS, CUT_WEEKS + (None,)))
     for race in ("ALL",) + RACES:
         sub = allr if race == "ALL" else agg.get(race, pd.Series(dtype=float))
         tot = float(sub.sum())
-        for band in GA_BANDS:
+        if race == "ALL":
+            shares = _band_shares({k: nat[k][:3] for k in CUT_WEEKS})
+        else:
+            shares = _band_shares(race_cum[race]["cum"])
+            o = race_cum[race]["offsets"]
+            rnote = (f"Births share DERIVED: P(<cut) = expit(logit national P(<cut) + race offset); offsets = logit P_race - "
+                     f"logit P_all in the 2017 WONDER export ({WONDER_RACE[race]} bridged race): 28 wk {o[28]:+.4f}, 32 wk "
+                     f"{o[32]:+.4f}, 34 wk = mean of 32 and 36 wk ({o[36]:+.4f}), 39 wk = 37 wk ({o[37]:+.4f}) + 2/3 x (40 wk "
+                     f"({o[40]:+.4f}) - 37 wk) (ASSUMPTION: linear in weeks; lo/hi span the two); P(<37) = "
+                     f"{race_pt[race][0]:.4f}% (targets.csv preterm_rate {race} 2014-2015). The export's {WONDER_RACE[race]} "
+                     f"births include Hispanic ones ({hisp_pct[WONDER_RACE[race]]:.1f}% of {WONDER_RACE[race]} births 2011-2015, "
+                     "shared external/mchtrends__natality_race_11_15.txt)"
+                     + ("; NH white and Hispanic share the White shape below 37 wk (ASSUMPTION). " if race in ("nh_white", "hispanic")
+                        else ". "))
+        for bi, band in enumerate(GA_BANDS):
             dn = {c: float(sub.get((band, c), 0.0)) for c in ("neonatal", "suid", "other_postneonatal")}
             r = dict(race=race, ga_band=band, deaths_neonatal=round(dn["neonatal"], 1), deaths_suid=round(dn["suid"], 1),
-                     deaths_other_postneonatal=round(dn["other_postneonatal"], 1), source=ga_src)
+                     deaths_other_postneonatal=round(dn["other_postneonatal"], 1), births_ga_measure=GA_MEASURE,
+                     deaths_ga_measure=GA_MEASURE)
+            sh_, lo, hi = shares[bi]
+            r.update(births_share=sh_, births_share_lo=lo, births_share_hi=hi)
             if race == "ALL":
-                sh_, lo, hi = shares[band]
-                r.update(births_share=sh_, births_share_lo=lo, births_share_hi=hi)
-                bb = sh_ * births_per_year * 4
                 for c in dn:
-                    r[f"imr_{c}"] = dn[c] / bb * 1000
-                r["note"] = (share_notes[band] + " IMR by cause = pooled deaths / (share x pooled cohort births "
-                             f"{int(births_per_year * 4)}) x 1000 (DERIVED; GA measure of deaths (combgest) and births (OE) differ). " + note_ga)
+                    r[f"imr_{c}"] = dn[c] / (sh_ * pooled_births) * 1000
+                parts = ([f"upper: {nat[band_cut[band]][3]}"] if band_cut[band] else ["upper: P(<inf) = 1"]) + \
+                    ([f"lower: {nat[CUT_WEEKS[bi - 1]][3]}"] if bi > 0 else [])
+                r["note"] = (f"Births share DERIVED = P(GA < upper edge) - P(GA < lower edge), national OE; {'; '.join(parts)}. "
+                             f"IMR by cause = pooled deaths / (share x pooled cohort births {pooled_births}) x 1000 (DERIVED; "
+                             "deaths and births both OE). " + note_ga)
+                r["source"] = ("; ".join([WONDER_OE_SRC, "NCHS db312", "NVSR 73-1", "MMWR QuickStats 2017;66:392 (survivors "
+                                          ">=39 wk)", LINKCO]))
             else:
-                r["note"] = "births share by race not available (race ALL shares apply); " + note_ga
+                r["note"] = rnote + note_ga
+                r["source"] = "; ".join([WONDER_OE_SRC, race_pt[race][4], LINKCO])
             rows.append(r)
-            tgt.append(dict(target="ga_death_share", state="ALL", race=race, period="2010-2013 cohorts",
-                            value=sum(dn.values()) / tot, unit="proportion of infant deaths with known GA",
+            tgt.append(dict(target="ga_death_share", state="ALL", race=race, period="2010-2012 cohorts",
+                            value=sum(dn.values()) / tot, unit="proportion of infant deaths with known GA (OE)",
                             deaths=round(sum(dn.values())), source_tier="1", source=LINKCO,
-                            note="DERIVED: weighted deaths in band / all weighted deaths with known GA (combgest). "
+                            note="DERIVED: weighted deaths in band / all weighted deaths with known OE GA (estgest). "
                                  "Cross-check 2014 (MMWR QuickStats mm6614a5): 58% of deaths <32 wk, 16% >=39 wk (OE)."))
     return pd.DataFrame(rows), pd.DataFrame(tgt), info
 
 
 # ----------------------------------------------------------------------------- targets
-def build_targets(sh: Path, births: pd.DataFrame, ga_tgt: pd.DataFrame) -> pd.DataFrame:
+def build_targets(sh: Path, births: pd.DataFrame, ga_tgt: pd.DataFrame, race_pt: dict) -> pd.DataFrame:
     rows = []
     b3 = births[births.year.between(2013, 2015)].groupby(["state", "race"]).births.sum()
     b3_all = births[births.year.between(2013, 2015)].groupby("state").births.sum()
@@ -656,6 +832,13 @@ def build_targets(sh: Path, births: pd.DataFrame, ga_tgt: pd.DataFrame) -> pd.Da
                          source="DERIVED from the 2014 and 2015 preterm_rate rows of this table",
                          note=f"DERIVED: births-weighted mean of 2014 ({ptv[(race, '2014')]}) and 2015 ({ptv[(race, '2015')]}); "
                               "2013 OE rate not available (2013 final 11.39% is LMP-based, not comparable); lo/hi rounding only"))
+        if abs(race_pt[race][0] - v) > 1e-12:  # build_ga anchored the race's GA distribution on this value
+            raise ValueError(f"preterm 2014-2015 {race}: {race_pt[race][0]} (GA structure) != {v} (targets)")
+    for race in ("nh_api", "nh_aian"):  # the groups without a published 2014-2015 rate (see preterm_2014_2015)
+        v, lo, hi, tier, src, note = race_pt[race]
+        rows.append(dict(target="preterm_rate", state="ALL", race=race, period="2014-2015", value=v,
+                         unit="percent of live births <37 wk (obstetric estimate)", lo=lo, hi=hi, source_tier=tier,
+                         source=src, note=note))
     # --- nmr / pnmr
     for r in nls[nls.measure.isin(["neonatal_mortality_rate", "postneonatal_mortality_rate"])].itertuples():
         race = RACE_OBS.get(r.race_ethnicity)
@@ -762,20 +945,44 @@ def build_exposures(sh: Path, births: pd.DataFrame, ga: pd.DataFrame) -> pd.Data
                 add(exp, "ALL", r, nat, lo * 0.5, min(1.0, hi * 1.5), period, i, True,
                     f"ASSUMPTION: no race-specific source; national value, range = national lo x0.5 .. hi x1.5. {why}")
 
-    # smoking (any time in pregnancy, birth certificate)
+    # smoking (any time in pregnancy, birth certificate). The baseline is 2013-2015: use the 2014 figures of
+    # Curtin & Mathews, NVSR 65(1), 2016 (46 states + DC with the 2003 certificate, 95% of births): 8.4% overall,
+    # NH AIAN 18.0%, WV 27.1%, CA 1.8%. Other groups/states: the 2016 values (NCHS Data Brief 305) scaled by
+    # 8.4/7.2 -- ASSUMPTION that smoking fell proportionally 2014->2016; lo = the 2016 value (smoking fell),
+    # hi = scaled by 8.73/7.2 (8.73% = births to smokers / births with known smoking status, NCHS period linked
+    # files 2011-2013, external/gunasekaran__tbl_imr_by_factor.csv).
+    nvsr65 = ("Curtin SC, Mathews TJ. Smoking prevalence and cessation before and during pregnancy: data from the birth "
+              "certificate, 2014. NVSR 65(1), Feb 2016; https://www.cdc.gov/nchs/data/nvsr/nvsr65/nvsr65_01.pdf")
+    gl = pd.read_csv(sh / "external" / "gunasekaran__tbl_imr_by_factor.csv")
+    sm_rows = gl[gl.factor == "smoker"].set_index("level")["n"]
+    p1113 = float(sm_rows.loc["1.0"] / sm_rows.sum())
+    k14, khi = 8.4 / 7.2, p1113 / 0.072
     r1 = lambda i: float(pv.at[i, "value"]) / 100  # noqa: E731
-    sm = {"ALL": 0, "nh_aian": 1, "nh_white": 2, "nh_black": 3, "hispanic": 5}
+    rows.append(dict(exposure="smoking", state="ALL", race="ALL", prevalence=0.084, lo=0.0835, hi=0.0845, period="2014",
+                     source=nvsr65, assumption=False, note="smoked any time during pregnancy (quitting before pregnancy = "
+                     "nonsmoker), 2014, 46 states + DC (95% of births); lo/hi rounding only"))
+    rows.append(dict(exposure="smoking", state="ALL", race="nh_aian", prevalence=0.18, lo=0.1795, hi=0.1805, period="2014",
+                     source=nvsr65, assumption=False, note="NH AIAN, 2014; lo/hi rounding only"))
+    sm = {"nh_white": 2, "nh_black": 3, "hispanic": 5}
     for race, i in sm.items():
-        add("smoking", "ALL", race, r1(i), r1(i) - .0005, r1(i) + .0005, "2016", i, False,
-            "smoked any time during pregnancy (quitting before pregnancy = nonsmoker); lo/hi rounding only")
+        add("smoking", "ALL", race, r1(i) * k14, r1(i), r1(i) * khi, "2014 (scaled from 2016)", i, True,
+            f"ASSUMPTION: 2016 value {r1(i):.3f} (Data Brief 305) x 8.4/7.2 (2014 national, NVSR 65(1), over 2016 national) for "
+            f"the 2013-2015 baseline; lo = the 2016 value; hi = x {p1113:.4f}/0.072 (2011-2013 period linked files, "
+            "gunasekaran table)")
     api = (0.6 * 254471 + 4.5 * 9342) / (254471 + 9342) / 100
-    add("smoking", "ALL", "nh_api", api, 0.006, 0.045, "2016", 6, False,
-        "DERIVED: births-weighted mean of NH Asian 0.6% and NH NHOPI 4.5% (prevalence.csv:4) with 2016 single-race births 254,471/9,342; lo/hi = the two groups")
-    for i, st in ((13, "WV"), (14, "KY"), (15, "MT"), (16, "VT"), (17, "MO"), (18, "CA")):
-        add("smoking", st, "ALL", r1(i), r1(i) - .0005, r1(i) + .0005, "2016", i, False, "state, all races; lo/hi rounding only")
+    add("smoking", "ALL", "nh_api", api * k14, 0.006, max(0.045, api * khi), "2014 (scaled from 2016)", 6, True,
+        "DERIVED: births-weighted mean of NH Asian 0.6% and NH NHOPI 4.5% (prevalence.csv:4) with 2016 single-race births "
+        "254,471/9,342, x 8.4/7.2 as for the other groups (ASSUMPTION); lo/hi = the two groups")
+    rows.append(dict(exposure="smoking", state="WV", race="ALL", prevalence=0.271, lo=0.2705, hi=0.2715, period="2014", source=nvsr65,
+                     assumption=False, note="state, all races, 2014; lo/hi rounding only"))
+    rows.append(dict(exposure="smoking", state="CA", race="ALL", prevalence=0.018, lo=0.0175, hi=0.0185, period="2014", source=nvsr65,
+                     assumption=False, note="state, all races, 2014; lo/hi rounding only"))
+    for i, st in ((14, "KY"), (15, "MT"), (16, "VT"), (17, "MO")):
+        add("smoking", st, "ALL", r1(i) * k14, r1(i), r1(i) * khi, "2014 (scaled from 2016)", i, True,
+            "ASSUMPTION: state 2016 value x 8.4/7.2 (national 2014/2016); lo = the 2016 value, hi = x 8.73/7.2")
     for st in ("AZ", "CT", "HI", "NJ", "NY", "NV", "TX", "UT", "DC"):
         add("smoking", st, "ALL", 0.025, 0.0, 0.05, "2016", 19, True,
-            "ASSUMPTION: published only as '<5%'; midpoint 2.5% of the 0-5% interval")
+            "ASSUMPTION: published only as '<5%' (2016); midpoint 2.5% of the 0-5% interval, also for 2013-2015")
     # prior preterm
     add("prior_preterm", "ALL", "ALL", 0.04, 0.034, 0.05, "c. 2014-2021", 67, True,
         "history of spontaneous PTB (~4% of pregnancies, as stated; 1 significant figure); lo = 3.4% 17P-eligible PA Medicaid singletons "
@@ -784,23 +991,47 @@ def build_exposures(sh: Path, births: pd.DataFrame, ga: pd.DataFrame) -> pd.Data
     # short cervix
     add("short_cervix", "ALL", "ALL", 0.011, 0.008, 0.014, "2012-2013", 74, False,
         "cervical length <=20 mm at 18-24 wk, Penn universal screening; DERIVED point = midpoint of nulliparous 1.4% and prior-term 0.8%; "
-        "evidence RR applies to <=25 mm, so this understates the eligible group")
+        "evidence RR applies to <=25 mm, so this understates the eligible group. Its preterm risk: short_cervix_ptb_lt*_or (PREGNANT "
+        "placebo arm, evidence.csv)")
     fill_races("short_cervix", 0.011, 0.008, 0.014, "2012-2013", 74, set(), "")
-    # short IPI
-    add("short_ipi", "ALL", "ALL", 0.289, 0.2885, 0.2895, "2014", 53, False,
-        "IPI <18 months AMONG SECOND- AND HIGHER-ORDER singleton births (NCHS db240); the model must apply it to parity>=2 births only "
-        "(parity share not in the shared data); lo/hi rounding only")
-    lt12 = {"nh_black": (54, 55), "nh_white": (56, 57), "hispanic": (58, 59)}
-    s12 = {r: (float(pv.at[a, "value"]) + float(pv.at[b, "value"])) / 100 for r, (a, b) in lt12.items()}
-    w = {r: float(nb15[r]) for r in s12}
-    ref = sum(s12[r] * w[r] for r in s12) / sum(w.values())
-    for r, v in s12.items():
-        p = 0.289 * v / ref
-        add("short_ipi", "ALL", r, p, v, min(1.0, p + (p - v)), "2014", lt12[r][0], True,
-            f"ASSUMPTION: race ratio of IPI<12 mo ({v * 100:.1f}% = <6 + 6-11 mo, prevalence.csv:{lt12[r][0]},{lt12[r][1]}) carried to <18 mo: "
-            f"0.289 x {v:.3f} / {ref:.4f} (births-weighted 3-group <12 mo share, 2015 births); lo = the <12 mo share itself "
-            "(logical lower bound), hi symmetric; among parity>=2 births")
-    fill_races("short_ipi", 0.289, 0.2885, 0.2895, "2014", 53, set(s12), "")
+    # short IPI. The model's exposure is the one short_ipi_ptb_or was estimated for (Class 2017 sibling design: IPI <6
+    # months vs 18-23 months; 6-17 months near-null, Ahrens 2019, EVIDENCE.md), among ALL births:
+    #   P(IPI <6 mo) = P(second- or higher-order birth) x P(IPI <6 mo | second- or higher-order birth).
+    # First factor: NCHS Births: Final Data for 2014 (NVSR 64-12) Table 2, births by live-birth order, all races.
+    # Second factor: NCHS Data Brief 240 (2014, second+ order singleton births, 47 states + DC), by race.
+    nvsr64_12 = ("Hamilton BE, Martin JA, Osterman MJK, Curtin SC, Mathews TJ. Births: Final Data for 2014. NVSR 64(12), Dec 2015, "
+                 "Table 2 (births by live-birth order), as reproduced at https://www.jrganymede.com/?p=17806 ; "
+                 "https://www.cdc.gov/nchs/data/nvsr/nvsr64/nvsr64_12.pdf")
+    lbo_total, lbo_first, lbo_unknown = 3988076, 1550475, 19898
+    par2 = (lbo_total - lbo_unknown - lbo_first) / (lbo_total - lbo_unknown)
+    par2_lo, par2_hi = par2 - 0.06, par2 + 0.06
+    par_note = (f"P(second+ order) = (3,988,076 - 19,898 not stated - 1,550,475 first births) / (3,988,076 - 19,898) = {par2:.4f} "
+                "(NVSR 64-12 Table 2, 2014, all races)")
+    lt6 = {"nh_black": 54, "nh_white": 56, "hispanic": 58}
+    v6 = {r: float(pv.at[i, "value"]) / 100 for r, i in lt6.items()}
+    for r, i in lt6.items():
+        add("short_ipi", "ALL", r, par2 * v6[r], par2_lo * (v6[r] - 0.0005), par2_hi * (v6[r] + 0.0005), "2014",
+            f"{src_row(pv, i)}; {nvsr64_12}", True,
+            f"DEFINITION: interpregnancy interval <6 months, share of ALL births. DERIVED: {par_note} x IPI <6 mo among "
+            f"second+ order births {v6[r] * 100:.1f}% (NCHS Data Brief 240, {r}, prevalence.csv:{i}) = {par2 * v6[r]:.5f}. "
+            "ASSUMPTION: the all-race parity share holds for this group (live-birth order by race not retrieved); range = "
+            "parity share +-0.06 (ASSUMPTION) and the <6 mo share's rounding")
+    w6 = {r: float(nb15[r]) for r in lt6}
+    v6_nat = sum(v6[r] * w6[r] for r in lt6) / sum(w6.values())
+    add("short_ipi", "ALL", "ALL", par2 * v6_nat, par2_lo * min(v6.values()), par2_hi * max(v6.values()), "2014",
+        f"{src_row(pv, 53)}; {nvsr64_12}", True,
+        f"DEFINITION: interpregnancy interval <6 months, share of ALL births. DERIVED: {par_note} x IPI <6 mo among second+ order "
+        f"births {v6_nat * 100:.2f}% = births-weighted mean (2015 births) of NH black 7.1%, NH white 4.1%, Hispanic 5.0% (NCHS Data "
+        "Brief 240, prevalence.csv:54,56,58; the brief's all-race <6 mo share was not retrieved; its <18 mo share 28.9%, "
+        "prevalence.csv:53, is NOT the exposure: 6-17 months carry no effect in the model). lo/hi = parity share +-0.06 x the "
+        "lowest / highest race value")
+    for r in RACES:
+        if r not in lt6:
+            add("short_ipi", "ALL", r, par2 * v6_nat, par2_lo * 0.018, par2_hi * max(v6.values()), "2014",
+                f"{src_row(pv, 61)}; {nvsr64_12}", True,
+                f"ASSUMPTION: no race-specific source; the all-race value {par2 * v6_nat:.5f} (IPI <6 mo among ALL births, see the "
+                "ALL row). Range: parity share +-0.06 x the lowest (1.8%, doctorate, prevalence.csv:61) and highest (7.1%, NH "
+                "black) subgroup <6 mo shares in NCHS Data Brief 240")
     # elective early term: PC-01 rate (per 37-38 wk delivery, exclusions) -> share of ALL births -> candidate probability
     eet = elective_early_term(ga)
     (e_pt, e_lo, e_hi), (c_pt, c_lo, c_hi), et = eet["share"], eet["candidate"], eet["early_term_share"]
@@ -928,8 +1159,9 @@ def build_associations() -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- evidence
-def build_evidence(sh: Path) -> pd.DataFrame:
+def build_evidence(sh: Path, ga: pd.DataFrame) -> pd.DataFrame:
     ef = pd.read_csv(sh / EV)
+    ga_all = ga[ga.race == "ALL"].set_index("ga_band")["births_share"]
     rows = []
 
     def add(id_, desc, point, dist, lo, hi, scale, applies, outcome, i, assumption=False, note="", citation=None, url=None, srow=None):
@@ -944,24 +1176,91 @@ def build_evidence(sh: Path) -> pd.DataFrame:
         add(id_, desc, float(ef.at[i, "point"]), "lognormal", float(ef.at[i, "low"]), float(ef.at[i, "high"]), scale, applies,
             outcome, i, note=note, **kw)
 
-    ci("smoking_ga_lt32_or", "Smoking in pregnancy -> very preterm birth (Dietz 2010)", 25, "ratio", "births to women who smoke",
-       "P(GA <32 wk), cumulative-logit odds", note="multinomial category OR vs term applied to the cumulative cut <32 (approximation)")
-    add("smoking_ga_lt34_or", "Smoking in pregnancy -> moderately preterm birth (Dietz 2010)", 1.4, "lognormal", 1.35, 1.45, "ratio",
-        "births to women who smoke", "P(GA <34 wk), cumulative-logit odds", 26,
-        note="published CI 1.4-1.4 (rounded); lo/hi = DERIVED rounding interval +-0.05")
-    ci("smoking_ga_lt37_or", "Smoking in pregnancy -> late preterm birth (Dietz 2010)", 27, "ratio", "births to women who smoke",
-       "P(GA <37 wk), cumulative-logit odds", note="late-preterm category OR used for the <37 cut")
+    # Smoking -> GA. Dietz 2010 reports multinomial CATEGORY odds ratios vs term (very <32, moderately
+    # 32-33, late 34-36 wk); the model's cuts are CUMULATIVE (P(GA < cut)). With nonsmokers' category
+    # shares p_c (national births shares by GA band, ga_structure ALL rows), smokers' category odds vs
+    # term are OR_c x p_c / p_term, so the cumulative odds ratio at each cut is
+    # [sum_{c<cut} OR_c p_c / sum_{c>=cut} OR_c' p_c'] / [sum_{c<cut} p_c / sum_{c>=cut} p_c]
+    # (OR_term = 1). lo/hi apply the category CI ends together.
+    def _cum_or(ors):
+        sh_ = {b: float(ga_all.loc[b]) for b in ("<28", "28-31", "32-33", "34-36")}
+        cat = {"vp": sh_["<28"] + sh_["28-31"], "mp": sh_["32-33"], "lp": sh_["34-36"]}
+        cat["t"] = 1.0 - sum(cat.values())
+        o = {"vp": ors[0], "mp": ors[1], "lp": ors[2], "t": 1.0}
+        out = {}
+        for cut, below in ((32, ("vp",)), (34, ("vp", "mp")), (37, ("vp", "mp", "lp"))):
+            above = [c for c in cat if c not in below]
+            s_odds = sum(o[c] * cat[c] for c in below) / sum(o[c] * cat[c] for c in above)
+            n_odds = sum(cat[c] for c in below) / sum(cat[c] for c in above)
+            out[cut] = s_odds / n_odds
+        return out, cat
+    pt = [float(ef.at[i, "point"]) for i in (25, 26, 27)]
+    lo_ = [float(ef.at[i, "low"]) for i in (25, 26, 27)]
+    hi_ = [float(ef.at[i, "high"]) for i in (25, 26, 27)]
+    hi_[1] = max(hi_[1], 1.45)       # published 1.4 (1.4-1.4): rounding interval +-0.05
+    lo_[1] = min(lo_[1], 1.35)
+    c_pt, cat = _cum_or(pt)
+    c_lo, _ = _cum_or(lo_)
+    c_hi, _ = _cum_or(hi_)
+    shares_note = ", ".join(f"{k} {v:.4f}" for k, v in cat.items())
+    for cut, id_, what in ((32, "smoking_ga_lt32_or", "very preterm (<32 wk; also used for the <28 cut)"),
+                           (34, "smoking_ga_lt34_or", "preterm <34 wk"), (37, "smoking_ga_lt37_or", "preterm <37 wk")):
+        add(id_, f"Smoking in pregnancy -> {what}, cumulative odds (Dietz 2010)", c_pt[cut], "triangular", c_lo[cut], c_hi[cut],
+            "ratio", "births to women who smoke", f"P(GA <{cut} wk), cumulative-logit odds", 25, srow="25;26;27",
+            note=f"DERIVED: cumulative OR from Dietz 2010 category ORs very {pt[0]} ({lo_[0]}-{hi_[0]}), moderately {pt[1]} "
+                 f"({lo_[1]}-{hi_[1]}, published CI 1.4-1.4 widened by the rounding interval), late {pt[2]} ({lo_[2]}-{hi_[2]}) "
+                 f"vs term, with nonsmoker category shares = national births shares by GA band ({shares_note}; ga_structure.csv, "
+                 f"ASSUMPTION that the all-births shares stand for nonsmokers'); lo/hi = all category CI ends together")
     r_lo, r_hi = (0.225 / 0.775) / (0.1364 / 0.8636), (0.225 / 0.775) / (0.0774 / 0.9226)
-    add("prior_preterm_ptb_or", "History of spontaneous PTB -> preterm birth (recurrence)", (0.225 / 0.775) / (0.0963 / 0.9037),
+    add("prior_preterm_ptb_or", "History of spontaneous PTB -> preterm birth (recurrence); the prior-preterm part of the "
+        "progesterone-eligible exposure (mixed with short_cervix_ptb_* by prevalence in the model)", (0.225 / 0.775) / (0.0963 / 0.9037),
         "triangular", r_lo, r_hi, "ratio", "births to women with a prior spontaneous PTB", "P(GA <37 wk), cumulative-logit odds", "",
         assumption=True, citation="Meis 2003 NEJM placebo-era 17P-eligible recurrence 22.5% (prevalence.csv:73); NCHS preterm 9.63% 2015",
         url="see shared evidence/prevalence.csv:73", srow="prevalence.csv:73",
         note=f"DERIVED: odds(22.5%)/odds(9.63%); lo vs NH black 13.64% ({r_lo:.2f}), hi vs singleton 7.74% ({r_hi:.2f}); comparison "
              "population is an ASSUMPTION (22.5% is 2002 US recurrence, national rate includes first births)")
-    ci("short_ipi_ptb_or", "Interpregnancy interval <6 mo -> preterm birth (sibling design, Class 2017)", 92, "ratio",
-       "births after a short interpregnancy interval", "P(GA <37 wk), cumulative-logit odds",
-       note="99% CI used as if 95% (wider, conservative); estimated for IPI<6 mo vs 18-23 mo, applying it to all IPI<18 mo overstates "
-            "(6-17 mo near-null, EVIDENCE.md)")
+    ci("short_ipi_ptb_or", "Interpregnancy interval <6 mo (vs 18-23 mo) -> preterm birth (sibling design, Class 2017)", 92, "ratio",
+       "births conceived <6 months after a previous live birth (the model's short_ipi exposure)", "P(GA <37 wk), cumulative-logit odds",
+       note="99% CI used as if 95% (wider, conservative). Estimated for IPI <6 mo vs 18-23 mo, and applied to exactly that exposure: "
+            "short_ipi = IPI <6 mo among all births (exposures.csv); intervals of 6-17 mo carry no effect (near-null, Ahrens 2019, "
+            "EVIDENCE.md)")
+    # Short cervix (cervical length <=20 mm, exposures.csv) -> preterm birth, from the PLACEBO arm of the PREGNANT trial
+    # (Hassan 2011, women with a singleton pregnancy and cervical length 10-20 mm at 19-23 wk, placebo n = 224; Table 3):
+    # PTB <28 wk 21 (9.4%), <33 wk 34 (15.2%), <35 wk 50 (22.3%), <37 wk 74 (33.0%). The model's cuts are 28, 32, 34, 37
+    # weeks: 28 and 37 are read directly; 32 is interpolated linearly in weeks between <28 and <33 (p28 + 4/5 (p33 - p28)),
+    # 34 is the midpoint of <33 and <35. Each is turned into an odds ratio against the national cumulative share of births
+    # below the same cut (ga_structure.csv, race ALL), as prior_preterm_ptb_or is against the national preterm rate.
+    pregnant = ("Hassan SS, Romero R, Vidyadhari D, et al. Vaginal progesterone reduces the rate of preterm birth in women with a "
+                "sonographic short cervix: a multicenter, randomized, double-blind, placebo-controlled trial (PREGNANT). Ultrasound "
+                "Obstet Gynecol 2011;38(1):18-31 (PMC3482512), Table 3 (treated patient analysis set)")
+    pregnant_url = "https://pmc.ncbi.nlm.nih.gov/articles/PMC3482512/table/T3"
+
+    def wilson(k, n_, z=1.959964):
+        ph = k / n_
+        den = 1 + z * z / n_
+        mid = (ph + z * z / (2 * n_)) / den
+        half = z * math.sqrt(ph * (1 - ph) / n_ + z * z / (4 * n_ * n_)) / den
+        return ph, mid - half, mid + half
+    plc = {w_: wilson(k, 224) for w_, k in ((28, 21), (33, 34), (35, 50), (37, 74))}
+    at_cut = {28: plc[28], 37: plc[37],
+              32: tuple(a + 0.8 * (b - a) for a, b in zip(plc[28], plc[33])),
+              34: tuple(0.5 * (a + b) for a, b in zip(plc[33], plc[35]))}
+    tot_ = float(ga_all.sum())
+    nat_cum = dict(zip((28, 32, 34, 37), np.cumsum([float(ga_all.loc[b]) / tot_ for b in ("<28", "28-31", "32-33", "34-36")])))
+    odds_ = lambda x: x / (1 - x)  # noqa: E731
+    how = {28: "placebo <28 wk 21/224", 32: "placebo <32 wk interpolated: <28 9.4% + 4/5 (<33 15.2% - <28 9.4%)",
+           34: "placebo <34 wk = midpoint of <33 15.2% and <35 22.3%", 37: "placebo <37 wk 74/224"}
+    for cut in (28, 32, 34, 37):
+        pt_, lo_c, hi_c = at_cut[cut]
+        ref_ = float(nat_cum[cut])
+        add(f"short_cervix_ptb_lt{cut}_or", f"Short cervix (<=20 mm, untreated) -> preterm birth <{cut} wk (PREGNANT placebo arm)",
+            odds_(pt_) / odds_(ref_), "triangular", odds_(lo_c) / odds_(ref_), odds_(hi_c) / odds_(ref_), "ratio",
+            "births to women with a midtrimester short cervix (the short-cervix part of the progesterone-eligible exposure)",
+            f"P(GA <{cut} wk), cumulative-logit odds", "", citation=pregnant, url=pregnant_url, srow="not in shared effects.csv",
+            note=f"DERIVED: odds({pt_:.4f}) / odds({ref_:.5f}); {how[cut]}; reference = national share of births <{cut} wk "
+                 f"(ga_structure.csv, race ALL); lo/hi = Wilson 95% interval of the placebo proportion ({lo_c:.4f}-{hi_c:.4f}). "
+                 "ASSUMPTIONS: the trial population (cervix 10-20 mm, 44 centres in 10 countries) stands for US women with a cervix "
+                 "<=20 mm; national rates (which include exposed births) stand for the unexposed, as for prior_preterm_ptb_or")
     add("low_income_ptb_or", "Low income (Medicaid) -> preterm birth, direct", 1.0, "triangular", 1.0,
         (0.1144 / 0.8856) / (0.0933 / 0.9067), "ratio", "low-income (Medicaid-paid) births", "P(GA <37 wk), cumulative-logit odds", "",
         assumption=True, citation="ASSUMPTION; hi from NCHS natality 2016-2024 aggregates (shared external/kesmitij__stratified_rates.csv)",
@@ -970,14 +1269,42 @@ def build_evidence(sh: Path) -> pd.DataFrame:
              "Medicaid 11.44% vs private 9.33% (confounded by race, smoking)")
     ci("nonlevel3_neonatal_or", "Very preterm birth outside a level III hospital -> death (Lasswell 2010)", 107, "ratio",
        "births <32 wk not delivered at a level III+ hospital", "neonatal death (odds)", note="source defines very preterm as <=32 wk")
-    ci("unsafe_sleep_suid_or", "Last placed prone vs supine -> SIDS (Li 2003)", 0, "ratio", "infants placed to sleep unsafely",
-       "SUID (postneonatal, odds)", note="SIDS OR used for SUID (EVIDENCE.md); convert to RR with baseline risk (rare outcome, OR~RR)")
+    # Unsafe sleep is a COMPOSITE exposure (usually placed nonsupine OR usual bed-sharing, exposures.csv), so its OR
+    # must be the composite's: the prevalence-weighted mean of the component ORs over the three ways of being
+    # exposed (nonsupine only, bed-sharing only, both; rare outcome, so ORs ~ risk ratios; independence of the two
+    # as in exposures.csv; both = product of the two ORs, an ASSUMPTION of no interaction on the odds scale).
+    ns_or = [1 / float(ef.at[7, "point"]), 1 / float(ef.at[7, "high"]), 1 / float(ef.at[7, "low"])]   # vs supine
+    bs_or = [float(ef.at[9, "point"]), float(ef.at[9, "low"]), float(ef.at[9, "high"])]          # nonsmokers
+    ns_p, bs_p = 0.216, 0.135
+    w = (ns_p * (1 - bs_p), bs_p * (1 - ns_p), ns_p * bs_p)
+    comp = [(w[0] * a + w[1] * b + w[2] * a * b) / sum(w) for a, b in zip(ns_or, bs_or)]
+    add("unsafe_sleep_suid_or", "Unsafe sleep (usually nonsupine and/or usual bed-sharing) -> SUID, composite odds ratio",
+        comp[0], "triangular", comp[1], comp[2], "ratio", "infants placed to sleep unsafely", "SUID (postneonatal, odds)", 7,
+        srow="7;9", note=f"DERIVED composite OR: nonsupine (prone or side) vs supine OR = 1/0.51 = {ns_or[0]:.2f} "
+                           f"({ns_or[1]:.2f}-{ns_or[2]:.2f}; Priyadarshi 2022 pooled supine OR 0.51 (0.42-0.61), effects.csv:7); usual "
+                           f"bed-sharing OR among non-smoking parents {bs_or[0]} ({bs_or[1]}-{bs_or[2]}; Carpenter 2013 AOR, the "
+                           "non-smoking baseline of their interaction model, effects.csv:9; the smoking excess is "
+                           "unsafe_sleep_smoking_interaction); weights = the three exposure patterns at national prevalences "
+                           f"nonsupine {ns_p} (PRAMS 2015) and bed-sharing {bs_p} (NISP 2010), independence assumed; both = product "
+                           "(ASSUMPTION); lo/hi = component CI ends together. SIDS ORs used for SUID (EVIDENCE.md).")
+    add("smoking_term_neonatal_rr", "Smoking through pregnancy -> neonatal death of term births, direct (not via GA)",
+        float(ef.at[37, "point"]), "triangular", 1.0, float(ef.at[37, "high"]), "ratio",
+        "term births (37+ wk) of mothers who smoked", "neonatal death (risk)", 37, assumption=True, srow="37;39",
+        note="Sun 2023 (eClinicalMedicine; US NVSS 2015-2019, singleton term normal-birthweight births, so the effect is not "
+             "mediated by GA): infant death from other perinatal conditions RR 1.35 (1.10-1.65), effects.csv:37; ASSUMPTION that "
+             "this cause-specific RR stands for all neonatal deaths at term (congenital anomalies, a large share of term neonatal "
+             "deaths, may respond less), hence lo = 1.0; applied to term bands only (within-band effects among preterm infants "
+             "are distorted by the birthweight paradox). Cross-check: smoking -> neonatal death OR 1.33 (1.28-1.38), all "
+             "singletons 2016-2019 (effects.csv:39), a total effect including GA")
     ci("smoking_suid_rr", "Smoking through pregnancy -> SUID, term normal-birthweight infants (Sun 2023)", 36, "ratio",
        "infants of mothers who smoked", "SUID (postneonatal), direct effect not via GA")
-    add("unsafe_sleep_smoking_interaction", "Extra multiplier of unsafe-sleep SUID risk when the mother smokes", 6.27 / 2.89, "triangular",
-        3.94 / 4.18, 9.99 / 1.99, "ratio", "infants placed unsafely whose mothers smoke", "SUID (postneonatal)", 12, srow="12;11",
-        note="DERIVED: bed-sharing OR among smokers 6.27 / overall bed-sharing OR 2.89 (Vennemann 2012, effects.csv:12,11); lo = 3.94/4.18, "
-             "hi = 9.99/1.99 (crude CI ratio); lower end <1 means no interaction")
+    add("unsafe_sleep_smoking_interaction", "Extra multiplier of unsafe-sleep SUID odds when the mother smokes", 6.27 / 2.7, "triangular",
+        3.94 / 5.3, 9.99 / 1.4, "ratio", "infants placed unsafely whose mothers smoke", "SUID (postneonatal)", 12, srow="12;9",
+        note="DERIVED: bed-sharing OR among infants of smoking mothers 6.27 (3.94-9.99; Vennemann 2012 meta-analysis, effects.csv:12) "
+             "divided by the bed-sharing OR among NON-smokers 2.7 (1.4-5.3; Carpenter 2013, effects.csv:9) -- not by the overall "
+             "bed-sharing OR (which includes smokers); lo = 3.94/5.3, hi = 9.99/1.4 (crude CI ratio; two studies, an ASSUMPTION that "
+             "they are comparable); lower end <1 means no interaction. Cross-check within one study: McGarvey 2006 (Arch Dis Child, "
+             "PMC2065975) unadjusted bed-sharing OR 13.87 smokers vs 2.09 non-smokers, ratio 6.6 (inside the range)")
     add("low_income_postneonatal_rr", "Low income -> other postneonatal death, direct", 1.0, "triangular", 1.0, 7.5 / 3.6, "ratio",
         "low-income (Medicaid-paid) births", "other postneonatal death (risk)", "", assumption=True,
         citation="ASSUMPTION; hi from NCHS period linked files 2011-2013 (shared external/gunasekaran__tbl_imr_by_factor.csv)",
@@ -999,19 +1326,50 @@ def build_evidence(sh: Path) -> pd.DataFrame:
     add("hard_stop_eed_reduction", "Hard-stop policy: relative reduction of elective early-term deliveries", 1 - 4.3 / 9.6, "uniform",
         1 - 2.5 / 4.0, 1 - 4.3 / 9.6, "probability", "births in hospitals adopting a hard stop", "elective early-term deliveries", 84,
         srow="84;85", note="DERIVED: Clark 2010 HCA 9.6%->4.3% (1-4.3/9.6=0.552); lo = Oregon 4.0%->2.5% (0.375); pre-post designs")
-    ci("vaginal_progesterone_ptb_rr", "Vaginal progesterone, short cervix -> PTB <33 wk (Romero 2018 IPD)", 73, "ratio",
-       "singleton births with short cervix treated", "preterm birth <33 wk (risk)")
+    # Vaginal progesterone for a short cervix: risk ratios at each threshold the meta-analyses report, mapped onto the
+    # model's cuts: each cut takes the RR of the nearest reported threshold AT OR ABOVE it (RRs rise with the threshold,
+    # so this errs toward less benefit): cut 28 <- <28 wk, 32 <- <33 wk, 34 <- <35 wk, 37 <- <37 wk. Applied as RISK
+    # ratios to the treated short-cervix births' cumulative probability at each cut (preterm_prevention).
+    ci("vaginal_progesterone_ptb_lt28_rr", "Vaginal progesterone, short cervix -> PTB <28 wk (Romero 2012 IPD); model cut 28 wk", 75,
+       "ratio", "singleton births with short cervix treated", "preterm birth <28 wk (risk)",
+       note="Romero 2012 IPD (5 trials, 775 women); the 2018 update (Romero 2018, which adds OPPTIMUM) reports a significant "
+            "reduction <28 wk too but its RR was not retrieved; the update moved the <33 wk RR from 0.58 to 0.62, so this 2012 value "
+            "may be slightly optimistic")
+    ci("vaginal_progesterone_ptb_rr", "Vaginal progesterone, short cervix -> PTB <33 wk (Romero 2018 IPD); model cut 32 wk", 73, "ratio",
+       "singleton births with short cervix treated", "preterm birth <33 wk (risk)",
+       note="primary outcome of the IPD meta-analysis (5 trials, 974 women); used for the model's 32-week cut (the nearest reported "
+            "threshold at or above it)")
+    add("vaginal_progesterone_ptb_lt35_rr", "Vaginal progesterone, short cervix -> PTB <35 wk (Romero 2012 IPD); model cut 34 wk", 0.69,
+        "lognormal", 0.55, 0.88, "ratio", "singleton births with short cervix treated", "preterm birth <35 wk (risk)", 74,
+        srow="74 (same abstract; the <35 wk RR is not a separate row)",
+        note="RR 0.69 (0.55-0.88) for PTB <35 wk, Romero 2012 IPD abstract (the paper of effects.csv:74); used for the model's "
+             "34-week cut (nearest reported threshold at or above it). The 2018 update reports a significant reduction <35 wk, RR "
+             "not retrieved; as for <28 wk the 2012 value may be slightly optimistic")
+    add("vaginal_progesterone_ptb_lt37_rr", "Vaginal progesterone, short cervix -> PTB <37 wk (PREGNANT trial); model cut 37 wk", 0.91,
+        "lognormal", 0.70, 1.20, "ratio", "singleton births with short cervix treated", "preterm birth <37 wk (risk)", "",
+        citation=pregnant, url=pregnant_url, srow="not in shared effects.csv",
+        note="PREGNANT trial (Hassan 2011, vaginal progesterone gel, cervix 10-20 mm), Table 3: PTB <37 wk 30.2% vs 33.0%, RR 0.91 "
+             "(0.70-1.20); the largest trial of the IPD meta-analysis and the only <37 wk RR retrieved (Romero 2018 reports "
+             "significant reductions below 36 wk, RR not retrieved); the range includes no effect")
     add("ohpc_ptb_rr", "17-OHPC, prior spontaneous PTB -> recurrent PTB (base case: no effect)", 1.0, "fixed", None, None, "ratio",
         "births to women with prior spontaneous PTB treated with 17-OHPC", "preterm birth (risk)", 67, srow="67;68",
         note="base case = no effect: PROLONG null, FDA withdrawal 5 Apr 2023; real-world RR 1.10 (0.97-1.24, effects.csv:68); "
-             "Meis effect available as ohpc_meis_ptb_rr for sensitivity")
+             "Meis effect available as ohpc_meis_ptb_rr for sensitivity. Applied as a risk ratio to the treated prior-preterm "
+             "births' cumulative probability at every cut below 37 wk")
     add("ohpc_meis_ptb_rr", "17-OHPC (Meis trial) -> PTB <37 wk, sensitivity scenario", 37.1 / 54.9, "triangular", (54.9 - 28.0) / 54.9,
         (54.9 - 7.4) / 54.9, "ratio", "births to women with prior spontaneous PTB treated with 17-OHPC", "preterm birth <37 wk (risk)", 59,
-        note="DERIVED: 37.1%/54.9%; range from RD CI -28.0..-7.4 pp on the placebo rate: (54.9-28.0)/54.9 .. (54.9-7.4)/54.9")
-    add("larc_short_ipi_reduction", "Immediate postpartum LARC: relative reduction of short IPI", 1 - 23.0 / 42.1, "triangular",
-        1 - 25.8 / 41.2, 1 - 20.5 / 43.0, "probability", "postpartum women receiving immediate LARC", "next birth after IPI <18 mo", 100,
+        note="DERIVED: 37.1%/54.9%; range from RD CI -28.0..-7.4 pp on the placebo rate: (54.9-28.0)/54.9 .. (54.9-7.4)/54.9. "
+             "Applied as a risk ratio (not an odds ratio) to the treated prior-preterm births' cumulative probability at every cut "
+             "below 37 wk (Meis also reported <35 wk 21.3% vs 30.7% and <32 wk 11.9% vs 19.6%, RRs 0.69 and 0.61, close to it)")
+    add("larc_short_ipi_reduction", "Immediate postpartum LARC: relative reduction of short IPI (applied to IPI <6 mo)", 1 - 23.0 / 42.1,
+        "triangular", 1 - 25.8 / 41.2, 1 - 20.5 / 43.0, "probability", "postpartum women receiving immediate LARC",
+        "next birth after IPI <6 mo (the model's short_ipi exposure); measured for IPI <18 mo", 100, assumption=True,
         srow="100;102", note="DERIVED: 1 - 23.0/42.1 (vs short-acting methods, Rodriguez OR+SC Medicaid); lo/hi from CI ends "
-                             "1-25.8/41.2 and 1-20.5/43.0; observational, confounded by preference")
+                             "1-25.8/41.2 and 1-20.5/43.0; observational, confounded by preference. The source measured short IPI "
+                             "as <18 months; ASSUMPTION that the same relative reduction holds for IPI <6 months (the model's "
+                             "exposure): a device placed at delivery covers the first 6 months before removals and expulsions "
+                             "accumulate, so the reduction of the shortest intervals is plausibly at least as large; no source "
+                             "measures it for <6 months, so the range is kept at the <18-month CI ends")
     # Medicaid expansion -> infant death. Source: Wiggins, Karaye & Horney 2020 (HSR), a difference-in-differences on
     # CDC WONDER state aggregates 2010-2017 whose coefficient pools the whole post-expansion period (not one year of an
     # event study), with race-specific estimates. Bhatt & Beck-Sague 2018 (AJPH) and Constantin & Wehby 2023 (AJPM) are NOT
@@ -1481,11 +1839,12 @@ def main(argv=None) -> None:
     sh, out = a.shared.resolve(), a.out
     out.mkdir(parents=True, exist_ok=True)
     births, binfo = build_births(sh)
-    ga, ga_tgt, dinfo = build_ga(sh, births)
-    targets = build_targets(sh, births, ga_tgt)
+    race_pt = preterm_2014_2015(sh, births)
+    ga, ga_tgt, dinfo = build_ga(sh, births, race_pt)
+    targets = build_targets(sh, births, ga_tgt, race_pt)
     expo = build_exposures(sh, births, ga)
     assoc = build_associations()
-    ev = build_evidence(sh)
+    ev = build_evidence(sh, ga)
     states = build_states()
     cat = []
     spec = [
@@ -1497,9 +1856,12 @@ def main(argv=None) -> None:
          ["target", "state", "race", "period", "source"], "Calibration targets: IMR (2013-2015, by year), preterm, NMR/PNMR, SUID, GA death shares",
          ["NCHS Data Brief 295", "CDC Stats of the States", "CDC WONDER linked exports", "childstats HEALTH2", "NCHS db312/NVSR", "CDC SUID pages", "NCHS cohort-linked files 2010-2013"]),
         ("ga_structure", ga, ["race", "ga_band", "births_share", "births_share_lo", "births_share_hi", "deaths_neonatal", "deaths_suid",
-                              "deaths_other_postneonatal", "imr_neonatal", "imr_suid", "imr_other_postneonatal", "source", "note"],
-         ["race", "ga_band"], "National births share by GA band (race ALL) and infant deaths by race x GA band x cause (cohorts 2010-2013)",
-         ["NCHS cohort-linked numerator files 2010-2013", "MMWR QuickStats 2017;66:392", "NVSR 68-10", "NVSR 73-1", "NCHS db312"]),
+                              "deaths_other_postneonatal", "imr_neonatal", "imr_suid", "imr_other_postneonatal",
+                              "births_ga_measure", "deaths_ga_measure", "source", "note"],
+         ["race", "ga_band"], "Births share by GA band per race (and ALL) and infant deaths by race x GA band x cause (cohorts "
+         "2010-2012); births and deaths both by the obstetric estimate (OE) of gestational age",
+         ["CDC WONDER Natality 2017, OE gestational age x bridged race", "NCHS cohort-linked numerator files 2010-2012 (estgest)",
+          "NCHS db312", "NVSR 73-1", "MMWR QuickStats 2017;66:392 (survivors >=39 wk)", "March of Dimes 2017 report card (AIAN)"]),
         ("exposures", expo, ["exposure", "state", "race", "prevalence", "lo", "hi", "period", "source", "assumption", "note"],
          ["exposure", "state", "race"], "Exposure prevalence (proportion of births) by race and a few states",
          ["NCHS Data Brief 305", "PRAMS 2015 (Bombard 2018)", "NCHS Data Brief 240", "Brown 2019 JAMA", "Leapfrog", "HP2020 MICH-33"]),

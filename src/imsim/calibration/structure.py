@@ -1,9 +1,10 @@
 """Calibration stage 2: gestational-age and cause structure.
 
 After the rates (:mod:`imsim.calibration.ratemodel`), the calibration sets the structure of the deaths: a
-gestational-age shift per race (and per state where a state preterm rate exists) so the engine's
-preterm rates match the targets, and per-race cause shares (neonatal, SUID, other postneonatal)
-from the NMR/PNMR and SUID targets and the packaged cohort structure.
+gestational-age shift of each race's own packaged GA distribution (all five cuts come from the
+data: ``ga_structure.csv``) that moves states within race where a state preterm rate exists and
+keeps each race's national preterm rate on its target, and per-race cause shares (neonatal, SUID,
+other postneonatal) from the NMR/PNMR and SUID targets and the packaged cohort structure.
 """
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ def _expit(x):
 def preterm_targets(obs: Observations) -> dict:
     """Return the preterm (<37 wk) targets for the 2013-2015 fit (fractions).
 
-    Race: the 2014-2015 pooled national values (2013 obstetric-estimate rates do not exist);
-    ``ALL`` likewise; groups without a published rate share one value that makes the national
-    rate match. States: the published state values (2016/2017, March of Dimes) moved to 2014-2015
+    Race: the 2014-2015 pooled national values (2013 obstetric-estimate rates do not exist; NH API
+    and NH AIAN are derived rows, see ``targets.csv``); ``ALL`` likewise; groups without a rate
+    (only with a user's targets) share one value that makes the national rate match. States:
+    the published state values (2016/2017, March of Dimes) moved to 2014-2015
     by the national trend on the log-odds scale, averaged over years.
 
     Parameters
@@ -65,7 +67,11 @@ def fit_ga_shift(baseline, obs: Observations, births: np.ndarray,
 
     The shift is a race term plus a state term (states with a target), solved by alternating
     root finding on the births-weighted preterm rates (see :func:`preterm_targets`), then
-    corrected cell by cell against the expected engine.
+    corrected cell by cell against the expected engine. Each race starts from its own GA
+    distribution, whose P(GA < 37) is already the race's 2014-2015 target, so the race term only
+    re-centres the race after the state terms (it is ~0 with the packaged targets and departs
+    from 0 only for a user's own preterm targets); the shift moves all five cuts together, so the
+    race's deep-cut shape (e.g. its share under 28 weeks relative to its preterm rate) is kept.
 
     Parameters
     ----------
@@ -197,7 +203,7 @@ def suid_targets(obs: Observations) -> dict:
 def cause_shares(baseline, obs: Observations, race_imr: np.ndarray) -> tuple[np.ndarray, dict]:
     """Target shares ``[5 races, 3 causes]`` of infant deaths (neonatal, SUID, other postneonatal).
 
-    Neonatal: the packaged cohort structure (deaths by race x cause, 2010-2013 cohorts) with one
+    Neonatal: the packaged cohort structure (deaths by race x cause, 2010-2012 cohorts) with one
     common odds factor so that the national share equals the 2015-cohort NMR / (NMR + PNMR).
     SUID: the race's SUID rate (:func:`suid_targets`) over its national IMR. Other postneonatal:
     the rest.

@@ -27,7 +27,7 @@ from imsim.birth.params import (
     logit,
     unsafe_sleep_conditional,
 )
-from imsim.birth.strategies import CellAttributes
+from imsim.birth.strategies import SHORT_CERVIX_OR, CellAttributes, eligible_log_or
 
 N_S = len(STATES)
 N_R = len(RACES)
@@ -38,8 +38,8 @@ BASELINE_EFFECTS = (
     "smoking_ga_lt32_or", "smoking_ga_lt34_or", "smoking_ga_lt37_or", "prior_preterm_ptb_or",
     "short_ipi_ptb_or", "low_income_ptb_or", "nonlevel3_neonatal_or", "unsafe_sleep_suid_or",
     "smoking_suid_rr", "unsafe_sleep_smoking_interaction", "low_income_postneonatal_rr",
-    "elective_early_term_death_rr",
-)
+    "elective_early_term_death_rr", "smoking_term_neonatal_rr",
+) + SHORT_CERVIX_OR
 #: Gestational age (weeks) of each cut-point: the upper edge of bands <28, <32, <34, <37, <39.
 CUT_WEEKS = (28, 32, 34, 37, 39)
 
@@ -143,6 +143,7 @@ class Baseline:
         self.short_cervix_share = np.where(pp + sc > 0, sc / np.maximum(pp + sc, 1e-12), 0.0)
         self.p_l3 = self.prevalence.pop("level3_vlbw")  # float[51, 5]
         self.ga_cum_target = _ga_targets()                # float[5 races, 5 cuts]
+        self.ga_cum_national = _ga_national()             # float[5 cuts], all races
         self.q_race = _death_rates_by_race(self.ga_cum_target)  # [3 causes, 5 races, 6 bands]
         self.associations = _associations()
         # First calendar year in which each state's ACA Medicaid expansion was in force
@@ -326,7 +327,9 @@ class Baseline:
 
         beta_smk = cuts([e["smoking_ga_lt32_or"], e["smoking_ga_lt32_or"],
                          e["smoking_ga_lt34_or"], e["smoking_ga_lt37_or"], 1.0])
-        beta_pp = cuts([e["prior_preterm_ptb_or"]] * 4 + [1.0])
+        # Progesterone-eligible = prior spontaneous preterm birth or short cervix: the two groups'
+        # odds ratios mixed by their prevalence at the national cumulative GA (eligible_log_or).
+        beta_pp = eligible_log_or(e, self.short_cervix_share[s, r], self.ga_cum_national)
         beta_ipi = cuts([e["short_ipi_ptb_or"]] * 4 + [1.0])
         beta_li = cuts([e["low_income_ptb_or"]] * 4 + [1.0])
         zeros5 = np.zeros((n, 5))
@@ -348,9 +351,10 @@ class Baseline:
             rr_sd_death=ones.copy(),
             # An elective early-term birth dies with the 39+ band's probabilities times this.
             rr_eet_death=ones * e["elective_early_term_death_rr"],
+            rr_smk_neo=ones * e["smoking_term_neonatal_rr"],
         )
-        # Cut-points: national structure shifted by race (preterm rate) and the fitted cell shift,
-        # solved so that the cell's *marginal* GA distribution hits its target given its exposures.
+        # Cut-points: the race's own GA distribution shifted by the fitted cell shift, solved so
+        # that the cell's *marginal* GA distribution hits its target given its exposures.
         target = self.ga_cum_target[r] if fit is None else _shift_cum(
             self.ga_cum_target[r], fit.ga_shift[s, r])
         params.theta = solve_cutpoints(params, target)
@@ -441,10 +445,45 @@ def solve_cutpoints(params: CellParams, target_cum) -> np.ndarray:
     from imsim.birth.kernels import solve_cutpoints_kernel
 
     theta = np.empty((n, 5))
+    target_cum = np.ascontiguousarray(target_cum, dtype=float)
     solve_cutpoints_kernel(np.ascontiguousarray(w), np.ascontiguousarray(off),
-                           np.ascontiguousarray(eet), np.ascontiguousarray(target_cum, dtype=float),
-                           1e-13, theta)
+                           np.ascontiguousarray(eet), target_cum, 1e-13, theta)
+    _refine_where_clamped(w, off, eet, target_cum, theta, 1e-13)
     return theta
+
+
+def _refine_where_clamped(w, off, eet, target, theta, tol):
+    """Re-solve, in place, the cuts of cells where the non-decreasing clamp of the GA table binds.
+
+    The tables (:func:`imsim.birth.params.ga_cumulative`) make each combination's P(GA < cut_k)
+    non-decreasing in k. Exposure odds ratios differ by cut (none at 39 weeks), so in a race
+    whose distribution is steep between two cuts a heavily exposed combination can cross; its
+    probability is then held at the previous cut's. The kernel solve ignores that, so where it
+    binds the marginal is solved again here with the clamp (bisection: the clamped marginal is
+    still non-decreasing in the cut-point).
+    """
+    prev = np.zeros_like(w)                                      # clamped P(GA < previous cut)
+
+    def marginal(x, k, idx):
+        p = np.maximum(1.0 / (1.0 + np.exp(-(x[:, None] + off[idx, :, k]))), prev[idx])
+        if k == 4:
+            p = p + (1.0 - p) * eet[idx]
+        return np.sum(w[idx] * p, axis=1)
+
+    every = np.arange(w.shape[0])
+    for k in range(5):
+        bad = np.flatnonzero(np.abs(marginal(theta[:, k], k, every) - target[:, k]) > tol)
+        if bad.size:
+            lo, hi = np.full(bad.size, -40.0), np.full(bad.size, 40.0)
+            for _ in range(200):
+                mid = 0.5 * (lo + hi)
+                above = marginal(mid, k, bad) > target[bad, k]
+                hi = np.where(above, mid, hi)
+                lo = np.where(above, lo, mid)
+                if np.max(hi - lo) < 1e-15:
+                    break
+            theta[bad, k] = 0.5 * (lo + hi)
+        prev = np.maximum(1.0 / (1.0 + np.exp(-(theta[:, k, None] + off[:, :, k]))), prev)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,49 +557,40 @@ def _associations() -> dict[tuple[str, str], float]:
     return {(r.from_exposure, r.to_exposure): float(r.odds_ratio) for r in df.itertuples()}
 
 
-def _race_preterm() -> np.ndarray:
-    """Preterm (<37 wk) rate per race, 2013-2015-era national values (fraction)."""
-    df = load_table("targets")
-    pt = df[(df["target"] == "preterm_rate") & (df["state"] == "ALL")]
-    out = np.full(N_R, np.nan)
-    overall = None
-    for r in list(RACES) + ["ALL"]:
-        sub = pt[pt["race"] == r]
-        if not len(sub):
-            continue
-        pooled = sub[sub["period"].astype(str).str.contains("2013")]
-        row = pooled.iloc[0] if len(pooled) else sub.sort_values("period").iloc[0]
-        val = float(row["value"]) / 100.0
-        if r == "ALL":
-            overall = val
-        else:
-            out[R_INDEX[r]] = val
-    if overall is None:
-        raise ValueError("targets.csv: no national preterm_rate")
-    return np.where(np.isnan(out), overall, out), overall
+def _ga_national() -> np.ndarray:
+    """National cumulative GA distribution P(GA < cut) at the five cuts (ga_structure, race ALL)."""
+    ga = load_table("ga_structure")
+    nat = ga[ga["race"] == "ALL"].set_index("ga_band").loc[list(GA_BANDS)]
+    shares = nat["births_share"].to_numpy(dtype=float)
+    shares = shares / shares.sum()
+    return np.cumsum(shares)[:5]
 
 
 def _ga_targets() -> np.ndarray:
     """Target cumulative GA distribution per race [5 races, 5 cuts].
 
-    National births shares by band (ga_structure, race ALL), shifted on the log-odds scale per
-    race so that P(GA < 37) equals the race's preterm rate.
+    Each race's own births distribution by GA band (``ga_structure.csv``, obstetric estimate):
+    P(GA < 28, 32, 34, 37, 39 weeks). Every cut is the race's (not one shift of the national
+    distribution): the deep cuts from births by gestational age and race, P(GA < 37) the race's
+    published preterm rate (see ``scripts/build_data.py`` ``ga_race_cumulative``).
     """
     ga = load_table("ga_structure")
-    nat = ga[ga["race"] == "ALL"].set_index("ga_band").loc[list(GA_BANDS)]
-    shares = nat["births_share"].to_numpy(dtype=float)
-    shares = shares / shares.sum()
-    cum = np.cumsum(shares)[:5]
-    race_pt, overall = _race_preterm()
-    shift = logit(race_pt) - logit(cum[3])
-    return 1.0 / (1.0 + np.exp(-(logit(cum)[None, :] + shift[:, None])))
+    out = np.empty((N_R, 5))
+    for r_name, r in R_INDEX.items():
+        sub = ga[ga["race"] == r_name].set_index("ga_band")
+        if set(GA_BANDS) - set(sub.index) or sub["births_share"].isna().any():
+            raise ValueError(f"ga_structure.csv: no births share by GA band for race {r_name}")
+        shares = sub.loc[list(GA_BANDS), "births_share"].to_numpy(dtype=float)
+        out[r] = np.cumsum(shares / shares.sum())[:5]
+    return out
 
 
 def _death_rates_by_race(ga_cum_target) -> np.ndarray:
     """Death probability per cause x race x GA band [3, 5, 6].
 
     Race-specific deaths by band and cause (pooled linked cohorts) over race births by band
-    (race births x the race's target GA distribution).
+    (race births x the race's own GA distribution); deaths and births are both by the
+    obstetric estimate of gestational age (``births_ga_measure`` / ``deaths_ga_measure``).
     """
     ga = load_table("ga_structure")
     nat = ga[ga["race"] == "ALL"].set_index("ga_band").loc[list(GA_BANDS)]
@@ -579,9 +609,8 @@ def _death_rates_by_race(ga_cum_target) -> np.ndarray:
             sub = sub.set_index("ga_band").loc[list(GA_BANDS)]
             d_r = np.stack([sub[f"deaths_{c}"].to_numpy(float) for c in
                             CAUSES])
-            # Relative risk of race r vs all within a band: (deaths_r / births_r) / (deaths / births).
-            # Births per band are not published by race; use the race's share of deaths relative
-            # to its share of births implied by its GA distribution.
+            # Relative risk of race r vs all within a band: (deaths_r / births_r) / (deaths / births),
+            # births_r = the race's share of births x its own share in the band.
             frac_r = d_r.sum() / deaths_all.sum()
             births_frac = _race_birth_fraction(r)
             rel = np.where(deaths_all > 0, (d_r / np.maximum(deaths_all, 1e-12))
@@ -590,6 +619,14 @@ def _death_rates_by_race(ga_cum_target) -> np.ndarray:
             out[:, r, :] = rates_all * rel
         else:
             out[:, r, :] = rates_all
+    # The rates above are deaths / births (unconditional). The death model is competing: SUID
+    # strikes neonatal survivors, other postneonatal deaths survivors of both (kernels.death_table),
+    # so convert to those conditional probabilities; otherwise postneonatal deaths of very preterm
+    # births (up to ~40% neonatal deaths) would be understated and moved to later bands.
+    out = np.clip(out, 1e-7, 0.95)
+    neo, suid, oth = out
+    out[1] = suid / (1.0 - neo)
+    out[2] = oth / np.maximum(1.0 - neo - suid, 1e-3)
     return np.clip(out, 1e-7, 0.95)
 
 
