@@ -53,6 +53,7 @@ def random_params(seed: int, n_cells: int = 6, births=(2000, 4000), death_range=
         rr_smk_suid=rng.uniform(1.2, 2.5, n), or_us_smk=rng.uniform(0.8, 1.8, n),
         rr_li_pn=rng.uniform(1.1, 2.0, n), rr_sd_death=rng.uniform(0.6, 0.95, n),
         rr_eet_death=rng.uniform(1.0, 2.0, n),
+        rr_smk_neo=rng.uniform(1.0, 2.0, n),
     )
 
 

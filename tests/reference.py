@@ -95,8 +95,9 @@ def death_probabilities(p, c, band, nonl3, smk, us, li, sd, eet=0):
     eet = np.asarray(eet)
     band = np.where(eet == 1, N_BANDS - 1, band)
     rr_sd = _or_pow(p.rr_sd_death[c], sd) * _or_pow(p.rr_eet_death[c], eet)
+    rr_neo = rr_sd * _or_pow(p.rr_smk_neo[c], smk * (band >= 4))     # smoking, term births only
     p_neo = np.minimum(apply_or(p.q_neo[c][band], _or_pow(p.or_nonl3[c], nonl3 * (band < 2)))
-                       * rr_sd, 0.999)
+                       * rr_neo, 0.999)
     or_suid = _or_pow(p.or_us_suid[c], us) * _or_pow(p.or_us_smk[c], us * smk)
     rr_suid = _or_pow(p.rr_smk_suid[c], smk) * _or_pow(p.rr_li_pn[c], li) * rr_sd
     p_suid = np.minimum(apply_or(p.q_suid[c][band], or_suid) * rr_suid, 0.999)

@@ -108,7 +108,7 @@ def one_cell(p_eet=0.3, rr=1.4, q=(0.004, 0.002, 0.001), births=100_000):
         beta_pp=z5, beta_ipi=z5, beta_li=z5, beta_prog=z5, beta_sd=z5,
         q_neo=q_neo, q_suid=q_suid, q_oth=q_oth, or_nonl3=np.ones(n), or_us_suid=np.ones(n),
         rr_smk_suid=np.ones(n), or_us_smk=np.ones(n), rr_li_pn=np.ones(n),
-        rr_sd_death=np.ones(n), rr_eet_death=np.full(n, rr),
+        rr_sd_death=np.ones(n), rr_eet_death=np.full(n, rr), rr_smk_neo=np.ones(n),
     ), cum
 
 

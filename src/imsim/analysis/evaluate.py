@@ -48,7 +48,7 @@ from imsim.core.errors import InputError
 #: CellParams fields read by :func:`imsim.birth.params.death_cumulative` (the GA table reads
 #: :data:`imsim.birth.params.GA_FIELDS`).
 _DEATH_FIELDS = ("q_neo", "q_suid", "q_oth", "or_nonl3", "or_us_suid", "rr_smk_suid",
-                 "or_us_smk", "rr_li_pn", "rr_sd_death", "rr_eet_death")
+                 "or_us_smk", "rr_li_pn", "rr_sd_death", "rr_eet_death", "rr_smk_neo")
 
 
 class Evaluator:

@@ -152,7 +152,7 @@ def warm_up() -> None:
         q_neo=np.full((n, 6), 0.001), q_suid=np.full((n, 6), 0.001),
         q_oth=np.full((n, 6), 0.001), or_nonl3=np.ones(n), or_us_suid=np.ones(n),
         rr_smk_suid=np.ones(n), or_us_smk=np.ones(n), rr_li_pn=np.ones(n), rr_sd_death=np.ones(n),
-        rr_eet_death=np.full(n, 1.3),
+        rr_eet_death=np.full(n, 1.3), rr_smk_neo=np.full(n, 1.3),
     )
     tables = build_tables(params)
     expected(tables)

@@ -56,6 +56,8 @@ N_CAUSES = 3
 N_CUTS = 5
 #: Death-table row of an elective early-term birth (after the six GA bands).
 EET_ROW = N_BANDS
+#: First term GA band (37-38 weeks): smoking's direct effect on neonatal death applies from here.
+TERM_BAND = 4
 #: Rows of the death table: the GA bands and the elective early-term row.
 N_DEATH_ROWS = N_BANDS + 1
 #: GA band an elective early-term birth is counted in (37-38 weeks).
@@ -546,7 +548,7 @@ def _apply_or(p, odds_ratio):
 
 @nb.njit(**JIT_OPTIONS)
 def death_table(q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid, or_us_smk, rr_li_pn,
-                rr_sd_death, rr_eet_death, cap, out):
+                rr_sd_death, rr_eet_death, rr_smk_neo, cap, out):
     """Write cumulative death thresholds ``out[n, 7, 2, 16, 3]`` (see the module docstring).
 
     Odds ratios act on the odds, risk ratios multiply the probability (capped at ``cap``): as in
@@ -559,7 +561,7 @@ def death_table(q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid, or_us_s
     q_neo, q_suid, q_oth : float64[n, 6]
         Reference death probabilities per GA band (neonatal, SUID, other postneonatal) of an
         unexposed birth delivered at level III+.
-    or_nonl3, or_us_suid, rr_smk_suid, or_us_smk, rr_li_pn, rr_sd_death, rr_eet_death : float64[n]
+    or_nonl3, or_us_suid, rr_smk_suid, or_us_smk, rr_li_pn, rr_sd_death, rr_eet_death, rr_smk_neo : float64[n]
         Odds ratios (``or_*``) and risk ratios (``rr_*``) of
         :class:`imsim.birth.params.CellParams`.
     cap : float
@@ -585,7 +587,8 @@ def death_table(q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid, or_us_s
                     p = q_neo[c, band]
                     if band < 2 and nonl3 == 1:
                         p = _apply_or(p, or_nonl3[c])
-                    p_neo = min(p * rr_sd, cap)
+                    rr_n = rr_smk_neo[c] if (smk == 1 and band >= TERM_BAND) else 1.0
+                    p_neo = min(p * rr_sd * rr_n, cap)
                     o = 1.0
                     if us == 1:
                         o *= or_us_suid[c]

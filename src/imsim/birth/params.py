@@ -40,7 +40,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from imsim.birth.kernels import EET_ROW, N_BANDS, N_CUTS, N_DEATH_ROWS
+from imsim.birth.kernels import EET_ROW, N_BANDS, N_CUTS, N_DEATH_ROWS, TERM_BAND
 
 #: Exposures drawn given low income, in kernel order (axis 1 of ``p_exp``).
 COND_EXPOSURES = ("smoking", "prior_preterm", "short_ipi", "elective_early_term")
@@ -97,6 +97,9 @@ class CellParams:
     rr_eet_death : numpy.ndarray
         ``[n]``: risk ratio of death (every cause) of an elective early-term birth relative to
         the same birth at 39+ weeks (the 39+ band's probabilities are multiplied by it).
+    rr_smk_neo : numpy.ndarray
+        ``[n]``: risk ratio of neonatal death of a term birth (37+ weeks, elective early-term
+        included) whose mother smoked, direct (not through gestational age).
     """
 
     births: np.ndarray            # int64[n]
@@ -124,6 +127,7 @@ class CellParams:
     rr_li_pn: np.ndarray          # low income -> postneonatal death, direct (risk ratio)
     rr_sd_death: np.ndarray       # social-determinants intervention -> death risk (risk ratio)
     rr_eet_death: np.ndarray      # elective early-term birth vs 39+ -> death risk (risk ratio)
+    rr_smk_neo: np.ndarray        # smoking -> neonatal death of term births, direct (risk ratio)
 
     @property
     def n(self) -> int:
@@ -415,11 +419,13 @@ def death_probabilities(params: CellParams):
     def pw(base, exponent):
         return np.power(base[:, None, None, None], exponent)
 
+    term = (band_of_row >= TERM_BAND).astype(float)
     or_neo = pw(params.or_nonl3, lt32[None, :, None, None] * nonl3[None, None, :, None])
     rr_sd = (pw(params.rr_sd_death, sd[None, None, None, :])
              * pw(params.rr_eet_death, eet[None, :, None, None]))
     q_neo = params.q_neo[:, band_of_row]
-    p_neo = apply_rr(apply_or(q_neo[:, :, None, None], or_neo), rr_sd)
+    rr_neo = rr_sd * pw(params.rr_smk_neo, term[None, :, None, None] * smk[None, None, None, :])
+    p_neo = apply_rr(apply_or(q_neo[:, :, None, None], or_neo), rr_neo)
     or_suid = (
         pw(params.or_us_suid, us[None, None, None, :])
         * pw(params.or_us_smk, (us * smk)[None, None, None, :])
@@ -464,7 +470,7 @@ def death_cumulative(params: CellParams) -> np.ndarray:
                                                     dtype=float) for k in
                                                   ("or_nonl3", "or_us_suid", "rr_smk_suid",
                                                    "or_us_smk", "rr_li_pn", "rr_sd_death",
-                                                   "rr_eet_death")),
+                                                   "rr_eet_death", "rr_smk_neo")),
                   RISK_CAP, out)
     return out
 
