@@ -29,10 +29,13 @@ smoking_cessation      smokers who quit early: c * cessation_control_quit * (RR_
                        of smokers become non-smokers (early quit ~ non-smoker, EVIDENCE.md)
 preterm_prevention     hard_stop: elective early-term prevalence x (1 - c * hard_stop_eed_reduction);
                        vaginal_progesterone / ohpc: eligible births treated with probability c
-                       (share of eligible in the component's subgroup), GA odds ratio
-                       vaginal_progesterone_ptb_rr on cuts < 34 wk, ohpc_ptb_rr (base: 1.0,
-                       no effect) or ohpc_meis_ptb_rr on cuts < 37 wk
-preconception_care     short-IPI prevalence x (1 - c * larc_short_ipi_reduction)
+                       (share of eligible in the component's subgroup); RISK ratios on the
+                       treated subgroup's own P(GA < cut), cuts 28, 32, 34, 37 wk:
+                       VAGINAL_PROGESTERONE_RR on short-cervix births (risk: SHORT_CERVIX_OR),
+                       ohpc_ptb_rr (base: 1.0, no effect) or ohpc_meis_ptb_rr on prior-preterm
+                       births
+preconception_care     prevalence of IPI < 6 months (short_ipi, among all births) x
+                       (1 - c * larc_short_ipi_reduction)
 risk_appropriate_care  level III+ share of births < 32 wk: p + c * (1 - p)
 social_determinants    low-income births reached with probability c; medicaid_expansion:
                        death risk x medicaid_expansion_death_rr (_hispanic, _nh_black by race),
@@ -176,18 +179,174 @@ def smoking_cessation(p: CellParams, c: np.ndarray, e: Effects, options: Mapping
     p.p_exp[:, k, :] *= np.clip(1.0 - _col(c, p.n) * extra_quit, 0.0, 1.0)[:, None]
 
 
+#: Evidence ids of the short-cervix odds ratios of GA below the cuts 28, 32, 34 and 37 weeks.
+SHORT_CERVIX_OR = ("short_cervix_ptb_lt28_or", "short_cervix_ptb_lt32_or",
+                   "short_cervix_ptb_lt34_or", "short_cervix_ptb_lt37_or")
+#: Evidence ids of vaginal progesterone's risk ratios at the cuts 28, 32, 34 and 37 weeks: the
+#: reported thresholds <28, <33, <35 and <37 weeks (the nearest at or above each cut).
+VAGINAL_PROGESTERONE_RR = ("vaginal_progesterone_ptb_lt28_rr", "vaginal_progesterone_ptb_rr",
+                           "vaginal_progesterone_ptb_lt35_rr", "vaginal_progesterone_ptb_lt37_rr")
+_N_PT = 4                     # the preterm cuts 28, 32, 34, 37 weeks (the 39-week cut is untouched)
+
+
+def _expit(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def eligible_log_or(e: Effects, short_cervix_share, ref_cum) -> np.ndarray:
+    """Return the log odds ratios ``[n, 5]`` of the progesterone-eligible exposure per GA cut.
+
+    The exposure mixes births with a prior spontaneous preterm birth (``prior_preterm_ptb_or``,
+    every preterm cut) and births with a short cervix (:data:`SHORT_CERVIX_OR`, one per cut) by
+    their shares ``1 - s`` and ``s``: at the reference cumulative probability ``r`` of each cut,
+    ``P = (1 - s) apply_or(r, OR_pp) + s apply_or(r, OR_sc)`` and the log odds ratio is
+    ``logit(P) - logit(r)``. The 39-week cut gets 0.
+
+    Parameters
+    ----------
+    e : mapping of str to float or numpy.ndarray
+        Evidence values (scalars or float ``[n]``).
+    short_cervix_share : array_like of float
+        ``[n]``: share of eligible births with a short cervix.
+    ref_cum : array_like of float
+        ``[5]``: reference P(GA < cut) (the national cumulative distribution).
+
+    Returns
+    -------
+    numpy.ndarray
+        float ``[n, 5]``.
+    """
+    s = np.asarray(short_cervix_share, dtype=float)
+    n = s.shape[0]
+    r = np.asarray(ref_cum, dtype=float)[:_N_PT][None, :]
+    or_pp = _col(e["prior_preterm_ptb_or"], n)[:, None]
+    or_sc = np.stack([_col(e[k], n) for k in SHORT_CERVIX_OR], axis=1)
+    mix = ((1.0 - s)[:, None] * or_pp * r / (1.0 - r + or_pp * r)
+           + s[:, None] * or_sc * r / (1.0 - r + or_sc * r))
+    out = np.zeros((n, 5))
+    out[:, :_N_PT] = np.log(mix / (1.0 - mix)) - np.log(r / (1.0 - r))
+    return out
+
+
+def _eligible_mixture(p: CellParams):
+    """Weights ``[n, 16]`` of the (smoking, short IPI, low income, SD reach) combinations among
+    progesterone-eligible births, and their log odds of GA below the preterm cuts without the
+    eligibility and treatment terms ``[n, 16, 4]`` (as the kernels draw them: every exposure
+    given low income, SD reach only for low-income births)."""
+    bits = (np.arange(16)[:, None] >> np.arange(4)[None, :]) & 1   # smk, ipi, li, sd
+    smk, ipi, li, sd = (bits[:, k] for k in range(4))
+    pe = p.p_exp
+    joint = np.stack([(1.0 - p.p_li) * pe[:, 1, 0], p.p_li * pe[:, 1, 1]], axis=1)   # P(li, elig.)
+    tot = joint.sum(axis=1, keepdims=True)
+    p_li_e = np.where(tot > 0, joint / np.where(tot > 0, tot, 1.0), 0.0)
+
+    def bern(prob, x):
+        return np.where(x[None, :] == 1, prob, 1.0 - prob)
+
+    w = (p_li_e[:, li] * bern(pe[:, 0, :][:, li], smk) * bern(pe[:, 2, :][:, li], ipi)
+         * bern(p.p_sd[:, None] * li[None, :], sd))
+    k = slice(0, _N_PT)
+    eta0 = (p.theta[:, None, k] + smk[None, :, None] * p.beta_smk[:, None, k]
+            + ipi[None, :, None] * p.beta_ipi[:, None, k] + li[None, :, None] * p.beta_li[:, None, k]
+            + sd[None, :, None] * p.beta_sd[:, None, k])
+    return w, eta0
+
+
+def _mixture(w, eta0, shift):
+    """``sum_j w_j expit(eta0_j + shift)`` ``[n, 4]`` for a log-odds shift ``[n, 4]``."""
+    return np.einsum("nj,njk->nk", w, _expit(eta0 + shift[:, None, :]))
+
+
+def _solve_shift(w, eta0, target, start):
+    """The log-odds shift ``[n, 4]`` at which the mixture equals ``target`` (0 < target < 1).
+
+    Newton's method on ``logit(mixture)``, which is nearly linear in the shift (slope ~ 1)."""
+    b = np.array(start, dtype=float)
+    goal = np.log(target) - np.log1p(-target)
+    for _ in range(60):
+        q = _expit(eta0 + b[:, None, :])
+        f = np.einsum("nj,njk->nk", w, q)
+        df = np.einsum("nj,njk->nk", w, q * (1.0 - q))
+        step = (np.log(f) - np.log1p(-f) - goal) * f * (1.0 - f) / np.maximum(df, 1e-300)
+        b -= np.clip(step, -5.0, 5.0)
+        if np.max(np.abs(step)) < 1e-13:
+            break
+    return b
+
+
+def _progesterone(p: CellParams, c: np.ndarray, e: Effects, options: Mapping,
+                  cells: CellAttributes, comps) -> None:
+    """Progesterone for eligible births (see :func:`preterm_prevention`)."""
+    n = p.n
+    s = np.clip(_col(cells.short_cervix_share, n), 0.0, 1.0)
+    a = c * s if "vaginal_progesterone" in comps else np.zeros(n)          # treated, short cervix
+    b = c * (1.0 - s) if "ohpc" in comps else np.zeros(n)                # treated, prior preterm
+    q = np.clip(a + b, 0.0, 1.0)
+    if not np.any(q > 0):
+        return
+    # One treatment indicator per birth: existing treatment (none in the baseline) is kept.
+    p.p_prog = q.copy()
+    p.beta_prog = np.zeros((n, 5))
+    ohpc_id = "ohpc_meis_ptb_rr" if options.get("ohpc_effect", "none") == "meis" else "ohpc_ptb_rr"
+    rr_v = np.stack([_col(e[k], n) for k in VAGINAL_PROGESTERONE_RR], axis=1)        # [n, 4]
+    rr_o = np.repeat(_col(e[ohpc_id], n)[:, None], _N_PT, axis=1)                   # [n, 4]
+    w, eta0 = _eligible_mixture(p)
+    act = (((a > 0) & np.any(rr_v != 1.0, axis=1)) | ((b > 0) & np.any(rr_o != 1.0, axis=1))) \
+        & (w.sum(axis=1) > 0)
+    if not np.any(act):
+        return                          # treated, with no effect on gestational age
+    ix = np.flatnonzero(act)
+    w, eta0, s, a, b, q = w[ix], eta0[ix], s[ix], a[ix], b[ix], q[ix]
+    rr_v, rr_o = rr_v[ix], rr_o[ix]
+    beta_pp = p.beta_pp[ix, :_N_PT]
+    # Cumulative P(GA < cut) of eligible births (A), of those with a short cervix (S, from their
+    # own odds ratios) and, as the rest of the mix, of those with a prior preterm birth (P).
+    big_a = _mixture(w, eta0, beta_pp)
+    big_s = _mixture(w, eta0, np.log(np.stack([_col(e[k], p.n)[ix] for k in SHORT_CERVIX_OR],
+                                              axis=1)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        big_p = np.where(s[:, None] < 1.0, (big_a - s[:, None] * big_s) / (1.0 - s[:, None]),
+                         big_a)
+    big_p = np.clip(big_p, 1e-12, 1.0 - 1e-12)
+    # Risk ratios act on the treated births' own cumulative probability at each cut; the
+    # untreated eligible births keep theirs (their mix now holds fewer treated subgroup births).
+    treated = (a[:, None] * rr_v * big_s + b[:, None] * rr_o * big_p) / q[:, None]
+    treated = np.maximum.accumulate(np.clip(treated, 1e-12, 1.0 - 1e-12), axis=1)
+    untreated = (big_a - a[:, None] * big_s - b[:, None] * big_p) / np.maximum(1.0 - q, 1e-300)[:, None]
+    untreated = np.maximum.accumulate(np.clip(untreated, 1e-12, 1.0 - 1e-12), axis=1)
+    some_untreated = q < 1.0 - 1e-12
+    new_pp = np.where(some_untreated[:, None], _solve_shift(w, eta0, untreated, beta_pp), beta_pp)
+    beta_t = _solve_shift(w, eta0, treated, new_pp)
+    if not p.beta_pp.flags.writeable:
+        p.beta_pp = p.beta_pp.copy()
+    p.beta_pp[ix, :_N_PT] = new_pp
+    p.beta_prog[ix, :_N_PT] = beta_t - new_pp
+
+
 def preterm_prevention(p: CellParams, c: np.ndarray, e: Effects, options: Mapping,
                        cells: CellAttributes) -> None:
     """Hard-stop policies against elective early-term delivery, and progesterone.
 
     * ``hard_stop``: changes ``p_exp[:, elective_early_term, :]`` by the factor
       ``1 - c * hard_stop_eed_reduction`` (reaches: every delivery in the state).
-    * ``vaginal_progesterone`` / ``ohpc``: sets ``p_prog`` (probability an eligible birth is
-      treated: ``c`` x the share of eligible births in the components' subgroups -- short cervix
-      for vaginal progesterone, prior preterm birth for 17-OHPC) and ``beta_prog`` (log odds
-      ratios on the GA cuts: vaginal progesterone on cuts below 34 weeks, 17-OHPC below 37).
-      Evidence: ``vaginal_progesterone_ptb_rr``, ``ohpc_ptb_rr`` (base case: no effect) or
-      ``ohpc_meis_ptb_rr`` (option ``ohpc_effect: meis``).
+    * ``vaginal_progesterone`` / ``ohpc``: sets ``p_prog``, the probability that an eligible
+      birth (prior spontaneous preterm birth or short cervix, one exposure) is treated: ``c`` x
+      the share of eligible births in the components' subgroups -- short cervix for vaginal
+      progesterone, prior preterm birth for 17-OHPC. The evidence is a RISK ratio at each
+      threshold, acting on the treated subgroup's own cumulative probability of birth below each
+      cut 28, 32, 34 and 37 weeks: vaginal progesterone :data:`VAGINAL_PROGESTERONE_RR`
+      (reported thresholds <28, <33, <35, <37 weeks; each cut takes the nearest at or above it)
+      on the short-cervix births' probability (their odds ratios :data:`SHORT_CERVIX_OR`, from
+      a trial's placebo arm); 17-OHPC ``ohpc_ptb_rr`` (base case: no effect) or
+      ``ohpc_meis_ptb_rr`` (option ``ohpc_effect: meis``) on the prior-preterm births'
+      probability (the rest of the eligible mix) at every cut below 37 weeks. In log odds this
+      sets ``beta_prog`` and re-solves ``beta_pp`` per cut, computed from the cell's parameters
+      so that, over the cell's mix of other exposures among eligible births, the treated births'
+      cumulative probability is the risk ratio times their subgroup's and the untreated eligible
+      births keep theirs: births below each cut fall by exactly ``(1 - RR)`` x the reached
+      births' expected number (later levers of a portfolio, e.g. preconception care, change the
+      mix a little and make this approximate). A component without effect (17-OHPC base case)
+      treats births and changes no probability.
     """
     comps = options.get("components", PRETERM_DEFAULT_COMPONENTS)
     n = p.n
@@ -196,30 +355,18 @@ def preterm_prevention(p: CellParams, c: np.ndarray, e: Effects, options: Mappin
         k = COND_EXPOSURES.index("elective_early_term")
         cut = 1.0 - c * _col(e["hard_stop_eed_reduction"], n)
         p.p_exp[:, k, :] *= np.clip(cut, 0.0, 1.0)[:, None]
-    s = _col(cells.short_cervix_share, n)
-    w_vag = s if "vaginal_progesterone" in comps else np.zeros(n)
-    w_ohpc = (1.0 - s) if "ohpc" in comps else np.zeros(n)
-    reached = w_vag + w_ohpc
-    if not np.any(reached > 0):
-        return
-    ohpc_id = "ohpc_meis_ptb_rr" if options.get("ohpc_effect", "none") == "meis" else "ohpc_ptb_rr"
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f_vag = np.where(reached > 0, w_vag / reached, 0.0)
-    f_ohpc = np.where(reached > 0, 1.0 - f_vag, 0.0)
-    beta = np.zeros((n, 5))
-    beta[:, :3] += (f_vag * np.log(_col(e["vaginal_progesterone_ptb_rr"], n)))[:, None]
-    beta[:, :4] += (f_ohpc * np.log(_col(e[ohpc_id], n)))[:, None]
-    # One treatment indicator per birth: existing treatment (none in the baseline) is kept.
-    p.p_prog = np.clip(c * reached, 0.0, 1.0)
-    p.beta_prog = beta
+    _progesterone(p, c, e, options, cells, comps)
 
 
 def preconception_care(p: CellParams, c: np.ndarray, e: Effects, options: Mapping,
                        cells: CellAttributes) -> None:
     """Fewer short interpregnancy intervals (postpartum contraception access).
 
-    Changes ``p_exp[:, short_ipi, :]`` by the factor ``1 - c * larc_short_ipi_reduction``.
-    Reaches: all births (postpartum women). Evidence: ``larc_short_ipi_reduction``.
+    Changes ``p_exp[:, short_ipi, :]`` -- the probability that a birth was conceived less than
+    6 months after a previous live birth (the interval ``short_ipi_ptb_or`` was estimated for) --
+    by the factor ``1 - c * larc_short_ipi_reduction``. Reaches: all births (postpartum women).
+    Evidence: ``larc_short_ipi_reduction`` (measured for intervals under 18 months; assumed to
+    hold under 6 months, see evidence.csv).
     """
     k = COND_EXPOSURES.index("short_ipi")
     cut = 1.0 - _col(c, p.n) * _col(e["larc_short_ipi_reduction"], p.n)
