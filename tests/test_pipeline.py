@@ -203,3 +203,19 @@ def test_recalibrating_into_the_same_folder_is_seen_in_the_same_process(tmp_path
     assert not np.allclose(fit1.m_cause, fit2.m_cause)
     # The same content is the same fit, whatever the object.
     assert fit_for(base, effects, get_calibration(str(folder))) is fit2
+
+
+def test_sweep_evaluator_uses_the_scenarios_calibration_like_run():
+    """A scenario with `calibration: direct` is evaluated on the direct fit by run and sweep alike."""
+    sc = parse_scenario({"name": "t", "states": ["VT"], "years": [2026, 2026],
+                         "calibration": "direct",
+                         "strategies": {"safe_sleep": {"coverage": 0.5}}})
+    res = imsim.run(sc, seed=1, replicates=1)
+    ids = ["safe_sleep_unsafe_reduction"]
+    y = Evaluator(sc, ids, ["deaths_averted"])(
+        np.array([[res.draws[0].effects[ids[0]]]]))[0, 0]
+    assert y == pytest.approx(_averted_per_draw(res)[0], rel=1e-9)
+    default = imsim.run(parse_scenario({"name": "t", "states": ["VT"], "years": [2026, 2026],
+                                        "strategies": {"safe_sleep": {"coverage": 0.5}}}),
+                        seed=1, replicates=1)
+    assert _averted_per_draw(default)[0] != pytest.approx(y, rel=1e-9)

@@ -249,7 +249,9 @@ class _Prepared:
         self.state_names = st_list
         self._base_cache: dict = {}
         self._abm_cache: dict = {}
-        self.cal = runner.get_calibration(ev.calibration)
+        # The scenario's own calibration unless the sweep names one (as `imsim run` does).
+        self.cal = runner.get_calibration(ev.calibration if ev.calibration is not None
+                                          else sc.calibration)
         self.calib_k = _calibration_draws(self.cal)
 
     # -- the baseline arm, once per fit -------------------------------------------------------
