@@ -88,7 +88,7 @@ def save(rec: Recommendation, out: str | os.PathLike | None = None,
         _csv(an.portfolios, tmp / "portfolios.csv")
         # `note`: per state, e.g. Medicaid expansion is no longer a choice there (empty if none).
         recs = an.recommendations.assign(
-            note=an.recommendations["state"].map(rec.notes).fillna("").astype(str))
+            note=an.recommendations["state"].map(lambda s: str(rec.notes.get(s, ""))))
         _csv(recs, tmp / "recommendations.csv")
         _csv(an.evppi, tmp / "evppi.csv")
         _csv(an.allocation, tmp / "allocation.csv")
