@@ -57,7 +57,7 @@ def test_identical_for_1_and_2_workers_and_dask(tmp_path):
     r2 = run_sweep(f, out=tmp_path / "w2", workers=2, evaluator=IshigamiEvaluator(),
                    progress=False, figures=False)
     assert r1["Y"].tobytes() == r2["Y"].tobytes()
-    assert r1["manifest"]["data_hash"] == r2["manifest"]["data_hash"]
+    assert r1["manifest"]["results_hash"] == r2["manifest"]["results_hash"]
     try:
         from distributed import LocalCluster
 
@@ -112,8 +112,8 @@ def test_resume_after_interruption(tmp_path):
     assert not partial.exists() and (out / "manifest.json").exists()
     assert res["Y"].tobytes() == ref["Y"].tobytes()
     assert (out / "samples.parquet").read_bytes() == (tmp_path / "ref" / "samples.parquet").read_bytes()
-    assert json.loads((out / "manifest.json").read_text())["data_hash"] == \
-        ref["manifest"]["data_hash"]
+    assert json.loads((out / "manifest.json").read_text())["results_hash"] == \
+        ref["manifest"]["results_hash"]
 
 
 def test_resume_refuses_changed_definition(tmp_path):

@@ -179,6 +179,8 @@ class Recommendation:
         social-determinants candidate has no effect); see :func:`medicaid_notes`.
     warnings : list of str
         One-line warnings of the whole plan (empty when none).
+    calibration : CalibratedTargets or None
+        The calibration the baseline reproduced (None: the direct fit).
     """
 
     plan: ResolvedPlan
@@ -189,6 +191,7 @@ class Recommendation:
     timings: dict
     notes: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    calibration: Any = None
 
 
 def medicaid_notes(setup: Setup) -> tuple[dict[str, str], list[str]]:
@@ -277,5 +280,5 @@ def recommend(rp: ResolvedPlan, draws: int | None = None, seed: int | None = Non
     timings = {"setup_s": t1 - t0, "evaluate_s": t2 - t1, "analyse_s": t3 - t2,
                **{f"evaluate.{k}": v for k, v in ev.timings.items()}}
     notes, warnings = medicaid_notes(setup)
-    return Recommendation(rp, ev, an, coverage, evidence, timings, notes, warnings)
+    return Recommendation(rp, ev, an, coverage, evidence, timings, notes, warnings, cal)
 

@@ -345,6 +345,8 @@ def levers_for(inputs: RunInputs) -> Levers:
 def year_ranges(years) -> str:
     """Return years as ranges: ``[2014, 2015, 2016, 2019]`` -> ``"2014-2016, 2019"``."""
     ys = sorted({int(y) for y in years})
+    if not ys:
+        return ""
     out, start = [], ys[0]
     for a, b in zip(ys, ys[1:] + [None]):
         if b != a + 1:

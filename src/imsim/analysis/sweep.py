@@ -249,7 +249,7 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
     write_outputs(stage, sweep, X, Y, res, bars, figures)
     t_an = time.perf_counter() - t_an
     total = time.perf_counter() - t_start
-    data_hash = hashlib.sha256(np.ascontiguousarray(X).tobytes()
+    results_hash = hashlib.sha256(np.ascontiguousarray(X).tobytes()
                                + np.ascontiguousarray(Y).tobytes()).hexdigest()
     manifest = {
         "name": sweep.name, "method": sweep.method, "samples": sweep.samples,
@@ -261,7 +261,8 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
         "engine": "expected",
         "timings": {"evaluate_s": t_eval, "analysis_s": t_an, "total_s": total},
         "evaluations_per_second": (evaluated / t_eval) if evaluated and t_eval > 0 else None,
-        "definition_hash": dhash, "data_hash": data_hash,
+        "definition_hash": dhash, "results_hash": results_hash,
+        "data_hash": _packaged_data_hash(),
         "scenario_file": sweep.scenario_path, "versions": _versions(),
     }
     _atomic_text(stage / "manifest.json", json.dumps(manifest, indent=2, default=str))
@@ -435,3 +436,10 @@ def main(argv=None) -> int:
     except InputError as exc:
         print(f"imsim: error: {exc.format()}", file=sys.stderr)
         return 2
+
+
+def _packaged_data_hash() -> str:
+    """The fingerprint of the packaged data the sweep ran on (as in run manifests)."""
+    from imsim.inputs.data import data_hash
+
+    return data_hash()

@@ -440,7 +440,7 @@ def main(argv=None) -> int:  # pragma: no cover - convenience until cli.py regis
     try:
         return args.func(args)
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"imsim: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -155,7 +155,11 @@ def manifest(rec: Recommendation) -> dict:
         "states": len(rec.evaluation.states),
         "portfolios_per_state": len(rec.evaluation.portfolios),
         "data_hash": data_hash(),
-        "calibration": "the scenario's calibration; draw d uses its keyed posterior draw (imsim.analysis.draws)",
+        "calibration": ({"name": "direct", "note": "the direct fit to observed cells"}
+                        if rec.calibration is None else
+                        {"name": rec.calibration.name, "path": rec.calibration.path,
+                         "content_hash": rec.calibration.content_hash,
+                         "draws": "draw d uses its keyed posterior draw (imsim.analysis.draws)"}),
         "timings": rec.timings,
         "warnings": list(rec.warnings),
         "python": sys.version.split()[0],
