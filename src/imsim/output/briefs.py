@@ -174,6 +174,15 @@ def pareto_figure(an: Analysis, path: Path, against: str = "disparity") -> Path:
     return path
 
 
+def _pct(x) -> str:
+    """A share as a whole percentage, or an en dash when it is not a number."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "\u2013"
+    return "\u2013" if x != x else f"{x:.0%}"
+
+
 def tile_map(an: Analysis, path: Path) -> Path:
     """Save a U.S. tile-grid map (8 x 11) of the recommended portfolios, coloured by portfolio.
 
@@ -289,7 +298,7 @@ def write_brief(an: Analysis, rp: ResolvedPlan, ev: Evaluation, state: str, fig_
                 f"<td class=n>{x.bw_rate_difference_change:+.3f}<br><span class=small>"
                 f"{x.bw_rate_difference_change_lo:+.3f} to {x.bw_rate_difference_change_hi:+.3f}"
                 f"</span></td><td class=n>{_fmt(x.disparity_reduction, 1)}</td>"
-                f"<td class=n>{x.p_best:.0%}</td><td class=n>{cost}</td></tr>")
+                f"<td class=n>{_pct(x.p_best)}</td><td class=n>{cost}</td></tr>")
 
     keys = []
     for i in (1, 2, 3):
@@ -325,7 +334,7 @@ def write_brief(an: Analysis, rp: ResolvedPlan, ev: Evaluation, state: str, fig_
 <div class=rec><b>Recommendation:</b> {e(_names(rec))}.<br>
 Expected {_fmt(r.deaths_averted, 1)} infant deaths averted over {e(yrs)} (95% interval
 {_fmt(r.deaths_averted_lo, 1)} to {_fmt(r.deaths_averted_hi, 1)}), of {_fmt(base_d, 0)} expected
-without these strategies. Probability it is the best choice: <b>{r.p_best:.0%}</b>.</div>
+without these strategies. Probability it is the best choice: <b>{_pct(r.p_best)}</b>.</div>
 <h2>Expected impact</h2>
 <table><tr><th></th><th>portfolio</th><th>deaths averted (95%)</th>
 <th>change in NH black − NH white deaths per 1,000 (95%)</th><th>excess NH black deaths averted</th>
@@ -376,7 +385,7 @@ def write_index(an: Analysis, rp: ResolvedPlan, path: Path) -> Path:
     for r in an.recommendations.itertuples():
         rows.append(f"<tr><td><a href='briefs/{e(r.state)}.html'>{e(STATE_NAMES[r.state])}</a>"
                     f"</td><td>{e(_names(r.recommended))}</td><td class=n>"
-                    f"{_fmt(r.deaths_averted, 1)}</td><td class=n>{r.p_best:.0%}</td></tr>")
+                    f"{_fmt(r.deaths_averted, 1)}</td><td class=n>{_pct(r.p_best)}</td></tr>")
     s = an.allocation_summary
     tile = ""
     if (path.parent / "figures" / "tile_map.png").exists():
