@@ -27,6 +27,10 @@ multiple-race share) + state variation of the Hispanic race mix.  Per year, the 
 to each year's state total, raked (IPF, rows exact) to that year's national race totals and rounded by largest
 remainder.  The 13 published states pin most of the Hispanic births; elsewhere the Hispanic split still follows the
 prior's pattern (rescaled) nudged by the death-consistency terms, so single states can be off by several points.
+
+births.csv 2018-2023 and births_trend.csv (the projection after 2023): see :func:`build_births_recent` (WONDER state
+totals for mothers 15-44 without DC, corrected to all ages per state and DC by its 2013-2017 share; race split by
+raking the 2017 state shares to pooled national race shares; per-state log-linear trend 2014-2023 with its SE).
 """
 from __future__ import annotations
 
@@ -397,6 +401,134 @@ def build_births(sh: Path) -> tuple[pd.DataFrame, dict]:
         "(external/mchtrends__natality_race_11_15.txt); IMR 2013-2015 state x race: observed/imr_state_race_2013_2015_"
         f"best_available.csv, db295, HEALTH2; {NHW_SRC}"))
     return df, info
+
+
+# ----------------------------------------------------------------------------- births 2018-2023 and the projection
+#: Years of births data after the 2013-2017 estimate (state totals from the CDC WONDER 2007-2023 export).
+RECENT_YEARS = (2018, 2019, 2020, 2021, 2022, 2023)
+#: Years of the log-linear state trend of the projection (the last ten observed years).
+TREND_YEARS = tuple(range(2014, 2024))
+_YEARLY = "external/mchtrends__natality_yearly_20072023.txt"
+_RACE_POOLS = {(2016, 2019): "external/mchtrends__natality_race_16_19.txt",
+               (2020, 2022): "external/mchtrends__natality_race_20_22.txt"}
+_WONDER_URL = "https://wonder.cdc.gov/natality-current.html"
+
+
+def _pooled_race_shares(path: Path) -> np.ndarray:
+    """National share of births by model race group from a pooled WONDER single race x Hispanic origin export.
+
+    Hispanic = every 'Hispanic or Latino' row; NH white/black/AIAN = the single race, Not Hispanic; NH API = Asian +
+    NHOPI, Not Hispanic; NH 'More than one race' is spread over the four NH groups in proportion to their NH births
+    (DERIVED, the counterpart of bridging); 'Unknown or Not Stated' origin is spread proportionally (shares of
+    known origin), as build_births does for 2013-2017."""
+    d = read_wonder(path)
+    d = d[d["Notes"].isna()]
+    d["Births"] = d["Births"].astype(float)
+    race, org = d["Mother's Single Race"], d["Mother's Hispanic Origin"]
+    nh = d[org == "Not Hispanic or Latino"].set_index("Mother's Single Race").Births
+    v = {"nh_white": nh["White"], "nh_black": nh["Black or African American"],
+         "hispanic": float(d[org == "Hispanic or Latino"].Births.sum()),
+         "nh_api": nh["Asian"] + nh["Native Hawaiian or Other Pacific Islander"],
+         "nh_aian": nh["American Indian or Alaska Native"]}
+    nh4 = ("nh_white", "nh_black", "nh_api", "nh_aian")
+    s4 = sum(v[r] for r in nh4)
+    for r in nh4:
+        v[r] += nh["More than one race"] * v[r] / s4
+    assert race.isin(["White", "Black or African American", "Asian", "Native Hawaiian or Other Pacific Islander",
+                      "American Indian or Alaska Native", "More than one race"]).all()
+    t = np.array([v[r] for r in RACES])
+    return t / t.sum()
+
+
+def build_births_recent(sh: Path, births: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Births by state x race 2018-2023 (ESTIMATED race split) and the per-state log-linear trend of the projection.
+
+    State totals 2018-2023: CDC WONDER Natality 2007-2023 by year x state (``_YEARLY``), restricted to mothers aged
+    15-44 and without DC.  (1) All ages: each state's count x its ratio R_s = (NVSR all-age state totals 2013-2017, the
+    state totals of births.csv) / (the same state in the WONDER file, 2013-2017) -- DERIVED; R_s is ~1.004 (births to
+    mothers under 15 or over 44).  (2) DC: its 2013-2017 share p of U.S. births (births.csv), DC_y = p/(1-p) x the
+    corrected 50-state sum of year y -- ASSUMPTION (DC share held at 2013-2017; range: its min-max single-year share
+    2013-2017, in ``info``).  Race split per state-year: the state's 2017 race shares (births.csv, ESTIMATED) times the
+    year's state total, raked (IPF, state totals exact) to national race totals = the year's national total x the
+    pooled national shares of ``_pooled_race_shares`` (2016-2019 for 2018-2019; 2020-2022 for 2020-2023 --
+    ASSUMPTION for 2023, no 2023 race file), rounded by largest remainder.
+
+    Projection (births_trend.csv): per state, OLS of log(births) on year over ``TREND_YEARS`` (2014-2017 from births.csv,
+    2018-2023 as above); slope b_s and its standard error se_s (residual variance, n - 2 df).  Years after 2023:
+    births(s, r, y) = round(births(s, r, 2023) x exp(b_s (y - 2023))), i.e. anchored at the last observed year and
+    race mix held at 2023 (ASSUMPTION); 95% band exp((b_s +- 1.96 se_s)(y - 2023)) (trend-slope uncertainty only)."""
+    from imsim.core.constants import STATE_NAMES
+    yr = read_wonder(sh / _YEARLY)
+    yr = yr[yr["Notes"].isna()].copy()
+    fips = {"01": "AL", "02": "AK", "04": "AZ", "05": "AR", "06": "CA", "08": "CO", "09": "CT", "10": "DE", "12": "FL",
+            "13": "GA", "15": "HI", "16": "ID", "17": "IL", "18": "IN", "19": "IA", "20": "KS", "21": "KY", "22": "LA",
+            "23": "ME", "24": "MD", "25": "MA", "26": "MI", "27": "MN", "28": "MS", "29": "MO", "30": "MT", "31": "NE",
+            "32": "NV", "33": "NH", "34": "NJ", "35": "NM", "36": "NY", "37": "NC", "38": "ND", "39": "OH", "40": "OK",
+            "41": "OR", "42": "PA", "44": "RI", "45": "SC", "46": "SD", "47": "TN", "48": "TX", "49": "UT", "50": "VT",
+            "51": "VA", "53": "WA", "54": "WV", "55": "WI", "56": "WY"}
+    w = {(fips[r["State Code"]], int(r["Year"])): float(r["Births"]) for _, r in yr.iterrows()}
+    states50 = [s for s in STATES if s != "DC"]
+    tot = births.groupby(["state", "year"]).births.sum()
+    info: dict = {}
+    ratio = {s: sum(tot[(s, y)] for y in YEARS) / sum(w[(s, y)] for y in YEARS) for s in states50}
+    info["age15_44_ratio_min"], info["age15_44_ratio_max"] = min(ratio.values()), max(ratio.values())
+    nat = births.groupby("year").births.sum()
+    dc_sh = {y: tot[("DC", y)] / nat[y] for y in YEARS}
+    p_dc = sum(tot[("DC", y)] for y in YEARS) / sum(nat[y] for y in YEARS)
+    info["dc_share_2013_2017"], info["dc_share_range"] = p_dc, (float(min(dc_sh.values())), float(max(dc_sh.values())))
+    shares = {k: _pooled_race_shares(sh / f) for k, f in _RACE_POOLS.items()}
+    last = births[births.year == max(YEARS)].pivot(index="state", columns="race", values="births").reindex(
+        index=list(STATES), columns=list(RACES)).to_numpy(float)
+    seed = last / last.sum(axis=1, keepdims=True)
+    rows, state_tot = [], {}
+    for y in RECENT_YEARS:
+        t = {s: w[(s, y)] * ratio[s] for s in states50}
+        t["DC"] = p_dc / (1 - p_dc) * sum(t.values())
+        rt = np.array([round(t[s]) for s in STATES], dtype=float)
+        for s, v in zip(STATES, rt):
+            state_tot[(s, y)] = v
+        period = (2016, 2019) if y <= 2019 else (2020, 2022)
+        m = _ipf(seed * rt[:, None], rt, shares[period] * rt.sum())
+        info[f"ipf_max_col_rel_err_{y}"] = float(np.max(np.abs(m.sum(axis=0) / (shares[period] * rt.sum()) - 1)))
+        pool = f"{period[0]}-{period[1]}" + (" (ASSUMPTION: 2023 mix = 2020-2022)" if y == 2023 else "")
+        for i, s in enumerate(STATES):
+            ints = largest_remainder(m[i], int(rt[i]))
+            tot_src = (f"DC: ASSUMPTION its 2013-2017 share of U.S. births ({100 * p_dc:.3f}%, births.csv; range "
+                       f"{100 * min(dc_sh.values()):.3f}-{100 * max(dc_sh.values()):.3f}%) x corrected 50-state sum"
+                       if s == "DC" else
+                       f"state total: CDC WONDER Natality 2007-2023, mothers 15-44 ({_YEARLY}, {y} {STATE_NAMES[s]}) "
+                       f"x all-ages/15-44 ratio {ratio[s]:.5f} (NVSR 2013-2017 totals in births.csv / same years in the file)")
+            for j, r in enumerate(RACES):
+                rows.append(dict(state=s, race=r, year=y, births=int(ints[j]), estimated=True, method=(
+                    f"state 2017 race shares (births.csv) raked to {y} national race totals = national total x pooled "
+                    f"{pool} national shares; state total exact"), source=(
+                    f"{tot_src}; national race shares: CDC WONDER Natality single race x Hispanic origin, mothers 15-44, "
+                    f"pooled {period[0]}-{period[1]} ({_RACE_POOLS[period]}); {_WONDER_URL}")))
+    recent = pd.DataFrame(rows)
+    # -- trend
+    x = np.array(TREND_YEARS, dtype=float) - max(RECENT_YEARS)
+    trows = []
+    for s in STATES:
+        yv = np.log([float(tot[(s, y)]) if y in YEARS else state_tot[(s, y)] for y in TREND_YEARS])
+        X = np.column_stack([np.ones_like(x), x])
+        coef, *_ = np.linalg.lstsq(X, yv, rcond=None)
+        res = yv - X @ coef
+        s2 = float(res @ res) / (len(x) - 2)
+        se = math.sqrt(s2 / float(((x - x.mean()) ** 2).sum()))
+        trows.append(dict(state=s, fit_start=TREND_YEARS[0], fit_end=TREND_YEARS[-1], base_year=max(RECENT_YEARS),
+                          base_births=int(state_tot[(s, max(RECENT_YEARS))]), slope=float(coef[1]), slope_se=se,
+                          resid_sd=math.sqrt(s2), source=(
+                              "DERIVED: OLS of log state births on year 2014-2023 (2014-2017 births.csv NVSR totals; "
+                              f"2018-2023 births.csv from {_YEARLY}, corrected to all ages and DC)"),
+                          note=("projection: births(s,r,y) = round(births(s,r,2023) x exp(slope (y-2023))); 95% band "
+                                "exp((slope +- 1.96 slope_se)(y-2023)), slope uncertainty only; race mix held at 2023 "
+                                "(ASSUMPTION)")))
+    trend = pd.DataFrame(trows)
+    nat_tot = np.array([sum(float(tot[(s, y)]) if y in YEARS else state_tot[(s, y)] for s in STATES) for y in TREND_YEARS])
+    cn, *_ = np.linalg.lstsq(np.column_stack([np.ones_like(x), x]), np.log(nat_tot), rcond=None)
+    info["national_trend_slope_2014_2023"] = float(cn[1])
+    info["births_us_recent"] = {y: int(sum(state_tot[(s, y)] for s in STATES)) for y in RECENT_YEARS}
+    return recent, trend, info
 
 
 def _births_report(xm, q, T, imr, obs, imr_all, nat_imr, nhw_pub, per_year) -> None:
@@ -1839,6 +1971,8 @@ def main(argv=None) -> None:
     sh, out = a.shared.resolve(), a.out
     out.mkdir(parents=True, exist_ok=True)
     births, binfo = build_births(sh)
+    recent, trend, rinfo = build_births_recent(sh, births)
+    binfo.update(rinfo)
     race_pt = preterm_2014_2015(sh, births)
     ga, ga_tgt, dinfo = build_ga(sh, births, race_pt)
     targets = build_targets(sh, births, ga_tgt, race_pt)
@@ -1876,6 +2010,20 @@ def main(argv=None) -> None:
          "(empty: not adopted); the social_determinants medicaid_expansion lever has no effect from that calendar year on",
          ["KFF Status of State Medicaid Expansion Decisions (2024-02-07 version)"]),
     ]
+    spec[0] = ("births", pd.concat([births, recent], ignore_index=True), spec[0][2], spec[0][3],
+               "Live births by state x race/Hispanic origin x year 2013-2023. 2013-2017: state totals and national race "
+               "totals exact, race split ESTIMATED by minimum-KL raking of the single-race/national-Hispanic-fraction prior "
+               "to published NH white shares (13 states), 2016 single-race counts and infant-death consistency; "
+               "2018-2023: state totals from CDC WONDER (mothers 15-44, no DC) corrected to all ages and DC, race split "
+               "ESTIMATED by raking the 2017 state shares to pooled national race shares (2016-2019, 2020-2022) (see "
+               "build_data.py); Hispanic split outside the 13 states remains uncertain",
+               spec[0][5] + ["CDC WONDER Natality 2007-2023 by year x state (mothers 15-44)",
+                             "CDC WONDER Natality single race x Hispanic origin pooled 2016-2019 and 2020-2022"])
+    spec.insert(1, ("births_trend", trend, ["state", "fit_start", "fit_end", "base_year", "base_births", "slope", "slope_se",
+                                            "resid_sd", "source", "note"], ["state"],
+                    "Projection of births after 2023: per-state log-linear trend of state births 2014-2023 (OLS slope per "
+                    "year and its standard error); births(s,r,y) = births(s,r,2023) x exp(slope (y-2023))",
+                    ["births.csv (NVSR 2014-2017; CDC WONDER Natality 2018-2023, corrected)"]))
     for name, df, cols, sort, desc, srcs in spec:
         n = write_csv(df, out / f"{name}.csv", cols, sort)
         cat.append({"name": name, "file": f"{name}.csv", "description": desc, "sources": srcs, "rows": n})

@@ -87,7 +87,13 @@ def test_fit_report_columns_and_quality(fast_fit):
     for c in ("state", "year", "observed", "observed_lo", "observed_hi", "predicted", "error",
               "within_interval"):
         assert c in bt.columns
-    assert set(bt.year) == {2016, 2017}
+    assert set(bt.origin) == {2012, 2015}
+    assert set(bt[bt.origin == 2015].year) == {2016, 2017}
+    assert set(bt[bt.origin == 2012].year) == {2013, 2014, 2015, 2016, 2017}
+    assert {"naive", "trend", "model_in_sample"} <= set(bt.columns)
+    # the in-sample years are exactly the calibration's fit period
+    assert set(bt.loc[bt.model_in_sample, "year"]) == {2013, 2014, 2015}
+    assert summary["backtest"]["origins"]["2015"]["model_in_sample"] is False
 
 
 def test_saved_fit_roundtrip_and_direct_fit(fast_fit):

@@ -25,6 +25,8 @@ COLUMNS = {
     "evidence": ["id", "description", "point", "dist", "lo", "hi", "scale", "applies_to", "outcome", "area", "citation", "url",
                  "source_row", "assumption", "note"],
     "states": ["state", "medicaid_expansion", "expansion_effective_date", "status_as_of", "source", "note"],
+    "births_trend": ["state", "fit_start", "fit_end", "base_year", "base_births", "slope", "slope_se", "resid_sd", "source",
+                     "note"],
 }
 FILES = sorted(f"{n}.csv" for n in COLUMNS) + ["tables.json"]
 
@@ -48,10 +50,11 @@ def test_catalogue_matches_files():
 
 def test_births_complete_and_sum_to_state_totals():
     b = load("births")
-    assert len(b) == 1275
+    assert len(b) == 51 * 5 * 11  # 2013-2023
     assert not b.duplicated(["state", "race", "year"]).any()
-    assert set(b.state) == set(STATES) and set(b.race) == set(RACES) and set(b.year) == {2013, 2014, 2015, 2016, 2017}
+    assert set(b.state) == set(STATES) and set(b.race) == set(RACES) and set(b.year) == set(range(2013, 2024))
     assert (b.births >= 0).all() and b.estimated.astype(str).eq("True").all()
+    b = b[b.year <= 2017]  # NVSR final totals (2018-2023: tests/test_births_projection.py)
     t = load("targets")
     tot = t[(t.target == "imr_year") & (t.state != "ALL")].set_index(["state", "period"]).births
     sums = b.groupby(["state", "year"]).births.sum()

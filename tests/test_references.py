@@ -67,38 +67,38 @@ def scenario_summary(request):
 # ---------------------------------------------------------------------------------------------
 
 GROWTH_STATES = ["GA", "VT"]
-GROWTH_SPEC = {"name": "growth", "years": [2016, 2022], "states": GROWTH_STATES}
+GROWTH_SPEC = {"name": "growth", "years": [2022, 2028], "states": GROWTH_STATES}
 
 
 @pytest.fixture(scope="module")
 def births_held():
-    """By-year table with births held at the 2017 level (g = 0)."""
+    """By-year table with births held at the latest data year, 2023 (g = 0)."""
     return _run({**GROWTH_SPEC, "births_change_per_year": 0.0}).table("by_year")
 
 
-def test_births_are_held_at_2017_level_without_change(births_held):
+def test_births_are_held_at_2023_level_with_zero_change(births_held):
     by = births_held
     for st in GROWTH_STATES:
         for race in ["nh_white", "nh_black", "hispanic", ALL]:
-            b2017 = _row(by, st, race, year=2017).births
-            assert b2017 > 0
-            for y in (2018, 2020, 2022):
-                assert _row(by, st, race, year=y).births == b2017, (st, race, y)
-    # 2016 is a data year of its own, not the 2017 level.
-    assert _row(by, "GA", ALL, year=2016).births != _row(by, "GA", ALL, year=2017).births
+            b2023 = _row(by, st, race, year=2023).births
+            assert b2023 > 0
+            for y in (2024, 2026, 2028):
+                assert _row(by, st, race, year=y).births == b2023, (st, race, y)
+    # 2022 is a data year of its own, not the 2023 level.
+    assert _row(by, "GA", ALL, year=2022).births != _row(by, "GA", ALL, year=2023).births
 
 
 @pytest.mark.parametrize("g", [-0.02, 0.03])
-def test_births_change_per_year_compounds_after_2017(births_held, g):
-    """Births in year y > 2017 = round(births_2017 x (1 + g) ** (y - 2017)) per cell."""
+def test_births_change_per_year_compounds_after_2023(births_held, g):
+    """Births in year y > 2023 = round(births_2023 x (1 + g) ** (y - 2023)) per cell."""
     by = _run({**GROWTH_SPEC, "births_change_per_year": g}).table("by_year")
     races = ["nh_white", "nh_black", "hispanic", "nh_api", "nh_aian"]
     for st in GROWTH_STATES:
-        for y in (2016, 2017, 2018, 2020, 2022):
+        for y in (2022, 2023, 2024, 2026, 2028):
             total = 0
             for race in races:
-                base = int(_row(births_held, st, race, year=min(y, 2017)).births)
-                expected = round(base * (1.0 + g) ** max(y - 2017, 0))
+                base = int(_row(births_held, st, race, year=min(y, 2023)).births)
+                expected = round(base * (1.0 + g) ** max(y - 2023, 0))
                 got = int(_row(by, st, race, year=y).births)
                 assert got == expected, (st, race, y, g, got, expected)
                 total += expected
@@ -108,8 +108,8 @@ def test_births_change_per_year_compounds_after_2017(births_held, g):
                     _row(births_held, st, race, year=y).imr_baseline, rtol=1e-9)
             assert int(_row(by, st, ALL, year=y).births) == total, (st, y, g)
     # The direction is the documented one: a decline shrinks, growth grows (by ~g per year).
-    ga_2022 = _row(by, "GA", ALL, year=2022).births / _row(births_held, "GA", ALL, year=2022).births
-    np.testing.assert_allclose(ga_2022, (1 + g) ** 5, rtol=1e-4)
+    ga_2028 = _row(by, "GA", ALL, year=2028).births / _row(births_held, "GA", ALL, year=2028).births
+    np.testing.assert_allclose(ga_2028, (1 + g) ** 5, rtol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------

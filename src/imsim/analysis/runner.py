@@ -19,7 +19,7 @@ from imsim.birth.engines import ENGINES, expected, microsim
 from imsim.birth.params import CellParams, build_tables, cells_differ
 from imsim.birth.strategies import ExposureChange, Levers, scenario_arm
 from imsim.config.scenario import Scenario
-from imsim.core.constants import RACES, STATES, STRATEGIES
+from imsim.core.constants import DATA_YEARS, RACES, STATES, STRATEGIES
 from imsim.core.errors import InputError
 from imsim.inputs.evidence import EvidenceLibrary
 from imsim.inputs.fit import fit_for
@@ -202,7 +202,8 @@ def resolve_inputs(scenario: Scenario, baseline: Baseline | None = None) -> RunI
 
     Runs the learning-collaborative ABM when the scenario has one (its annual coverage then
     replaces the scenario's coverage for the strategies it covers), applies per-race reach and
-    ``births_change_per_year`` (compounded per year after 2017), and loads the evidence library
+    ``births_change_per_year`` (when set: the 2023 births compounded per year after 2023;
+    unset: the projected births of :meth:`Baseline.cells`), and loads the evidence library
     with the scenario's overrides.
 
     Parameters
@@ -218,11 +219,13 @@ def resolve_inputs(scenario: Scenario, baseline: Baseline | None = None) -> RunI
         With ``calibration`` unset (None); :func:`run` sets it.
     """
     baseline = baseline or get_baseline()
-    cells = baseline.cells(scenario.year_list, scenario.state_list)
-    if scenario.births_change_per_year:
-        ahead = np.maximum(cells.year - 2017, 0)
-        cells.births = np.round(cells.births * (1.0 + scenario.births_change_per_year) ** ahead
-                                ).astype(np.int64)
+    g = scenario.births_change_per_year
+    # Unset: births after the latest data year follow the projected state trend. Set (0 = hold):
+    # the latest data year's births (2023) compounded by g per year after it.
+    cells = baseline.cells(scenario.year_list, scenario.state_list, project=g is None)
+    if g:
+        ahead = np.maximum(cells.year - max(DATA_YEARS), 0)
+        cells.births = np.round(cells.births * (1.0 + g) ** ahead).astype(np.int64)
     n = cells.n
     coverage = {k: np.zeros(n) for k in STRATEGIES}
     options: list[dict[str, dict]] = [dict() for _ in range(n)]

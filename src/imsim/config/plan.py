@@ -100,7 +100,7 @@ class Plan(StrictModel):
     draws: between(1, 5000, integer=True) = 200
     seed: Any = 0
     effects: Any = None
-    births_change_per_year: Any = 0.0
+    births_change_per_year: Any = None
 
 
 @dataclass

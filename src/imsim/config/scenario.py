@@ -223,9 +223,10 @@ class Scenario(StrictModel):
     by_state: dict[str, StateBlock] | None = None
     exposures: dict[str, ExposureChange] | None = None
     effects: dict[str, float] | None = None
-    births_change_per_year: between(-0.2, 0.2) = Field(
-        default=0.0, description="Relative change in births per year after 2017 (0 = held "
-                                 "constant).")
+    births_change_per_year: between(-0.2, 0.2) | None = Field(
+        default=None, description="Relative change in births per year after the latest data "
+                                  "year 2023 (0 = held at 2023; unset = the projected state "
+                                  "trend).")
     collaborative: dict[str, Any] | None = Field(
         default=None, description="A learning-collaborative block (see docs/collaborative.md).")
     calibration: str | None = Field(

@@ -57,8 +57,9 @@ EXPOSURES: tuple[str, ...] = (
     "low_income", "smoking", "prior_preterm", "short_ipi", "elective_early_term", "unsafe_sleep",
 )
 
-#: Years with observed data; baseline period for calibration.
-DATA_YEARS: tuple[int, ...] = (2013, 2014, 2015, 2016, 2017)
+#: Years with births data (births.csv: 2013-2017 NVSR totals, 2018-2023 CDC WONDER totals; race split
+#: estimated); later years are projected (births_trend.csv). Baseline period for calibration.
+DATA_YEARS: tuple[int, ...] = tuple(range(2013, 2024))
 BASELINE_PERIOD: tuple[int, int] = (2013, 2015)
 FIRST_YEAR = 2013
 MAX_YEARS_AHEAD = 30  # relative to the current calendar year

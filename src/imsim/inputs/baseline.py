@@ -6,7 +6,8 @@ structure, and the fitted cell multipliers (:mod:`imsim.inputs.fit`). :meth:`Bas
 :class:`imsim.birth.params.CellParams` for a list of years and states, given effect values from the
 evidence library.
 
-Future years hold births at the latest data year (2017) and all rates at the 2013-2015 fit.
+Births are data through the latest data year (2023) and projected after it by a per-state log-linear trend
+(``births_trend.csv``); all rates stay at the 2013-2015 fit.
 """
 from __future__ import annotations
 
@@ -82,12 +83,16 @@ class Cells:
         int64 ``[n]``: index into :data:`imsim.core.constants.RACES`.
     births : numpy.ndarray
         int64 ``[n]``: live births.
+    projected : numpy.ndarray or None
+        bool ``[n]``: births projected (year after the latest data year), set by
+        :meth:`Baseline.cells`; None where unknown.
     """
 
     year: np.ndarray
     s_idx: np.ndarray
     r_idx: np.ndarray
     births: np.ndarray
+    projected: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -134,6 +139,7 @@ class Baseline:
 
     def __init__(self):
         self.births = _births_grid()                      # {year: int64[51, 5]}
+        self.births_slope, self.births_slope_se = _births_trend()  # float[51] each: log births / year
         self.prevalence = _prevalence_grid()              # {exposure: float[51, 5]}
         # Progesterone-eligible = prior spontaneous preterm birth or short cervix (overlap
         # ignored); the short-cervix share decides who vaginal progesterone can reach.
@@ -153,11 +159,39 @@ class Baseline:
         self.fits = None          # FitCache of this baseline (made by imsim.inputs.fit.fit_for)
 
     # -- births -----------------------------------------------------------------------------
-    def cells(self, years, states=None) -> Cells:
+    def births_projection(self, year, s_idx, z: float = 0.0) -> np.ndarray:
+        """Return projected births (float) of ``year`` after the latest data year, per race.
+
+        births(s, r, y) = births(s, r, 2023) x exp((slope_s + z se_s)(y - 2023)), slope_s the OLS
+        slope of log state births 2014-2023 (``births_trend.csv``).
+
+        Parameters
+        ----------
+        year : int
+            Calendar year (years up to 2023 return the 2023 births).
+        s_idx : array_like of int
+            State indices into :data:`imsim.core.constants.STATES`.
+        z : float, optional
+            Slope shift in standard errors (``+-1.96``: the 95% band of the trend slope).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 ``[len(s_idx), 5]``.
+        """
+        latest = max(DATA_YEARS)
+        s_idx = np.asarray(s_idx)
+        h = max(int(year) - latest, 0)
+        f = np.exp((self.births_slope[s_idx] + z * self.births_slope_se[s_idx]) * h)
+        return self.births[latest][s_idx] * f[:, None]
+
+    def cells(self, years, states=None, project: bool = True) -> Cells:
         """Return the cells of the given years and states, every race, in year-state-race order.
 
-        Years after the last data year (2017) take that year's births (no projection here;
-        :func:`imsim.analysis.runner.resolve_inputs` applies ``births_change_per_year``).
+        Years through the latest data year (2023) take that year's births (``births.csv``);
+        later years the projection of :meth:`births_projection` rounded per cell (``project``),
+        or the latest data year's births held (``project=False``, used with a scenario's
+        ``births_change_per_year``, which :func:`imsim.analysis.runner.resolve_inputs` applies).
 
         Parameters
         ----------
@@ -173,17 +207,21 @@ class Baseline:
         """
         s_list = [S_INDEX[s] for s in (states or STATES)]
         latest = max(DATA_YEARS)
-        ys, ss, rs, bs = [], [], [], []
+        ys, ss, rs, bs, ps = [], [], [], [], []
         for y in years:
-            grid = self.births[min(int(y), latest)]
+            ahead = project and int(y) > latest
+            grid = (np.round(self.births_projection(int(y), np.arange(N_S))).astype(np.int64) if ahead
+                    else self.births[min(int(y), latest)])
             for s in s_list:
                 for r in range(N_R):
                     ys.append(int(y))
                     ss.append(s)
                     rs.append(r)
                     bs.append(int(grid[s, r]))
+                    ps.append(ahead)
         return Cells(np.array(ys, dtype=np.int64), np.array(ss, dtype=np.int64),
-                     np.array(rs, dtype=np.int64), np.array(bs, dtype=np.int64))
+                     np.array(rs, dtype=np.int64), np.array(bs, dtype=np.int64),
+                     np.array(ps, dtype=bool))
 
     def pooled_cells(self, years=(2013, 2014, 2015)) -> Cells:
         """Return one cell per state x race with births summed over ``years`` (for fitting).
@@ -500,6 +538,14 @@ def _births_grid() -> dict[int, np.ndarray]:
             sub["births"].to_numpy(dtype=np.int64)
         out[y] = grid
     return out
+
+
+def _births_trend() -> tuple[np.ndarray, np.ndarray]:
+    df = load_table("births_trend").set_index("state").reindex(list(STATES))
+    if df["slope"].isna().any() or (df["base_year"] != max(DATA_YEARS)).any():
+        raise ValueError("births_trend.csv: needs a slope per state with base_year "
+                         f"{max(DATA_YEARS)} (the latest data year)")
+    return df["slope"].to_numpy(float), df["slope_se"].to_numpy(float)
 
 
 def _prevalence_grid() -> dict[str, np.ndarray]:

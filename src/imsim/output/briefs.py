@@ -351,8 +351,8 @@ deaths averted. Ties go to the cheaper, then smaller portfolio.</p>
 <h2>Key assumptions</h2><ul>
 <li>Coverage if chosen: {e('; '.join(cov_lines)) or 'see plan'}.</li>
 <li>Effect sizes and their uncertainty from imsim's evidence library (`imsim data evidence`);
-the baseline is refitted for every draw so it reproduces 2013–2015 observed rates; future years hold
-births at the 2017 level and rates at the 2013–2015 fit.</li>
+the baseline is refitted for every draw so it reproduces 2013–2015 observed rates; births are data through
+2023 and follow each state's 2014–2023 trend after it; rates stay at the 2013–2015 fit.</li>
 <li>Strategies in a portfolio combine through the model of each birth, never by adding effects.</li>
 <li>{e(cost_note)}</li>
 <li>Births by state × race for 2013–2017 are partly estimated (see README, "Data and sources").</li>
