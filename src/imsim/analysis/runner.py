@@ -453,7 +453,7 @@ def scenario_params(inputs: RunInputs, base: CellParams, effects,
     return scenario_arm(base, inputs.levers, effects, strategies=only, exposures=with_exposures)
 
 
-def get_calibration(name=None):
+def get_calibration(name=None, scenario_dir=None):
     """Return the calibration to fit the baseline to.
 
     Loaded from disk every time (about 20 ms): nothing is cached by name, so a recalibration is
@@ -464,6 +464,9 @@ def get_calibration(name=None):
     name : CalibratedTargets or str or path or None
         A :class:`~imsim.calibration.targets.CalibratedTargets` (returned as is), a calibration
         name or folder, ``None``/``"default"`` (the default fit) or ``"direct"``/``"none"``.
+    scenario_dir : str or path, optional
+        The folder of the scenario file naming the calibration: a name is also searched
+        relative to it (search order: :func:`imsim.calibration.targets.calibration_candidates`).
 
     Returns
     -------
@@ -480,7 +483,7 @@ def get_calibration(name=None):
         return name
     from imsim.calibration.targets import load_calibration
 
-    return load_calibration(name)
+    return load_calibration(name, scenario_dir=scenario_dir)
 
 
 def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,

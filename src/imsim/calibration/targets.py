@@ -237,7 +237,8 @@ def _packaged_default():
     return resources.files("imsim.inputs.data").joinpath("calibration").joinpath("default")
 
 
-def load_calibration(name_or_path: str | os.PathLike | None = None) -> CalibratedTargets | None:
+def load_calibration(name_or_path: str | os.PathLike | None = None,
+                     scenario_dir: str | os.PathLike | None = None) -> CalibratedTargets | None:
     """Find and load a calibration.
 
     A fit made from other packaged data loads with a warning (``.stale`` is True).
@@ -247,8 +248,14 @@ def load_calibration(name_or_path: str | os.PathLike | None = None) -> Calibrate
     name_or_path : str or path, optional
         ``None`` or ``"default"``: ``./calibration/default/`` when the working directory has
         one, else the copy packaged with imsim (``imsim/inputs/data/calibration/default``).
-        ``"none"`` or ``"direct"`` (any case): no calibration. Otherwise a folder path with a
-        ``calibration.json``, else a name under ``./calibration/``.
+        ``"none"`` or ``"direct"`` (any case): no calibration. Otherwise the first folder with a
+        ``calibration.json`` in :func:`calibration_candidates` order: the name relative to the
+        working directory, ``./calibration/<name>``, the name relative to ``scenario_dir``,
+        then ``calibration/<name>`` in the nearest parent folder (of the working directory,
+        then of ``scenario_dir``) that has it -- the repository's ``calibration/`` when run
+        from inside the repository.
+    scenario_dir : str or path, optional
+        The folder of the scenario file that names the calibration.
 
     Returns
     -------
@@ -259,7 +266,7 @@ def load_calibration(name_or_path: str | os.PathLike | None = None) -> Calibrate
     Raises
     ------
     InputError
-        If the folder is missing or malformed.
+        If the folder is missing (the message lists every place searched) or malformed.
     """
     if name_or_path is not None and str(name_or_path).lower() in ("none", "direct"):
         return None
@@ -274,16 +281,58 @@ def load_calibration(name_or_path: str | os.PathLike | None = None) -> Calibrate
             cal = CalibratedTargets.load(pkg)
             cal.path = "packaged:imsim/inputs/data/calibration/default"
     else:
-        p = Path(name_or_path)
-        if not (p / "calibration.json").is_file():
-            alt = Path("calibration") / str(name_or_path)
-            if (alt / "calibration.json").is_file():
-                p = alt
-            else:
-                raise InputError("no calibration here (expected a folder with calibration.json "
-                                 "written by 'imsim calibrate')", file=str(name_or_path))
-        cal = CalibratedTargets.load(p)
+        tried = calibration_candidates(name_or_path, scenario_dir)
+        found = [p for p in tried if (p / "calibration.json").is_file()]
+        if not found:
+            raise InputError("no calibration found (a folder with calibration.json written by "
+                             "'imsim calibrate'); looked in: "
+                             + ", ".join(str(p) for p in tried), file=str(name_or_path))
+        cal = CalibratedTargets.load(found[0])
     if cal.stale:
         warnings.warn(f"calibration {cal.path} was fitted to other data (data hash "
                       f"{cal.meta.get('data_hash')}); refit with 'imsim calibrate'", stacklevel=2)
     return cal
+
+
+def calibration_candidates(name: str | os.PathLike,
+                           scenario_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Return the folders :func:`load_calibration` searches for a calibration name, in order.
+
+    1. ``name`` relative to the working directory (or absolute);
+    2. ``calibration/<name>`` under the working directory;
+    3. ``name`` relative to ``scenario_dir`` (the scenario file's folder);
+    4. ``calibration/<name>`` in each parent folder of the working directory, nearest first,
+       then in ``scenario_dir`` and its parents (the repository's ``calibration/`` when run
+       from inside the repository, or when the scenario file is in it).
+
+    Parameters
+    ----------
+    name : str or path
+        The calibration name or folder.
+    scenario_dir : str or path, optional
+        The folder of the scenario file.
+
+    Returns
+    -------
+    list of Path
+        Distinct candidate folders (absolute names an absolute ``name`` only once).
+    """
+    name = Path(name)
+    cwd = Path.cwd()
+    out = [name, Path("calibration") / name]
+    if name.is_absolute():
+        return [name]
+    if scenario_dir is not None:
+        out.append(Path(scenario_dir) / name)
+    parents = list(cwd.parents)
+    if scenario_dir is not None:
+        sd = Path(scenario_dir).resolve()
+        parents += [sd, *sd.parents]
+    out += [d / "calibration" / name for d in parents]
+    seen, unique = set(), []
+    for p in out:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique

@@ -98,7 +98,13 @@ class _StrategyBase(StrictModel):
                     "{year: share} (linear between points, 0 before the first, held after the "
                     "last). Omit when a collaborative block produces coverage.")
     reach: dict[str, float] | None = Field(
-        default=None, description="Optional multiplier of coverage per race id (0..1).")
+        default=None,
+        description="Optional multiplier of coverage per race id, a share from 0 to 1: the "
+                    "race's coverage is coverage x reach (races not listed: 1). To reach one "
+                    "race more than others, raise coverage and lower the others' reach.",
+        json_schema_extra=lambda schema: [
+            sub.update(additionalProperties={"type": "number", "minimum": 0, "maximum": 1})
+            for sub in schema.get("anyOf", []) if sub.get("type") == "object"])
 
     @field_validator("coverage", mode="before")
     @classmethod
@@ -108,7 +114,17 @@ class _StrategyBase(StrictModel):
     @field_validator("reach", mode="before")
     @classmethod
     def _reach(cls, v):
-        return keyed_mapping(v, RACES, "reach", "{nh_black: 0.8}", "race id", check=fraction)
+        return keyed_mapping(v, RACES, "reach", "{nh_black: 0.8}", "race id", check=_reach_share)
+
+
+def _reach_share(value: Any) -> float:
+    """A reach: a multiplier of coverage from 0 to 1 (coverage x reach must stay a share)."""
+    try:
+        return fraction(value)
+    except Invalid as exc:
+        raise Invalid(f"{exc.message.split(';')[0]}; allowed: reach is a multiplier of coverage "
+                      "from 0 to 1 (coverage x reach is the race's share reached); to reach "
+                      "this race more, raise coverage and lower the other races' reach") from None
 
 
 class SafeSleep(_StrategyBase):
@@ -308,6 +324,43 @@ class Scenario(StrictModel):
                     raise Invalid(f"{s} is not in states; allowed: {', '.join(self.states)} "
                                   f"(or add {s} to states)", at=("by_state", s))
         return self
+
+    def horizon_warnings(self) -> list[str]:
+        """Return one line per coverage ramp with a year outside ``years`` (not an error).
+
+        A ramp may deliberately start before the horizon (its earlier points still shape the
+        interpolated coverage), so points outside ``years`` are allowed; ``imsim run`` and
+        ``imsim validate`` print these lines as warnings.
+
+        Returns
+        -------
+        list of str
+            Empty when every ramp year lies within ``years``.
+        """
+        first, last = self.years
+        blocks = [("strategies", self.strategies)]
+        blocks += [(f"by_state.{st}.strategies", b.strategies)
+                   for st, b in (self.by_state or {}).items()]
+        out = []
+        for where, strategies in blocks:
+            for k, block in (strategies.active() if strategies is not None else {}).items():
+                ramp = block.coverage
+                if not isinstance(ramp, dict):
+                    continue
+                outside = [y for y in ramp if y < first or y > last]
+                if not outside:
+                    continue
+                if all(y > last for y in ramp):
+                    effect = f"coverage is 0 in every year {first}-{last}"
+                elif all(y < first for y in ramp):
+                    effect = (f"coverage is held at {ramp[max(ramp)]:g} (its last point) in "
+                              f"every year {first}-{last}")
+                else:
+                    effect = "the ramp is still interpolated through them"
+                out.append(f"{self.source or 'scenario'}: {where}.{k}.coverage: ramp year(s) "
+                           f"{', '.join(map(str, outside))} lie outside years {first}-{last}; "
+                           f"{effect}")
+        return out
 
     @property
     def source(self) -> str | None:

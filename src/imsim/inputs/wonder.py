@@ -391,8 +391,10 @@ def _import_one(path, approx: bool) -> tuple[list[dict], list[str]]:
     if "race" in dims and "hispanic" not in dims and not nh_only:
         if not approx:
             raise InputError(f"grouped by '{dims['race']}' without Hispanic origin; group by Mother's "
-                             "Bridged Race and Mother's Hispanic Origin (or pass bridged_race_as_non_"
-                             "hispanic=True to map each race to its non-Hispanic group)", file=name)
+                             "Bridged Race and Mother's Hispanic Origin (or give "
+                             "--bridged-race-as-non-hispanic to `imsim data import-wonder`, "
+                             "bridged_race_as_non_hispanic=True in Python, to map each race to "
+                             "its non-Hispanic group)", file=name)
         warns.append(f"{name}: '{dims['race']}' includes Hispanic mothers; mapped to non-Hispanic "
                      "groups")
     for k, v in filters.items():
