@@ -6,6 +6,12 @@ percentiles over the uncertainty draws, computed on *paired* differences (both a
 effects, fit and random numbers). With ``replicates: 1`` there are no draws and the interval
 columns are empty.
 
+Every quantity with an interval also has a ``_median`` column: the median of the same paired draws
+1..R, so it always lies inside ``[_lo, _hi]`` (the point, draw 0 at the evidence point values, need
+not: the effect of a draw is not linear in the evidence). The headline of a run is the median with
+its interval when ``interval_reliable`` (at least :data:`MIN_INTERVAL_DRAWS` draws), otherwise the
+point with no interval (:func:`headline`).
+
 Output columns are a documented interface (README "Outputs"); add columns, never rename them.
 """
 from __future__ import annotations
@@ -21,9 +27,11 @@ SUMMARY_COLUMNS = [
     "deaths_averted_lo", "deaths_averted_hi", "imr_baseline", "imr_scenario", "imr_change_pct",
     "preterm_baseline", "preterm_scenario", "preterm_averted", "deaths_at_white_rate",
     "deaths_at_best_state_rate", "gap_closed_pct", "gap_closed_pct_lo", "gap_closed_pct_hi",
+    "deaths_averted_median", "gap_closed_pct_median", "interval_reliable",
 ]
 BY_CAUSE_COLUMNS = ["cause", "ga_band", "deaths_baseline", "deaths_scenario", "deaths_averted",
-                    "deaths_averted_lo", "deaths_averted_hi"]
+                    "deaths_averted_lo", "deaths_averted_hi", "deaths_averted_median",
+                    "interval_reliable"]
 DISPARITY_COLUMNS = [
     "state", "race", "rate_ratio_baseline", "rate_ratio_scenario", "rate_ratio_scenario_lo",
     "rate_ratio_scenario_hi", "rate_difference_baseline", "rate_difference_scenario",
@@ -33,6 +41,92 @@ DISPARITY_COLUMNS = [
     "gap_closed_pct", "gap_closed_pct_lo", "gap_closed_pct_hi",
 ]
 PRETERM_BANDS = 4  # <28, 28-31, 32-33, 34-36
+
+#: Fewest uncertainty draws for which a 95% interval (2.5th-97.5th percentiles) is shown. With
+#: R draws the 2.5th percentile is interpolated between the lowest ceil(0.025 R) draws; below 40
+#: draws (one draw beyond each end) it is set by the single most extreme draw, so the interval is
+#: not reported (the ``_lo``/``_hi`` columns keep their values, flagged ``interval_reliable``).
+MIN_INTERVAL_DRAWS = 40
+
+
+def n_draws(result) -> int:
+    """Number of uncertainty draws of a run (0 with ``replicates: 1``; draw 0 not counted)."""
+    return max(int(result.arms.baseline.shape[0]) - 1, 0)
+
+
+def interval_reliable(result) -> bool:
+    """True when the run has at least :data:`MIN_INTERVAL_DRAWS` uncertainty draws."""
+    return n_draws(result) >= MIN_INTERVAL_DRAWS
+
+
+def interval_note(result) -> str:
+    """One line saying why no interval is shown ('' when it is)."""
+    d = n_draws(result)
+    if d >= MIN_INTERVAL_DRAWS:
+        return ""
+    if d == 0:
+        return "interval not shown: no uncertainty draws (replicates: 1)"
+    return (f"interval not shown: {d} draws are too few for a 95% interval, "
+            f"at least {MIN_INTERVAL_DRAWS} are needed")
+
+
+def headline(result, row) -> dict:
+    """The headline deaths averted of a ``summary`` row, its interval and the statistic named.
+
+    Parameters
+    ----------
+    result : imsim.analysis.runner.Result
+        The run.
+    row : mapping
+        A row of the ``summary`` (or ``by_year``) table.
+
+    Returns
+    -------
+    dict
+        ``value`` (the median of the paired draws when the interval is reliable, else the point),
+        ``statistic`` (``"median"`` or ``"point"``), ``lo``/``hi`` (None when not shown),
+        ``point``, ``median``, ``draws``, ``interval_reliable`` and ``note`` (why no interval).
+    """
+    ok = interval_reliable(result)
+
+    def num(x):
+        x = float(x)
+        return None if x != x else x
+
+    return {"value": num(row["deaths_averted_median"] if ok else row["deaths_averted"]),
+            "statistic": "median" if ok else "point",
+            "lo": num(row["deaths_averted_lo"]) if ok else None,
+            "hi": num(row["deaths_averted_hi"]) if ok else None,
+            "point": num(row["deaths_averted"]), "median": num(row["deaths_averted_median"]),
+            "draws": n_draws(result), "interval_reliable": ok, "note": interval_note(result)}
+
+
+def _med(x, axis=0):
+    """Median over the uncertainty draws (draws 1..R), or NaN: the headline inside ``_q``."""
+    if x.shape[axis] <= 1:
+        shape = list(x.shape)
+        del shape[axis]
+        return np.full(shape, np.nan)
+    return np.median(np.take(x, np.arange(1, x.shape[axis]), axis=axis), axis=axis)
+
+
+def _med_defined(x):
+    """Like :func:`_med` over axis 0, ignoring undefined draws (as :func:`_q_defined`)."""
+    out = np.full(x.shape[1:], np.nan)
+    if x.shape[0] <= 1:
+        return out
+    ok = np.isfinite(x[1:]).any(axis=0) & np.isfinite(x[0])
+    if ok.any():
+        out[ok] = np.nanmedian(x[1:][:, ok], axis=0)
+    return out
+
+
+def _add_medians(df: pd.DataFrame, medians: dict, result) -> pd.DataFrame:
+    """Append ``<name>_median`` columns and the ``interval_reliable`` flag (new columns only)."""
+    for name, m in medians.items():
+        df[f"{name}_median"] = m
+    df["interval_reliable"] = interval_reliable(result)
+    return df
 
 
 def _q(x, axis=0):
@@ -128,8 +222,10 @@ def _summary(result, by_year=False) -> pd.DataFrame:
         df["gap_closed_pct"] = pct[0]
         df["gap_closed_pct_lo"] = lo
         df["gap_closed_pct_hi"] = hi
+        df = _add_medians(df, {"deaths_averted": _med(averted),
+                               "gap_closed_pct": _med_defined(pct)}, result)
         return df[SUMMARY_COLUMNS]
-    return df
+    return _add_medians(df, {"deaths_averted": _med(averted)}, result)
 
 
 def gap_closed_pct(rd_baseline, rd_scenario) -> np.ndarray:
@@ -216,7 +312,9 @@ def _by_cause(result) -> pd.DataFrame:
             lo, hi = _q(av[:, None])
             rows.append({"cause": cause, "ga_band": band, "deaths_baseline": b[0, k],
                          "deaths_scenario": s[0, k], "deaths_averted": av[0],
-                         "deaths_averted_lo": lo[0], "deaths_averted_hi": hi[0]})
+                         "deaths_averted_lo": lo[0], "deaths_averted_hi": hi[0],
+                         "deaths_averted_median": _med(av[:, None])[0],
+                         "interval_reliable": interval_reliable(result)})
     return pd.DataFrame(rows, columns=BY_CAUSE_COLUMNS)
 
 
@@ -237,7 +335,7 @@ def _preterm_table(result) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         df["preterm_rate_baseline_pct"] = np.where(births > 0, 100 * pb[0] / births, np.nan)
         df["preterm_rate_scenario_pct"] = np.where(births > 0, 100 * ps[0] / births, np.nan)
-    return df
+    return _add_medians(df, {"preterm_averted": _med(pb - ps)}, result)
 
 
 def _disparities(result) -> pd.DataFrame:
@@ -267,12 +365,17 @@ def _disparities(result) -> pd.DataFrame:
                           ("rate_difference_change", rd_s - rd_b)):
             lo, hi = _q(arr[:, None])
             row[f"{name}_lo"], row[f"{name}_hi"] = lo[0], hi[0]
+            row[f"{name}_median"] = _med(arr[:, None])[0]
         pct = gap_closed_pct(rd_b, rd_s)
         lo, hi = _q_defined(pct[:, None])
         row["gap_closed_pct"], row["gap_closed_pct_lo"], row["gap_closed_pct_hi"] = \
             pct[0], lo[0], hi[0]
+        row["gap_closed_pct_median"] = _med_defined(pct[:, None])[0]
         rows.append(row)
-    return pd.DataFrame(rows, columns=DISPARITY_COLUMNS)
+    medians = [f"{c[:-3]}_median" for c in DISPARITY_COLUMNS if c.endswith("_lo")]
+    df = pd.DataFrame(rows, columns=DISPARITY_COLUMNS + medians)
+    df["interval_reliable"] = interval_reliable(result)
+    return df
 
 
 def _coverage(result) -> pd.DataFrame:
@@ -301,7 +404,8 @@ def build_table(result, name: str) -> pd.DataFrame:
 
     Deaths and births are counts over the horizon; ``imr_*`` and ``rate_difference_*`` are per
     1,000 live births; ``*_pct`` are percentages; ``_lo``/``_hi`` the 2.5th/97.5th percentiles
-    over draws 1..R (NaN without draws).
+    over draws 1..R (NaN without draws) and ``_median`` the median of the same draws;
+    ``interval_reliable`` is False below :data:`MIN_INTERVAL_DRAWS` draws.
 
     Parameters
     ----------

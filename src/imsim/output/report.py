@@ -28,7 +28,32 @@ LABELS = {
     "excess_deaths_baseline": "Excess deaths, baseline",
     "excess_deaths_scenario": "Excess deaths, scenario", "share_pct": "Share (%)",
     "gap_closed_pct": "Rate gap to NH white closed (%)",
+    "deaths_averted_median": "Deaths averted (median)",
+    "rate_ratio_scenario_median": "Rate ratio, scenario (median)",
+    "rate_difference_scenario_median": "Rate difference, scenario (median)",
+    "excess_deaths_scenario_median": "Excess deaths, scenario (median)",
+    "gap_closed_pct_median": "Rate gap to NH white closed (%, median)",
 }
+for _c in ("rate_ratio_scenario", "rate_difference_scenario", "excess_deaths_scenario",
+           "gap_closed_pct"):
+    LABELS[f"{_c}_lo"], LABELS[f"{_c}_hi"] = "95% low", "95% high"
+
+
+def _whole(c: str) -> bool:
+    """Columns shown as whole numbers: counts of deaths and births (the CSVs keep precision)."""
+    return c == "births" or "deaths" in c
+
+
+def _with_interval(cols, ok: bool):
+    """Table columns: ``X`` -> ``X_median, X_lo, X_hi`` when the interval is shown, else ``X``."""
+    out = []
+    for c in cols:
+        if c.endswith("*"):
+            c = c[:-1]
+            out += [f"{c}_median", f"{c}_lo", f"{c}_hi"] if ok else [c]
+        else:
+            out.append(c)
+    return out
 
 
 def _label(value: str) -> str:
@@ -45,7 +70,8 @@ def _table(df, cols, nd=1) -> str:
         for c in cols:
             v = r[c]
             if isinstance(v, float):
-                text = _fmt(v, nd)
+                whole = _whole(c) and v == v
+                text = _fmt(round(v) + 0.0, 0) if whole else _fmt(v, nd)
             elif isinstance(v, str):
                 text = html.escape(_label(v))
             else:
@@ -77,10 +103,19 @@ def write_report(result, out: Path) -> Path:
     s = result.summary
     tot = s[(s.state == ALL) & (s.race == ALL)].iloc[0]
     sc = result.scenario
-    interval = ""
-    if tot.deaths_averted_lo == tot.deaths_averted_lo:
-        interval = (f" <span class='ci'>(95% interval {_fmt(tot.deaths_averted_lo)} to "
-                    f"{_fmt(tot.deaths_averted_hi)})</span>")
+    from imsim.analysis.results import MIN_INTERVAL_DRAWS, headline
+
+    h = headline(result, tot)
+    ok = h["interval_reliable"]
+    if ok:
+        interval = (f" <span class='ci'>(median of {h['draws']} paired draws; 95% interval "
+                    f"{_fmt(round(h['lo']), 0)} to {_fmt(round(h['hi']), 0)}; point estimate "
+                    f"{_fmt(round(h['point']), 0)})</span>")
+    else:
+        interval = (f" <span class='ci'>(point estimate at the evidence point values; "
+                    f"{html.escape(h['note'])})</span>")
+    note = ("" if ok else f"<p class='note' id='interval-note'>{html.escape(h['note'])}: the "
+            f"tables show point estimates only.</p>")
     figs = []
     for name, caption in FIGURES.items():
         p = out / "figures" / name
@@ -110,23 +145,26 @@ td:first-child,th:first-child{{text-align:left}} figure{{margin:1rem 0}} img{{ma
 <h1>{html.escape(sc.name)}</h1>
 <p>{html.escape(sc.description or '')}</p>
 <p class="headline" id="headline">Over {sc.years[0]}&ndash;{sc.years[1]} in {len(sc.state_list)}
-jurisdiction(s): <b>{_fmt(tot.deaths_averted)}</b> infant deaths averted{interval},
+jurisdiction(s): <b>{_fmt(round(h['value']), 0)}</b> infant deaths averted{interval},
 of {_fmt(tot.deaths_baseline, 0)} expected without the strategies; infant mortality
 {_fmt(tot.imr_baseline, 2)} &rarr; {_fmt(tot.imr_scenario, 2)} per 1,000 live births.</p>
 {warn}
+{note}
 <h2>By race/Hispanic origin of the mother</h2>
-{_table(races, ["race", "births", "deaths_baseline", "deaths_averted", "deaths_averted_lo", "deaths_averted_hi", "imr_baseline", "imr_scenario"])}
+{_table(races, _with_interval(["race", "births", "deaths_baseline", "deaths_averted*", "imr_baseline", "imr_scenario"], ok))}
 <h2>Disparities (vs non-Hispanic white, U.S.)</h2>
-{_table(disp, ["race", "rate_ratio_baseline", "rate_ratio_scenario", "rate_difference_baseline", "rate_difference_scenario", "excess_deaths_baseline", "excess_deaths_scenario", "gap_closed_pct"], 2)}
+{_table(disp, _with_interval(["race", "rate_ratio_baseline", "rate_ratio_scenario*", "rate_difference_baseline", "rate_difference_scenario*", "excess_deaths_baseline", "excess_deaths_scenario*", "gap_closed_pct*"], ok), 2)}
 <h2>Which strategy does the work</h2>
 {_table(attr, ["strategy", "deaths_averted", "share_pct"]) if len(attr) else "<p>No strategies in this scenario.</p>"}
 <h2>By state</h2>
-{_table(states, ["state", "births", "deaths_baseline", "deaths_averted", "deaths_averted_lo", "deaths_averted_hi", "imr_baseline", "imr_scenario", "gap_closed_pct"])}
+{_table(states, _with_interval(["state", "births", "deaths_baseline", "deaths_averted*", "imr_baseline", "imr_scenario", "gap_closed_pct"], ok))}
 <h2>Figures</h2>
 {''.join(figs)}
 <p class="note">Engine: {result.engine}; seed {result.seed}; {result.replicates} replicate(s).
 Intervals are 2.5th&ndash;97.5th percentiles of paired draws (effects from the evidence library,
-baseline refitted per draw). Births by state &times; race are estimates (see README, Data).
+baseline refitted per draw), shown with the median of the same draws, and only with at least
+{MIN_INTERVAL_DRAWS} draws; a point estimate uses the evidence point values (draw 0). Deaths are
+rounded to whole numbers here; the CSV files keep full precision. Births by state &times; race are estimates (see README, Data).
 Generated by imsim; the resolved scenario and manifest.json sit beside this file.</p>
 </body></html>
 """

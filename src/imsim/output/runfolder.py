@@ -107,9 +107,117 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
     df.to_csv(path, index=False, float_format="%.6g")
 
 
+def whole(x) -> str:
+    """A count of deaths as a whole number with thousands separators (``-0`` shown as ``0``)."""
+    return f"{round(float(x)) + 0:,.0f}"
+
+
+def headline_text(result, row) -> str:
+    """The headline of a summary row in words: deaths averted, the statistic, the interval.
+
+    With at least :data:`imsim.analysis.results.MIN_INTERVAL_DRAWS` draws: ``"1,234 deaths
+    averted (median of 200 paired draws; 95% interval 648 to 1,466; point estimate 1,271)"``,
+    the median and interval from the same draws; below it, the point (draw 0, evidence point
+    values) and why no interval is shown. Deaths are whole numbers (the CSVs keep full precision).
+    """
+    from imsim.analysis.results import headline
+
+    h = headline(result, row)
+    if h["statistic"] == "median":
+        return (f"{whole(h['value'])} deaths averted (median of {h['draws']} paired draws; 95% "
+                f"interval {whole(h['lo'])} to {whole(h['hi'])}; point estimate "
+                f"{whole(h['point'])})")
+    return (f"{whole(h['value'])} deaths averted (point estimate at the evidence point values; "
+            f"{h['note']})")
+
+
+def _num(x):
+    """JSON-ready float: None for NaN."""
+    x = float(x)
+    return None if x != x else x
+
+
+def results_json(result) -> dict:
+    """The headline numbers of a run, machine-readable (``results.json``).
+
+    Parameters
+    ----------
+    result : imsim.analysis.runner.Result
+        A finished run.
+
+    Returns
+    -------
+    dict
+        ``deaths_averted`` (the headline of the ``ALL``/``ALL`` summary row: ``value``,
+        ``statistic``, ``lo``/``hi`` or None, ``point``, ``median``, ``draws``,
+        ``interval_reliable``, ``note``), ``births``, ``deaths_baseline``, ``imr_by_race``
+        (national, before and after, with ``race=ALL``), ``disparities`` (national rate
+        difference to NH white before and after, its change and ``gap_closed_pct``, with
+        intervals), and ``scenario``, ``engine``, ``seed``, ``replicates``, ``draws``. Values
+        agree with ``summary.csv`` and ``disparities.csv``; NaN is null.
+    """
+    from imsim.analysis.results import MIN_INTERVAL_DRAWS, headline, interval_reliable, n_draws
+
+    s = result.summary
+    nat = s[s.state == "ALL"]
+    tot = nat[nat.race == "ALL"].iloc[0]
+    ok = interval_reliable(result)
+    disp = result.table("disparities")
+    disp = disp[disp.state == "ALL"]
+    dis = []
+    for _, r in disp.iterrows():
+        d = {"race": r.race}
+        for c in ("rate_difference_baseline", "rate_difference_scenario",
+                  "rate_difference_change", "gap_closed_pct"):
+            d[c] = _num(r[c])
+        for c in ("rate_difference_change", "gap_closed_pct"):
+            d[f"{c}_median"] = _num(r[f"{c}_median"])
+            d[f"{c}_lo"] = _num(r[f"{c}_lo"]) if ok else None
+            d[f"{c}_hi"] = _num(r[f"{c}_hi"]) if ok else None
+        dis.append(d)
+    return {
+        "scenario": result.scenario.name, "engine": result.engine, "seed": result.seed,
+        "replicates": result.replicates, "draws": n_draws(result),
+        "min_draws_for_interval": MIN_INTERVAL_DRAWS, "interval_reliable": ok,
+        "interval": "2.5th-97.5th percentiles of the paired draws 1..R",
+        "years": list(result.scenario.years), "states": list(result.scenario.state_list),
+        "births": int(tot.births), "deaths_baseline": _num(tot.deaths_baseline),
+        "deaths_scenario": _num(tot.deaths_scenario),
+        "deaths_averted": headline(result, tot),
+        "imr_by_race": [{"race": r.race, "imr_baseline": _num(r.imr_baseline),
+                         "imr_scenario": _num(r.imr_scenario),
+                         "imr_change_pct": _num(r.imr_change_pct)}
+                        for _, r in nat.iterrows()],
+        "disparities": dis,
+    }
+
+
+def evidence_used(result) -> pd.DataFrame:
+    """Every evidence id with the value draw 0 used (``evidence_used.csv``).
+
+    Columns ``id, value, point, dist, lo, hi, scale, overridden, assumption``: ``value`` is what
+    draw 0 used (the library point, or the scenario's ``effects:`` override, which also fixes
+    every draw); ``point``/``dist``/``lo``/``hi`` describe the library's distribution.
+    """
+    ev = result.inputs.evidence
+    used = result.effects[0] if result.effects else ev.point()
+    point = ev.point()
+    rows = []
+    for k in ev.ids:
+        e = ev.effects[k]
+        rows.append({"id": k, "value": float(used.get(k, point[k])), "point": e.point,
+                     "dist": e.dist, "lo": e.lo, "hi": e.hi, "scale": e.scale,
+                     "overridden": k in ev.overrides, "assumption": bool(e.assumption)})
+    return pd.DataFrame(rows, columns=["id", "value", "point", "dist", "lo", "hi", "scale",
+                                       "overridden", "assumption"])
+
+
 def save_result(result, out_dir: str | os.PathLike | None = None, figures: bool = True,
                 report: bool = True) -> Path:
     """Write all tables, the resolved scenario, manifest, figures and report, atomically.
+
+    Also ``results.json`` (:func:`results_json`, the headline numbers) and
+    ``evidence_used.csv`` (:func:`evidence_used`).
 
     Parameters
     ----------
@@ -140,6 +248,9 @@ def save_result(result, out_dir: str | os.PathLike | None = None, figures: bool 
         t0 = time.perf_counter()
         for name in TABLES:
             _write_csv(result.table(name), tmp / f"{name}.csv")
+        evidence_used(result).to_csv(tmp / "evidence_used.csv", index=False)
+        with open(tmp / "results.json", "w", encoding="utf-8") as fh:
+            json.dump(results_json(result), fh, indent=2, allow_nan=False)
         with open(tmp / "scenario.resolved.yaml", "w", encoding="utf-8") as fh:
             yaml.safe_dump(result.scenario.resolved(engine=result.engine, seed=result.seed,
                                                     replicates=result.replicates),
