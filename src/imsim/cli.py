@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from imsim.core.constants import ENGINES
+from imsim.core.constants import ENGINES, STRATEGIES
 from imsim.core.errors import InputError
 
 EPILOG = """\
@@ -30,6 +30,13 @@ Docs: README.md (scenario format, outputs, data). Exit codes: 0 ok, 2 bad input.
 """
 
 
+def _fill(text: str) -> str:
+    """Wrap a --help description (the parsers keep their epilog examples as written)."""
+    import textwrap
+
+    return textwrap.fill(text, 88)
+
+
 def _add_run(sub):
     p = sub.add_parser(
         "run", help="run a scenario and write its results folder",
@@ -48,9 +55,15 @@ def _add_run(sub):
                    help="results folder to create (default: results/<name>-<timestamp>/); "
                         "must not exist yet")
     p.add_argument("--calibration", metavar="NAME_OR_DIR",
-                   help="calibration to fit the baseline to: 'default' (the packaged fit), a name "
-                        "under calibration/, a folder from `imsim calibrate`, or 'direct' (fit "
-                        "each observed cell exactly)")
+                   help="calibration to fit the baseline to (default: the scenario's "
+                        "'calibration:', else 'default', the packaged fit): a folder from "
+                        "`imsim calibrate`, or 'direct' (fit each observed cell exactly). A name "
+                        "is searched, first match wins: (1) relative to the working directory, "
+                        "(2) ./calibration/NAME, (3) relative to the scenario file's folder, "
+                        "(4) calibration/NAME in the nearest parent folder of the working "
+                        "directory, then of the scenario file, that has it (the repository's "
+                        "calibration/ when run from inside it); a missing one lists where it "
+                        "looked")
     p.add_argument("--no-figures", action="store_true", help="skip figures and report.html")
     p.add_argument("--quiet", action="store_true", help="no progress bar or headline")
 
@@ -64,31 +77,51 @@ def _cmd_run(args) -> int:
     if args.out:
         check_new(args.out)                  # before any work
     scenario = load_scenario(args.file)
+    for w in scenario.horizon_warnings():
+        print(f"imsim: warning: {w}", file=sys.stderr)
+    calibration = _resolve_calibration(args.calibration or scenario.calibration, args.file)
     t0 = time.perf_counter()
     result = run(scenario, engine=args.engine, seed=args.seed, replicates=args.replicates,
-                 progress=not args.quiet, calibration=args.calibration)
+                 progress=not args.quiet, calibration=calibration)
     for w in result.warnings:                # once, before the outputs are written
         print(f"imsim: warning: {w}", file=sys.stderr)
     out = save_result(result, args.out, figures=not args.no_figures,
                       report=not args.no_figures)
     if not args.quiet:
+        from imsim.output.runfolder import headline_text
+
         s = result.summary
         row = s[(s.state == "ALL") & (s.race == "ALL")].iloc[0]
-        interval = ""
-        if row.deaths_averted_lo == row.deaths_averted_lo:  # not NaN
-            interval = f" (95% interval {row.deaths_averted_lo:,.0f} to {row.deaths_averted_hi:,.0f})"
         print(f"{scenario.name}: {row.births:,.0f} births, {row.deaths_baseline:,.0f} deaths in "
-              f"the baseline (IMR {row.imr_baseline:.2f}); {row.deaths_averted:,.1f} averted"
-              f"{interval}; IMR {row.imr_scenario:.2f}")
+              f"the baseline (IMR {row.imr_baseline:.2f}); {headline_text(result, row)}; "
+              f"IMR {row.imr_scenario:.2f}")
         print(f"wrote {out}/ in {time.perf_counter() - t0:.1f} s "
               f"({result.engine} engine, seed {result.seed}, {result.replicates} replicate(s))")
     return 0
+
+
+def _resolve_calibration(name, scenario_file):
+    """Load the calibration ``name`` (searched also relative to the scenario file's folder).
+
+    Returns None for the default (``run`` loads it), ``"direct"`` for no calibration, else the
+    loaded :class:`~imsim.calibration.targets.CalibratedTargets`.
+    """
+    from pathlib import Path
+
+    from imsim.analysis.runner import get_calibration
+
+    if name is None or str(name) == "default":
+        return None
+    cal = get_calibration(name, scenario_dir=Path(scenario_file).parent)
+    return "direct" if cal is None else cal
 
 
 def _cmd_validate(args) -> int:
     from imsim.config.scenario import load_scenario
 
     sc = load_scenario(args.file)
+    for w in sc.horizon_warnings():
+        print(f"imsim: warning: {w}", file=sys.stderr)
     strategies = sorted(set().union(*[sc.portfolio(s).active().keys() for s in sc.state_list]))
     print(f"{args.file}: ok — '{sc.name}', {sc.years[0]}-{sc.years[1]}, "
           f"{len(sc.state_list)} state(s), strategies: {', '.join(strategies) or 'none'}"
@@ -112,7 +145,16 @@ def _cmd_data(args) -> int:
         from imsim.inputs.evidence import EvidenceLibrary
 
         lib = EvidenceLibrary.load()
-        for k in lib.ids:
+        ids = list(lib.ids)
+        if args.files:
+            if len(args.files) > 1:
+                raise InputError(f"imsim data evidence takes one FILTER, got {len(args.files)}: "
+                                 f"{' '.join(args.files)}")
+            ids = _evidence_matches(lib, args.files[0])
+            if not ids:
+                raise InputError(f"no effect's id, description or strategy area contains "
+                                 f"'{args.files[0]}'; strategy areas: {', '.join(STRATEGIES)}")
+        for k in ids:
             e = lib.effects[k]
             tag = " [ASSUMPTION]" if e.assumption else ""
             rng = "" if e.dist == "fixed" else f" ({e.dist} {e.lo:g}-{e.hi:g})"
@@ -126,7 +168,8 @@ def _cmd_data(args) -> int:
         if not args.files or not args.out:
             raise InputError("usage: imsim data import-wonder FILE... --out targets.csv")
         check_new_file(args.out)             # before any work
-        df = import_wonder(args.files)
+        df = import_wonder(args.files,
+                           bridged_race_as_non_hispanic=args.bridged_race_as_non_hispanic)
         path = write_targets(df, args.out)
         for w in df.attrs.get("warnings", []):
             print(f"warning: {w}", file=sys.stderr)
@@ -138,6 +181,17 @@ def _cmd_data(args) -> int:
         for s in t.get("sources", []):
             print(f"  - {s}")
     return 0
+
+
+def _evidence_matches(lib, text: str) -> list[str]:
+    """Return the ids of effects whose id, description or strategy area contains ``text``."""
+    from imsim.inputs.data import load_table
+
+    areas = {r.id: r.area for r in load_table("evidence").itertuples(index=False)
+             if isinstance(r.area, str)}                  # e.g. "1_safe_sleep"
+    text = text.lower()
+    return [k for k in lib.ids
+            if any(text in f.lower() for f in (k, lib.effects[k].description, areas.get(k, "")))]
 
 
 #: Subcommands defined in their own modules, imported only when used (so --help stays instant):
@@ -153,6 +207,8 @@ LAZY_COMMANDS = {
                   "rank strategy portfolios per state and allocate nationally"),
     "check": ("imsim.output.checkfolder", "add_parser", "cmd_check",
               "compare the model with published figures not used to fit it"),
+    "compare": ("imsim.output.comparefolder", "add_parser", "cmd_compare",
+                "differences of two run folders (B - A), with paired intervals"),
 }
 
 
@@ -184,18 +240,48 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"imsim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(sub)
-    v = sub.add_parser("validate", help="check a scenario file without running it")
-    v.add_argument("file")
-    sub.add_parser("schema", help="print the JSON Schema of scenario files")
+    v = sub.add_parser(
+        "validate", help="check a scenario file without running it",
+        description=_fill("Check a scenario file without running it: every key, value and "
+                          "cross-reference. Prints one 'ok' line (name, years, states, "
+                          "strategies), or one error line naming the file, the key path, the bad "
+                          "value and what is allowed (exit 2). Warnings (e.g. a coverage ramp "
+                          "year outside `years`) go to stderr."),
+        epilog="examples:\n  imsim validate scenarios/safe_sleep_south.yaml\n"
+               "  imsim validate my_scenario.yaml && imsim run my_scenario.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("file", help="scenario YAML file")
+    sub.add_parser(
+        "schema", help="print the JSON Schema of scenario files",
+        description=_fill("Print the JSON Schema (draft 2020-12) of scenario files on stdout: "
+                          "every key with its type, allowed values and description. Point your "
+                          "editor's YAML language server at it for completion and checks while "
+                          "you write."),
+        epilog="examples:\n  imsim schema > scenario.schema.json\n"
+               "  # then, first line of a scenario file (VS Code / YAML language server):\n"
+               "  # yaml-language-server: $schema=scenario.schema.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     d = sub.add_parser("data", help="list packaged tables and sources; evidence; import-wonder",
-                       description="Without arguments: list the packaged tables and their "
-                                   "sources. `imsim data evidence` lists every effect. "
-                                   "`imsim data import-wonder FILE... --out targets.csv` "
-                                   "reads CDC WONDER exports.")
+                       description=_fill("Without arguments: list the packaged tables and "
+                                         "their sources. `imsim data evidence [FILTER]` lists "
+                                         "every effect, or only those whose id, description "
+                                         "or strategy area contains FILTER "
+                                         "(case-insensitive). `imsim data import-wonder "
+                                         "FILE... --out targets.csv` reads CDC WONDER exports."),
+                       epilog="examples:\n  imsim data\n  imsim data evidence safe_sleep\n"
+                              "  imsim data import-wonder export.txt --out targets.csv\n"
+                              "  imsim data import-wonder bridged.txt --out targets.csv "
+                              "--bridged-race-as-non-hispanic",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("what", nargs="?", choices=["tables", "evidence", "import-wonder"],
                    default="tables")
-    d.add_argument("files", nargs="*", help="WONDER export files (import-wonder)")
+    d.add_argument("files", nargs="*", metavar="FILE_OR_FILTER",
+                   help="WONDER export files (import-wonder); one FILTER (evidence)")
     d.add_argument("--out", help="targets CSV to create; must not exist (import-wonder)")
+    d.add_argument("--bridged-race-as-non-hispanic", action="store_true",
+                   help="import-wonder: accept a file grouped by race without Hispanic origin "
+                        "and map each race to its non-Hispanic group (approximate: those "
+                        "races include Hispanic mothers)")
     for name, (module, builder, _cmd, text) in LAZY_COMMANDS.items():
         if name == command:
             import importlib
