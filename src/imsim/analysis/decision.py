@@ -29,6 +29,7 @@ import pandas as pd
 
 from imsim.config.plan import ResolvedPlan
 from imsim.analysis.portfolio import Evaluation, portfolio_id
+from imsim.analysis.economics import PORTFOLIO_CE_COLUMNS, cost_effectiveness
 
 NONE = "none"
 #: Relative tolerance under which two objective values count as a tie.
@@ -43,12 +44,18 @@ PORTFOLIO_COLUMNS = [
     "bw_rate_difference_change_hi", "disparity_reduction", "disparity_reduction_lo",
     "disparity_reduction_hi", "objective", "objective_lo", "objective_hi", "within_budget", "rank",
 ]
+PORTFOLIO_COLUMNS += PORTFOLIO_CE_COLUMNS      # cost-effectiveness (imsim.analysis.economics)
 RECOMMENDATION_COLUMNS = [
     "state", "recommended", "runner_up", "p_best", "key_input_1", "key_input_1_evppi",
     "key_input_2", "key_input_2_evppi", "key_input_3", "key_input_3_evppi",
     "deaths_averted", "deaths_averted_lo", "deaths_averted_hi", "bw_rate_difference_change",
     "disparity_reduction", "cost", "budget", "runner_up_deaths_averted", "runner_up_p_best",
     "evpi",
+    # extra columns (may be added to, never renamed). With a national budget `recommended` is
+    # the state's portfolio in the national allocation; `best_without_budget` is the state's
+    # best portfolio ignoring the national budget (the same as `recommended` without one).
+    "objective", "best_without_budget", "best_without_budget_deaths_averted",
+    "best_without_budget_cost", "best_without_budget_objective",
 ]
 ALLOCATION_COLUMNS = ["state", "portfolio", "deaths_averted", "cost", "deaths_averted_lo",
                       "deaths_averted_hi", "disparity_reduction", "objective"]
@@ -379,6 +386,11 @@ class Analysis:
     per_draw : dict
         Per-draw arrays: ``u``, ``da``, ``dr`` ``[R, P, S]``, ``feasible`` and ``cost``
         ``[P, S]``, ``choice`` ``[S]``, ``random`` ``[J, S]``.
+    cost_effectiveness : pandas.DataFrame or None
+        Cost, life-years gained, ICER and dominance per state and ``national``
+        (:data:`imsim.analysis.economics.CE_COLUMNS`).
+    ceac : pandas.DataFrame or None
+        The cost-effectiveness acceptability curve (empty without costs).
     """
 
     portfolios: pd.DataFrame
@@ -387,6 +399,8 @@ class Analysis:
     allocation: pd.DataFrame
     allocation_summary: dict
     per_draw: dict = field(default_factory=dict)
+    cost_effectiveness: pd.DataFrame | None = None
+    ceac: pd.DataFrame | None = None
 
 
 def _q(a, axis=0):
@@ -457,6 +471,20 @@ def analyse(rp: ResolvedPlan, ev: Evaluation, evidence=None) -> Analysis:
             rec[s] = r
             r2 = choose(eu[:, s], cost[:, s], size, feasible[:, s], exclude=[r])
             run[s] = -1 if r2 is None else r2
+    # National allocation (multiple-choice knapsack). With a national budget the recommendation of
+    # each state IS its portfolio in the allocation (one answer per state); the best portfolio
+    # ignoring the national budget is reported beside it (`best_without_budget`).
+    nat = plan.budget.national if plan.budget is not None else None
+    t0 = time.perf_counter()
+    choice, status = solve_allocation(eu, cost, feasible, nat)
+    t_milp = time.perf_counter() - t0
+    best_nb = rec.copy()
+    if nat is not None:
+        rec = choice.copy()
+        for s in range(n_s):
+            r2 = choose(eu[:, s], cost[:, s], size, feasible[:, s],
+                        exclude=[rec[s]] if rec[s] >= 0 else [])
+            run[s] = -1 if r2 is None else r2
     rows = []
     for s, st in enumerate(ev.states):
         for p in range(n_p):
@@ -472,6 +500,11 @@ def analyse(rp: ResolvedPlan, ev: Evaluation, evidence=None) -> Analysis:
                 "disparity_reduction_hi": dr_hi[p, s], "objective": eu[p, s],
                 "objective_lo": u_lo[p, s], "objective_hi": u_hi[p, s],
                 "within_budget": bool(feasible[p, s]), "rank": int(rank[p, s])})
+    ce_rows, ce_table, ceac_df = cost_effectiveness(ev.states, ids, da, cost,
+                                                    plan.costs is not None)
+    for c in PORTFOLIO_CE_COLUMNS:             # same state x portfolio order as `rows`
+        for row, v in zip(rows, ce_rows[c].tolist()):
+            row[c] = v
     portfolios = pd.DataFrame(rows, columns=PORTFOLIO_COLUMNS)
 
     # EVPPI per uncertain evidence effect.
@@ -514,15 +547,16 @@ def analyse(rp: ResolvedPlan, ev: Evaluation, evidence=None) -> Analysis:
             "budget": rp.state_budget(st),
             "runner_up_deaths_averted": eda[r2, s] if r2 >= 0 else np.nan,
             "runner_up_p_best": pb[r2, s] if r2 >= 0 else np.nan,
-            "evpi": total_evpi[s]})
+            "evpi": total_evpi[s],
+            "objective": eu[r, s] if r >= 0 else 0.0,
+            "best_without_budget": ids[best_nb[s]] if best_nb[s] >= 0 else NONE,
+            "best_without_budget_deaths_averted": eda[best_nb[s], s] if best_nb[s] >= 0 else 0.0,
+            "best_without_budget_cost": cost[best_nb[s], s] if best_nb[s] >= 0 else np.nan,
+            "best_without_budget_objective": eu[best_nb[s], s] if best_nb[s] >= 0 else 0.0})
         rec_rows.append(row)
     recs = pd.DataFrame(rec_rows, columns=RECOMMENDATION_COLUMNS)
 
-    # National allocation (multiple-choice knapsack) and random allocations on the same draws.
-    nat = plan.budget.national if plan.budget is not None else None
-    t0 = time.perf_counter()
-    choice, status = solve_allocation(eu, cost, feasible, nat)
-    t_milp = time.perf_counter() - t0
+    # The national allocation's table, and random allocations on the same draws.
     alloc_rows = []
     for s, st in enumerate(ev.states):
         p = choice[s]
@@ -567,6 +601,8 @@ def analyse(rp: ResolvedPlan, ev: Evaluation, evidence=None) -> Analysis:
             "objective_best": float(rnd_exp.max()),
             "deaths_averted_mean": float(rnd_da.mean()),
             "improvement_objective": float(opt_u.mean() - rnd_exp.mean()),
+            # The gap in deaths averted (deaths, not the objective): allocation - random mean.
+            "improvement_deaths": float(opt_da.mean() - rnd_da.mean()),
             "improvement_pct": float(100 * (opt_u.mean() - rnd_exp.mean())
                                      / abs(rnd_exp.mean())) if rnd_exp.mean() != 0 else None,
             "share_of_random_allocations_beaten": float(np.mean(opt_u.mean() >= rnd_exp)),
@@ -575,5 +611,6 @@ def analyse(rp: ResolvedPlan, ev: Evaluation, evidence=None) -> Analysis:
     }
     return Analysis(portfolios, recs, evppi_df, allocation, summary,
                     per_draw={"u": u, "da": da, "dr": dr, "feasible": feasible, "cost": cost,
-                              "choice": choice, "random": rnd})
+                              "choice": choice, "random": rnd},
+                    cost_effectiveness=ce_table, ceac=ceac_df)
 

@@ -18,13 +18,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from imsim.analysis.economics import manifest_entry
 from imsim.analysis.recommend import Recommendation, load_plan, recommend
 from imsim.config.plan import ResolvedPlan
 from imsim.core.errors import InputError
 from imsim.core.folders import atomic_folder, check_new, new_folder
 from imsim.output.briefs import pareto_figure, state_figure, tile_map, write_brief, write_index
 
-__all__ = ["add_parser", "cmd_recommend", "default_out", "main", "manifest", "save"]
+__all__ = ["add_parser", "ceac_figure", "cmd_recommend", "default_out", "headline", "main",
+           "manifest", "save"]
 
 #: Where default recommendation folders go (relative to the working directory).
 RESULTS = "results"
@@ -93,6 +95,10 @@ def save(rec: Recommendation, out: str | os.PathLike | None = None,
         _csv(an.evppi, tmp / "evppi.csv")
         _csv(an.allocation, tmp / "allocation.csv")
         _csv(rec.coverage, tmp / "coverage.csv")
+        if an.cost_effectiveness is not None:
+            _csv(an.cost_effectiveness, tmp / "cost_effectiveness.csv")
+        if an.ceac is not None and len(an.ceac):
+            _csv(an.ceac, tmp / "ceac.csv")
         with open(tmp / "allocation_summary.json", "w", encoding="utf-8") as fh:
             json.dump(an.allocation_summary, fh, indent=2)
         with open(tmp / "plan.resolved.yaml", "w", encoding="utf-8") as fh:
@@ -105,6 +111,8 @@ def save(rec: Recommendation, out: str | os.PathLike | None = None,
             pareto_figure(an, tmp / "figures" / "pareto_disparity.png", "disparity")
             if an.portfolios.cost.notna().any():
                 pareto_figure(an, tmp / "figures" / "pareto_cost.png", "cost")
+            if an.ceac is not None and len(an.ceac):
+                ceac_figure(an.ceac, tmp / "figures" / "ceac.png")
             for state in ev.states:
                 fig = state_figure(an, state, tmp / "figures" / "states" / f"{state}.png")
                 write_brief(an, rp, ev, state, fig, tmp / "briefs" / f"{state}.html",
@@ -115,6 +123,51 @@ def save(rec: Recommendation, out: str | os.PathLike | None = None,
         with open(tmp / "manifest.json", "w", encoding="utf-8") as fh:
             json.dump(manifest(rec), fh, indent=2)
     return st.out
+
+
+def ceac_figure(ceac: pd.DataFrame, path: Path, n_states: int = 3, top: int = 5) -> Path:
+    """Draw the cost-effectiveness acceptability curves: national and the first few states.
+
+    Parameters
+    ----------
+    ceac : pandas.DataFrame
+        ``state, wtp_per_life_year, portfolio, p_best`` (``ceac.csv``).
+    path : Path
+        The PNG to write.
+    n_states : int
+        States drawn besides ``national`` (the first in the table's order).
+    top : int
+        Per panel, the portfolios with the highest maximum probability drawn (others omitted).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    states = ["national"] + [s for s in dict.fromkeys(ceac.state) if s != "national"][:n_states]
+    fig, axes = plt.subplots(1, len(states), figsize=(4.6 * len(states), 4.2), squeeze=False)
+    for ax, st in zip(axes[0], states):
+        d = ceac[ceac.state == st]
+        best = d.groupby("portfolio").p_best.max().sort_values(ascending=False).head(top)
+        for pid in best.index:
+            g = d[d.portfolio == pid]
+            ax.plot(g.wtp_per_life_year / 1000, g.p_best, label=pid.replace("+", " + "))
+        ax.set_title("National (every state the same portfolio)" if st == "national" else st,
+                     fontsize=10)
+        ax.set_xlabel("willingness to pay, thousand USD per life-year")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=6.5, loc="best")
+    axes[0][0].set_ylabel("probability of highest net monetary benefit")
+    fig.suptitle("Cost-effectiveness acceptability (costs are the plan's inputs; "
+                 "example costs are illustrative)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def manifest(rec: Recommendation) -> dict:
@@ -160,6 +213,9 @@ def manifest(rec: Recommendation) -> dict:
                         {"name": rec.calibration.name, "path": rec.calibration.path,
                          "content_hash": rec.calibration.content_hash,
                          "draws": "draw d uses its keyed posterior draw (imsim.analysis.draws)"}),
+        "cost_effectiveness": manifest_entry(
+            None if rp.plan.costs is None else
+            {k: v for k, v in rp.plan.costs.model_dump().items() if v is not None}),
         "timings": rec.timings,
         "warnings": list(rec.warnings),
         "python": sys.version.split()[0],
@@ -237,15 +293,37 @@ def cmd_recommend(args) -> int:
         print(f"imsim: warning: {w}", file=sys.stderr)
     path = save(rec, args.out, figures=not args.no_figures)
     if not args.quiet:
-        s = rec.analysis.allocation_summary
         print(f"{rp.plan.name}: {len(rec.evaluation.states)} state(s) x "
-              f"{len(rec.evaluation.portfolios)} portfolios x {rec.plan.plan.draws} draws; national "
-              f"allocation averts {s['deaths_averted']:,.0f} deaths "
-              f"(95% interval {s['deaths_averted_lo']:,.0f} to {s['deaths_averted_hi']:,.0f}), "
-              f"{s['random_allocations']['improvement_objective']:,.0f} more than random "
-              f"allocations on average")
+              f"{len(rec.evaluation.portfolios)} portfolios x {rec.plan.plan.draws} draws; "
+              f"{headline(rec.analysis.allocation_summary)}")
         print(f"wrote {path}/ in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def headline(s: dict) -> str:
+    """The national allocation in one line: deaths averted, and the gaps to random allocations.
+
+    The gap in deaths and the gap in the objective (deaths plus weighted disparity reduction)
+    are reported separately, each with its unit.
+
+    Parameters
+    ----------
+    s : dict
+        ``Analysis.allocation_summary``.
+
+    Returns
+    -------
+    str
+        E.g. "national allocation averts 658 infant deaths (95% interval ...), 120 deaths more
+        than random allocations on average (objective ...: 460 more)".
+    """
+    rnd, w = s["random_allocations"], s["objective_weights"]
+    return (f"national allocation averts {s['deaths_averted']:,.0f} infant deaths "
+            f"(95% interval {s['deaths_averted_lo']:,.0f} to {s['deaths_averted_hi']:,.0f}), "
+            f"{rnd['improvement_deaths']:,.0f} deaths more than random allocations on average "
+            f"(objective = {w['deaths_averted']:g} x deaths averted + "
+            f"{w['disparity_reduction']:g} x excess NH black deaths averted: "
+            f"{rnd['improvement_objective']:,.0f} more)")
 
 
 def main(argv=None) -> int:
