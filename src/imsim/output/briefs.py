@@ -48,6 +48,41 @@ def _short_label(pid: str) -> str:
     return "+".join(ABBREV[k] for k in pid.split("+")) if pid and pid != NONE else "none"
 
 
+def _key() -> str:
+    """The key of the short labels, e.g. "SS = Safe sleep, SC = Smoking cessation, ..."."""
+    return ", ".join(f"{v} = {LABELS[k]}" for k, v in ABBREV.items())
+
+
+def front_line(x, y, x_larger_better: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Return the two-criterion Pareto front of ``(x, y)`` as a line, sorted by ``x``.
+
+    Only points not dominated in these two criteria are kept (y: larger is better; x: larger
+    is better, or smaller for costs), so the line never passes through a dominated point.
+
+    Parameters
+    ----------
+    x, y : array_like of float
+        The criteria of each option (NaN rows are dropped).
+    x_larger_better : bool
+        Whether a larger ``x`` is better (False for cost).
+
+    Returns
+    -------
+    xs, ys : numpy.ndarray
+        The front's points, ``xs`` non-decreasing (duplicates removed).
+    """
+    from imsim.analysis.decision import pareto_front
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if not x.size:
+        return x, y
+    on = pareto_front(np.stack([x, y], axis=1), maximise=[x_larger_better, True])
+    pts = np.unique(np.stack([x[on], y[on]], axis=1), axis=0)     # sorted by x, then y
+    return pts[:, 0], pts[:, 1]
+
+
 def _plt():
     import matplotlib
 
@@ -152,10 +187,9 @@ def pareto_figure(an: Analysis, path: Path, against: str = "disparity") -> Path:
         d = df[df.state == st]
         x = d.deaths_averted.values if against == "disparity" else d.cost.values / 1e6
         yv = d.disparity_reduction.values if against == "disparity" else d.deaths_averted.values
-        on = d.pareto.values
-        ax.scatter(x[~on], yv[~on], s=4, c="#bdc3c7")
-        o = np.argsort(x[on])
-        ax.plot(x[on][o], yv[on][o], "-o", ms=2.5, lw=0.8, c="#2980b9")
+        ax.scatter(x, yv, s=4, c="#bdc3c7")
+        fx, fy = front_line(x, yv, x_larger_better=against == "disparity")
+        ax.plot(fx, fy, "-o", ms=2.5, lw=0.8, c="#2980b9")
         r = (d.portfolio == recs[st]).values
         ax.scatter(x[r], yv[r], s=30, facecolors="none", edgecolors="#c0392b")
         ax.set_title(st, fontsize=8, pad=2)
@@ -163,11 +197,13 @@ def pareto_figure(an: Analysis, path: Path, against: str = "disparity") -> Path:
     for j in range(len(states), nrow * ncol):
         axes[j // ncol][j % ncol].axis("off")
     if against == "disparity":
-        fig.suptitle("Pareto fronts: deaths averted (x) vs excess NH black deaths averted (y); "
-                     "red ring = recommended", fontsize=9)
+        fig.suptitle("Pareto fronts: deaths averted (x) vs excess NH black deaths averted (y), "
+                     "both in deaths over the horizon; blue line = portfolios no other beats on "
+                     "both; red ring = recommended", fontsize=9)
     else:
-        fig.suptitle("Pareto fronts: cost, million USD (x) vs deaths averted (y); red ring = "
-                     "recommended", fontsize=9)
+        fig.suptitle("Pareto fronts: cost, million USD (x) vs deaths averted (y); blue line = "
+                     "portfolios no cheaper one beats in deaths averted; red ring = recommended",
+                     fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -217,10 +253,13 @@ def tile_map(an: Analysis, path: Path) -> Path:
     ax.set_aspect("equal")
     ax.axis("off")
     handles = [plt.Rectangle((0, 0), 1, 1, fc=colour[p]) for p in labels]
-    ax.legend(handles, [_short_label(p) for p in labels], fontsize=7, ncol=4, loc="lower right",
+    # Below the grid (outside the axes), so no tile (e.g. FL, bottom right) is covered.
+    ax.legend(handles, [_short_label(p) for p in labels], fontsize=7, ncol=4,
+              loc="upper center", bbox_to_anchor=(0.5, -0.01),
               title="recommended portfolio", title_fontsize=8, frameon=False)
-    legend = ", ".join(f"{v} = {LABELS[k]}" for k, v in ABBREV.items())
-    ax.set_title(f"Recommended portfolio by state\n{legend}", fontsize=9)
+    under = (" (each state's portfolio in the national allocation under the budget)"
+             if an.allocation_summary.get("national_budget") is not None else "")
+    ax.set_title(f"Recommended portfolio by state{under}\n{_key()}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -231,6 +270,20 @@ def _fmt(x, nd=0):
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return "–"
     return f"{x:,.{nd}f}"
+
+
+def _num(x) -> str:
+    """A number rounded for people: two significant digits (0.449495 -> 0.45, 0 -> 0)."""
+    x = float(x)
+    if not np.isfinite(x):
+        return "–"
+    return f"{float(f'{x:.2g}'):g}"
+
+
+def _range(lo, hi, fmt) -> str:
+    """``fmt(lo)–fmt(hi)``, or ``fmt(lo)`` once when both show the same."""
+    a, b = fmt(lo), fmt(hi)
+    return a if a == b else f"{a}–{b}"
 
 
 def _names(pid: str) -> str:
@@ -287,18 +340,23 @@ def write_brief(an: Analysis, rp: ResolvedPlan, ev: Evaluation, state: str, fig_
         else str(plan.years)
     sidx = ev.states.index(state)
 
+    has_cost = plan.costs is not None
+    budgeted = an.allocation_summary.get("national_budget") is not None
+
     def impact_row(label, pid):
         if pid == NONE or pid not in df.index:
-            return f"<tr><td>{e(label)}</td><td colspan=5>{e(_names(pid))}</td></tr>"
+            return (f"<tr><td>{e(label)}</td><td colspan={6 if has_cost else 5}>"
+                    f"{e(_names(pid))}</td></tr>")
         x = df.loc[pid]
-        cost = "" if not np.isfinite(x.cost) else f"${x.cost:,.0f}"
+        cost = (f"<td class=n>${x.cost:,.0f}</td>" if has_cost and np.isfinite(x.cost) else
+                "<td class=n>no cost given</td>" if has_cost else "")
         return (f"<tr><td>{e(label)}</td><td>{e(_names(pid))}</td>"
                 f"<td class=n>{_fmt(x.deaths_averted, 1)}<br><span class=small>"
                 f"{_fmt(x.deaths_averted_lo, 1)} to {_fmt(x.deaths_averted_hi, 1)}</span></td>"
                 f"<td class=n>{x.bw_rate_difference_change:+.3f}<br><span class=small>"
                 f"{x.bw_rate_difference_change_lo:+.3f} to {x.bw_rate_difference_change_hi:+.3f}"
                 f"</span></td><td class=n>{_fmt(x.disparity_reduction, 1)}</td>"
-                f"<td class=n>{_pct(x.p_best)}</td><td class=n>{cost}</td></tr>")
+                f"<td class=n>{_pct(x.p_best)}</td>{cost}</tr>")
 
     keys = []
     for i in (1, 2, 3):
@@ -307,9 +365,11 @@ def write_brief(an: Analysis, rp: ResolvedPlan, ev: Evaluation, state: str, fig_
             desc = ""
             if evidence is not None and k in evidence.effects:
                 eff = evidence.effects[k]
-                desc = f" — {eff.description} (point {eff.point:g}, range {eff.lo:g}–{eff.hi:g})"
+                desc = (f" — {eff.description} (point {_num(eff.point)}, range "
+                        f"{_range(eff.lo, eff.hi, _num)})")
             keys.append(f"<li><b>{e(k)}</b>{e(desc)}: knowing it exactly would be worth "
-                        f"{r[f'key_input_{i}_evppi']:.2f} deaths averted (EVPPI)</li>")
+                        f"{r[f'key_input_{i}_evppi']:.2f} in the objective (EVPPI; the "
+                        f"objective's units are weighted deaths, defined below)</li>")
     if not keys:
         keys.append("<li>No single uncertain input changes the choice materially "
                     "(all EVPPI ≈ 0): the recommendation is robust to the evidence ranges.</li>")
@@ -319,10 +379,26 @@ def write_brief(an: Analysis, rp: ResolvedPlan, ev: Evaluation, state: str, fig_
         for k in rp.candidates:
             ck = c[c.strategy == k].sort_values("year")
             if len(ck):
-                cov_lines.append(f"{LABELS[k]}: {ck.coverage.min():.0%}–{ck.coverage.max():.0%} "
+                cov_lines.append(f"{LABELS[k]}: {_range(ck.coverage.min(), ck.coverage.max(), _pct)} "
                                  f"of {ELIGIBLE[k]}")
-    wt = plan.objective
     base_d = ev.deaths_baseline[0, sidx]
+    wlabel = (f"objective = {plan.objective.deaths_averted:g} × deaths averted + "
+              f"{plan.objective.disparity_reduction:g} × excess NH black deaths averted")
+    best_nb = r.get("best_without_budget", rec)
+    if budgeted:
+        nb_cost = r.get("best_without_budget_cost", np.nan)
+        nb_cost = (f", costing ${nb_cost:,.0f}" if has_cost and np.isfinite(nb_cost) else "")
+        budget_line = (
+            f"<br>This is {e(name)}'s portfolio in the national allocation under the plan's "
+            f"budget of ${an.allocation_summary['national_budget']:,.0f}"
+            + (f" (cost ${r.cost:,.0f})" if has_cost and np.isfinite(r.cost) else "") + ". "
+            + ("It is also the best portfolio without the budget." if best_nb == rec else
+               f"Best without the budget: {e(_names(best_nb))} "
+               f"({_fmt(r.get('best_without_budget_deaths_averted', np.nan), 1)} infant deaths "
+               f"averted{nb_cost}).")
+        )
+    else:
+        budget_line = ""
     cost_note = ("Costs are the plan's own inputs (cost per birth reached × births reached); "
                  "imsim ships no cost data." if plan.costs is not None else
                  "No costs were given: the ranking ignores cost.")
@@ -334,28 +410,34 @@ def write_brief(an: Analysis, rp: ResolvedPlan, ev: Evaluation, state: str, fig_
 <div class=rec><b>Recommendation:</b> {e(_names(rec))}.<br>
 Expected {_fmt(r.deaths_averted, 1)} infant deaths averted over {e(yrs)} (95% interval
 {_fmt(r.deaths_averted_lo, 1)} to {_fmt(r.deaths_averted_hi, 1)}), of {_fmt(base_d, 0)} expected
-without these strategies. Probability it is the best choice: <b>{_pct(r.p_best)}</b>.</div>
+without these strategies. Probability it is the best portfolio for {e(state)} (ignoring the
+national budget): <b>{_pct(r.p_best)}</b>.{budget_line}</div>
 <h2>Expected impact</h2>
-<table><tr><th></th><th>portfolio</th><th>deaths averted (95%)</th>
-<th>change in NH black − NH white deaths per 1,000 (95%)</th><th>excess NH black deaths averted</th>
-<th>P(best)</th><th>cost</th></tr>
-{impact_row("Recommended", rec)}{impact_row("Runner-up", run)}</table>
+<table><tr><th></th><th>portfolio</th><th>infant deaths averted (95%)</th>
+<th>change in NH black − NH white deaths per 1,000 live births (95%)</th><th>excess NH black
+deaths averted</th><th>P(best)</th>{'<th>cost, USD</th>' if has_cost else ''}</tr>
+{impact_row("Recommended", rec)}{impact_row("Runner-up (best without the budget)" if budgeted and best_nb == run and best_nb != rec else "Runner-up", run)}{impact_row("Best without the budget", best_nb) if budgeted and best_nb not in (rec, run) else ''}</table>
 <p class=small>A negative change in the rate difference means the black–white gap narrows.
-Objective = {wt.deaths_averted:g} × deaths averted + {wt.disparity_reduction:g} × excess NH black
-deaths averted. Ties go to the cheaper, then smaller portfolio.</p>
+Ranking by the {e(wlabel)} (in weighted deaths). Ties go to the cheaper, then smaller portfolio.
+{'' if has_cost else 'No costs were given.'}</p>
 <h2>What could overturn this choice</h2><ul>{''.join(keys)}</ul>
-<p class=small>Expected value of perfect information on all inputs: {r.evpi:.2f} deaths
-(the most a better evidence base could add to the outcome of this choice).</p>
+<p class=small>Expected value of perfect information on all inputs: {r.evpi:.2f} in the
+objective (weighted deaths; the most a better evidence base could add to the outcome of this
+choice).</p>
 <h2>Ranking and trade-offs</h2>
 <img alt="ranking and Pareto fronts for {e(state)}" src="data:image/png;base64,{img}">
+<p class=small>Labels in the figure: {e(_key())}. Percentages beside them: P(best).</p>
 <h2>Key assumptions</h2><ul>
-<li>Coverage if chosen: {e('; '.join(cov_lines)) or 'see plan'}.</li>
-<li>Effect sizes and their uncertainty from imsim's evidence library (`imsim data evidence`);
+<li>Coverage if chosen: {e('; '.join(cov_lines)) or 'as set in the plan'}.</li>
+<li>Effect sizes and their uncertainty from imsim's evidence library (list them with
+<code>imsim data evidence</code>);
 the baseline is refitted for every draw so it reproduces 2013–2015 observed rates; births are data through
 2023 and follow each state's 2014–2023 trend after it; rates stay at the 2013–2015 fit.</li>
 <li>Strategies in a portfolio combine through the model of each birth, never by adding effects.</li>
 <li>{e(cost_note)}</li>
-<li>Births by state × race for 2013–2017 are partly estimated (see README, "Data and sources").</li>
+<li>Births by state × race/Hispanic origin for 2013–2017 are not published in imsim's sources:
+they are estimated by raking 2016 single-race state counts to exact state totals and national race
+totals (flagged <code>estimated=True</code> in the packaged data).</li>
 </ul></body></html>"""
     path.write_text(body, encoding="utf-8")
     return path
@@ -381,12 +463,20 @@ def write_index(an: Analysis, rp: ResolvedPlan, path: Path) -> Path:
         ``path``.
     """
     e = html.escape
+    s = an.allocation_summary
+    budgeted = s.get("national_budget") is not None
+    has_cost = rp.plan.costs is not None
     rows = []
     for r in an.recommendations.itertuples():
+        nb = getattr(r, "best_without_budget", r.recommended)
+        extra = (f"<td>{e('same' if nb == r.recommended else _names(nb))}</td>"
+                 if budgeted else "")
+        cost = (f"<td class=n>{'–' if not np.isfinite(r.cost) else f'${r.cost:,.0f}'}</td>"
+                if has_cost else "")
         rows.append(f"<tr><td><a href='briefs/{e(r.state)}.html'>{e(STATE_NAMES[r.state])}</a>"
-                    f"</td><td>{e(_names(r.recommended))}</td><td class=n>"
-                    f"{_fmt(r.deaths_averted, 1)}</td><td class=n>{_pct(r.p_best)}</td></tr>")
-    s = an.allocation_summary
+                    f"</td><td>{e(_names(r.recommended))}</td>{extra}<td class=n>"
+                    f"{_fmt(r.deaths_averted, 1)}</td>{cost}<td class=n>{_pct(r.p_best)}</td></tr>")
+    rnd, w = s["random_allocations"], s["objective_weights"]
     tile = ""
     if (path.parent / "figures" / "tile_map.png").exists():
         b64 = base64.b64encode((path.parent / "figures" / "tile_map.png").read_bytes()).decode()
@@ -394,10 +484,19 @@ def write_index(an: Analysis, rp: ResolvedPlan, path: Path) -> Path:
     path.write_text(f"""<!doctype html><html lang=en><head><meta charset=utf-8>
 <title>{e(rp.plan.name)}: recommendations</title><style>{_CSS}</style></head><body>
 <h1>{e(rp.plan.name)}: recommended strategy portfolios</h1>
-<p>National allocation: {s['states_with_a_portfolio']} states, {_fmt(s['deaths_averted'], 0)}
+<p>National allocation{f" under the budget of ${s['national_budget']:,.0f}" if budgeted else ""}:
+{s['states_with_a_portfolio']} states with a portfolio, {_fmt(s['deaths_averted'], 0)} infant
 deaths averted expected (95% interval {_fmt(s['deaths_averted_lo'], 0)} to
-{_fmt(s['deaths_averted_hi'], 0)}); random allocations average
-{_fmt(s['random_allocations']['deaths_averted_mean'], 0)}.</p>{tile}
-<table><tr><th>state brief</th><th>recommended</th><th>deaths averted</th><th>P(best)</th></tr>
+{_fmt(s['deaths_averted_hi'], 0)} deaths){f", cost ${s['cost']:,.0f}" if s.get('cost') is not None else ""};
+random allocations average {_fmt(rnd['deaths_averted_mean'], 0)} infant deaths averted, so the
+allocation averts {_fmt(rnd['improvement_deaths'], 0)} deaths more. In the objective
+({w['deaths_averted']:g} × deaths averted + {w['disparity_reduction']:g} × excess NH black deaths
+averted, in weighted deaths) it is {_fmt(rnd['improvement_objective'], 0)} higher.</p>
+<p class=small>{"The recommended portfolio of each state is its portfolio in this allocation; "
+"“best without the budget” is the state's best portfolio if the national budget did not bind. "
+if budgeted else "The recommended portfolio of each state is its best portfolio. "}P(best): the
+probability that the recommended portfolio is the best for the state (ignoring the national
+budget).</p>{tile}
+<table><tr><th>state brief</th><th>recommended</th>{'<th>best without the budget</th>' if budgeted else ''}<th>infant deaths averted</th>{'<th>cost, USD</th>' if has_cost else ''}<th>P(best)</th></tr>
 {''.join(rows)}</table></body></html>""", encoding="utf-8")
     return path
