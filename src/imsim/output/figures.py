@@ -14,7 +14,121 @@ FIGURES = {
     "attribution.png": "Deaths averted credited to each strategy (Shapley values)",
     "coverage.png": "Coverage of each strategy over time",
     "coverage_trajectories.png": "Collaborative: coverage trajectory of every state team",
+    "observed_vs_modelled.png": "Modelled baseline vs observed 2013-2015 infant mortality by "
+                                "state and race (observed 95% interval)",
+    "imr_by_year.png": "Infant mortality by year, baseline vs scenario, nationally and by race",
 }
+
+
+def _race_tick(k: str) -> str:
+    from imsim.output.statepages import race_label
+
+    return (race_label(k).replace("Non-Hispanic", "NH")
+            .replace("American Indian or Alaska Native", "AIAN")
+            .replace("Asian or Pacific Islander", "API"))
+
+
+def coverage_figure(result):
+    """The coverage chart (mean coverage of each strategy over time), or None without coverage.
+
+    Strategies by their names, whole years on the x axis, the legend outside the lines.
+    """
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    from imsim.output.statepages import strategy_label
+
+    cov = result.table("coverage")
+    if not len(cov):
+        return None
+    plt = _plt()
+    c = cov.copy()
+    if "quarter" in c:
+        c["t"] = c["year"] + (c["quarter"] - 1) / 4.0
+    else:
+        c["t"] = c["year"]
+    g = c.groupby(["strategy", "t"], as_index=False)["coverage"].mean()
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    for k, sub in g.groupby("strategy"):
+        ax.plot(sub.t, sub.coverage, marker="o", ms=3, label=strategy_label(k))
+    ax.set_ylim(0, 1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.set_xlabel("year")
+    ax.set_ylabel("mean coverage\n(states on the strategy)")
+    ax.set_title("Coverage over time")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def observed_vs_modelled_figure(result):
+    """Modelled baseline IMR (x) against the observed 2013-2015 IMR with its 95% interval (y),
+    one point per state x race cell of the run, coloured by race; the diagonal is agreement."""
+    from imsim.output.statepages import observed_vs_modelled, race_label
+
+    plt = _plt()
+    o = observed_vs_modelled(result)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    colours = {"ALL": "#555", "nh_white": "#1f77b4", "nh_black": "#d62728",
+               "hispanic": "#2ca02c", "nh_api": "#9467bd", "nh_aian": "#ff7f0e"}
+    for r, sub in o.groupby("race", sort=False):
+        err = np.clip([sub.observed - sub.observed_lo, sub.observed_hi - sub.observed], 0, None)
+        ax.errorbar(sub.modelled, sub.observed, yerr=err, fmt="o", ms=3, lw=0.6,
+                    color=colours.get(r, "#333"), alpha=0.8,
+                    label=race_label(r) if r != ALL else "All races (state total)")
+    if len(o):
+        hi = float(np.nanmax(np.r_[o.modelled, o.observed_hi])) * 1.05
+        ax.plot([0, hi], [0, hi], color="#999", lw=0.8, ls="--", label="modelled = observed")
+        ax.set_xlim(0, hi)
+        ax.set_ylim(0, hi)
+    period = o.period.iloc[0] if len(o) else ""
+    ax.set_xlabel(f"modelled baseline IMR, {period} (per 1,000)")
+    ax.set_ylabel("observed IMR 2013-2015 (per 1,000, 95% interval)")
+    ax.set_title("Modelled vs observed infant mortality by state and race")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def imr_by_year_figure(result):
+    """IMR by year (``by_year.csv``): nationally and by race, baseline dashed and, when the run
+    has strategies, the scenario solid."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    from imsim.output.statepages import has_strategies, race_label
+
+    plt = _plt()
+    by = result.table("by_year")
+    by = by[by.state == ALL]
+    both = has_strategies(result)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=False)
+    nat = by[by.race == ALL]
+    axes[0].plot(nat.year, nat.imr_baseline, ls="--", marker="o", ms=3, color="#777",
+                 label="baseline")
+    if both:
+        axes[0].plot(nat.year, nat.imr_scenario, marker="o", ms=3, color="#2b7bba",
+                     label="with the strategies")
+    axes[0].set_title("All races (U.S.)", fontsize=9)
+    axes[0].set_ylabel("deaths per 1,000 live births")
+    axes[0].legend(fontsize=7)
+    for i, (r, sub) in enumerate((r, by[by.race == r]) for r in RACE_LABELS):
+        if not len(sub) or not (sub.births > 0).any():
+            continue
+        line, = axes[1].plot(sub.year, sub.imr_baseline, ls="--", lw=1, color=f"C{i}",
+                             label=f"{race_label(r)}" + (", baseline" if both else ""))
+        if both:
+            axes[1].plot(sub.year, sub.imr_scenario, lw=1.5, color=f"C{i}",
+                         label=f"{race_label(r)}, with the strategies")
+    axes[1].set_title("By race/Hispanic origin of the mother (U.S.)", fontsize=9)
+    axes[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
+        ax.set_xlabel("year")
+        ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    return fig
 
 
 def _plt():
@@ -49,7 +163,16 @@ def write_figures(result, out: Path) -> list[Path]:
     fig_dir.mkdir(exist_ok=True)
     written = []
     s = result.summary
+    from imsim.output.statepages import has_strategies
+
     st = s[(s.race == ALL) & (s.state != ALL)].sort_values("deaths_averted")
+    if has_strategies(result):
+        written.append(_deaths_by_state(result, st, fig_dir, plt))
+    written += _rest(result, s, fig_dir, plt)
+    return written
+
+
+def _deaths_by_state(result, st, fig_dir, plt):
     h = max(3.0, 0.18 * len(st) + 1.0)
     fig, ax = plt.subplots(figsize=(7, h))
     y = np.arange(len(st))
@@ -64,15 +187,23 @@ def write_figures(result, out: Path) -> list[Path]:
     ax.set_title(f"{result.scenario.name}: deaths averted by state")
     ax.axvline(0, color="#999", lw=0.5)
     fig.tight_layout()
-    written.append(_save(fig, fig_dir / "deaths_averted_by_state.png", plt))
+    return _save(fig, fig_dir / "deaths_averted_by_state.png", plt)
 
+
+def _rest(result, s, fig_dir, plt):
+    from imsim.output.statepages import has_strategies, strategy_label
+
+    written = []
+    both = has_strategies(result)
     r = s[(s.state == ALL) & (s.race != ALL)]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     x = np.arange(len(r))
-    ax.bar(x - 0.2, r.imr_baseline, 0.4, label="baseline", color="#999")
-    ax.bar(x + 0.2, r.imr_scenario, 0.4, label="scenario", color="#2b7bba")
-    ax.set_xticks(x, [RACE_LABELS[k].replace("non-Hispanic", "NH") for k in r.race],
-                  rotation=15, fontsize=7)
+    if both:
+        ax.bar(x - 0.2, r.imr_baseline, 0.4, label="baseline", color="#999")
+        ax.bar(x + 0.2, r.imr_scenario, 0.4, label="with the strategies", color="#2b7bba")
+    else:
+        ax.bar(x, r.imr_baseline, 0.6, label="baseline (no strategies)", color="#999")
+    ax.set_xticks(x, [_race_tick(k) for k in r.race], rotation=15, fontsize=7)
     ax.set_ylabel("deaths per 1,000 live births")
     ax.set_title("Infant mortality by race/Hispanic origin of the mother")
     ax.legend()
@@ -83,10 +214,14 @@ def write_figures(result, out: Path) -> list[Path]:
     d = d[d.state == ALL]
     fig, ax = plt.subplots(figsize=(7, 3.4))
     x = np.arange(len(d))
-    ax.bar(x - 0.2, d.rate_difference_baseline, 0.4, label="baseline", color="#999")
-    ax.bar(x + 0.2, d.rate_difference_scenario, 0.4, label="scenario", color="#c0392b")
-    ax.set_xticks(x, [RACE_LABELS[k].replace("non-Hispanic", "NH") for k in d.race],
-                  rotation=15, fontsize=7)
+    if both:
+        ax.bar(x - 0.2, d.rate_difference_baseline, 0.4, label="baseline", color="#999")
+        ax.bar(x + 0.2, d.rate_difference_scenario, 0.4, label="with the strategies",
+               color="#c0392b")
+    else:
+        ax.bar(x, d.rate_difference_baseline, 0.6, label="baseline (no strategies)",
+               color="#999")
+    ax.set_xticks(x, [_race_tick(k) for k in d.race], rotation=15, fontsize=7)
     ax.axhline(0, color="#333", lw=0.5)
     ax.set_ylabel("IMR minus NH white IMR (per 1,000)")
     ax.set_title("Disparity: rate difference vs non-Hispanic white (U.S.)")
@@ -98,32 +233,18 @@ def write_figures(result, out: Path) -> list[Path]:
     a = a[a.state == ALL]
     if len(a):
         fig, ax = plt.subplots(figsize=(7, 0.45 * len(a) + 1.2))
-        ax.barh(a.strategy, a.deaths_averted, color="#27ae60")
+        ax.barh([strategy_label(k) for k in a.strategy], a.deaths_averted, color="#27ae60")
         ax.set_xlabel("deaths averted (Shapley value)")
         ax.set_title("Who gets the credit: attribution within the portfolio")
         fig.tight_layout()
         written.append(_save(fig, fig_dir / "attribution.png", plt))
 
-    cov = result.table("coverage")
-    if len(cov):
-        import pandas as pd
-
-        c = cov.copy()
-        if "quarter" in c:
-            c["t"] = c["year"] + (c["quarter"] - 1) / 4.0
-        else:
-            c["t"] = c["year"]
-        g = c.groupby(["strategy", "t"], as_index=False)["coverage"].mean()
-        fig, ax = plt.subplots(figsize=(7, 3.4))
-        for k, sub in g.groupby("strategy"):
-            ax.plot(sub.t, sub.coverage, marker="o", ms=3, label=k)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("mean coverage (states on the strategy)")
-        ax.set_title("Coverage over time")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
+    fig = coverage_figure(result)
+    if fig is not None:
         written.append(_save(fig, fig_dir / "coverage.png", plt))
-        del pd
+    written.append(_save(observed_vs_modelled_figure(result), fig_dir / "observed_vs_modelled.png",
+                         plt))
+    written.append(_save(imr_by_year_figure(result), fig_dir / "imr_by_year.png", plt))
     if result.inputs.collaborative is not None:
         from imsim.collaborative.abm import plot_coverage
 
@@ -133,6 +254,6 @@ def write_figures(result, out: Path) -> list[Path]:
 
 
 def _save(fig, path: Path, plt) -> Path:
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

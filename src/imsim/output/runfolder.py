@@ -229,7 +229,7 @@ def save_result(result, out_dir: str | os.PathLike | None = None, figures: bool 
     figures : bool
         Draw the figures (``figures/*.png``).
     report : bool
-        Write ``report.html``.
+        Write ``report.html`` and one page per state, ``states/<ST>.html``.
 
     Returns
     -------
@@ -263,6 +263,9 @@ def save_result(result, out_dir: str | os.PathLike | None = None, figures: bool 
             from imsim.output.report import write_report
 
             write_report(result, tmp)
+            from imsim.output.statepages import write_state_pages
+
+            write_state_pages(result, tmp)
         result.timings["save_s"] = time.perf_counter() - t0
         with open(tmp / "manifest.json", "w", encoding="utf-8") as fh:
             json.dump(manifest(result), fh, indent=2)
