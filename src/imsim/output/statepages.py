@@ -156,21 +156,29 @@ def _plt():
     return plt
 
 
-def _png(fig, plt) -> str:
+def _png(fig, plt, close: bool = True) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
+    if close:
+        plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def state_figure(result, state: str, obs: pd.DataFrame):
+def state_figure(result, state: str, obs: pd.DataFrame, ax=None):
     """The state's IMR by race, baseline vs scenario, with the observed 2013-2015 rate and its
-    95% interval as black marks; returns the matplotlib figure."""
-    plt = _plt()
+    95% interval as black marks; returns the matplotlib figure.
+
+    With ``ax`` (an axes of a figure made by :func:`_state_axes`), the axes is cleared and
+    redrawn: one figure serves every state page (figure creation and layout dominate the cost).
+    """
     s = result.summary
     r = s[(s.state == state) & (s.race != ALL) & (s.births > 0)]
     o = obs[obs.state == state].set_index("race")
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    if ax is None:
+        fig, ax = _state_axes()
+    else:
+        ax.clear()
+        fig = ax.figure
     x = np.arange(len(r))
     both = has_strategies(result)
     w = 0.38 if both else 0.6
@@ -191,8 +199,21 @@ def state_figure(result, state: str, obs: pd.DataFrame):
     ax.set_ylabel("deaths per 1,000 live births", fontsize=8)
     ax.set_title(f"{state_label(state)}: infant mortality by race/Hispanic origin", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.tight_layout()
     return fig
+
+
+#: State pages carry a chart when a run has at most this many states (a chart costs ~0.1 s; a
+#: national run's 51 pages would otherwise add ~5 s to every save). Larger runs' pages keep
+#: their tables and point to the national report's figures.
+STATE_CHARTS_MAX = 12
+
+
+def _state_axes():
+    """A figure with fixed margins (room for the legend on the right) for the state charts."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    fig.subplots_adjust(left=0.1, right=0.66, bottom=0.16, top=0.9)
+    return fig, ax
 
 
 def _f(x, nd=2) -> str:
@@ -232,7 +253,7 @@ th{background:#f3f3f3} td:first-child,th:first-child{text-align:left} img{max-wi
 .note{color:#555;font-size:.85rem}"""
 
 
-def state_page(result, state: str, obs: pd.DataFrame) -> str:
+def state_page(result, state: str, obs: pd.DataFrame, ax=None) -> str:
     """The HTML of ``states/<ST>.html``: the state's headline, IMR by race before and after
     (with the observed 2013-2015 rate), the disparity change, strategies and coverage, and
     the figure inline."""
@@ -281,8 +302,14 @@ def state_page(result, state: str, obs: pd.DataFrame) -> str:
                      f"<td>{_f(r.rate_difference_change)}</td><td>{_f(gap, 1)}{ci}</td></tr>")
     cov = _coverage_lines(result, state)
     plt = _plt()
-    b64 = _png(state_figure(result, state, obs), plt)
     alt = f"{name}: infant mortality by race/Hispanic origin, modelled and observed"
+    chart = len(result.scenario.state_list) <= STATE_CHARTS_MAX
+    b64 = _png(state_figure(result, state, obs, ax=ax), plt, close=ax is None) if chart else None
+    fig_html = (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+                f'<figcaption>{html.escape(alt)}</figcaption></figure>' if chart else
+                f'<p class="note">No chart on state pages of runs with more than '
+                f'{STATE_CHARTS_MAX} states (it would slow every save); the tables below have '
+                f'every number, and the full report has the figures.</p>')
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>imsim: {html.escape(sc.name)} &ndash; {html.escape(name)}</title>
 <style>{STYLE}</style></head><body>
@@ -295,7 +322,7 @@ def state_page(result, state: str, obs: pd.DataFrame) -> str:
 <table><thead><tr><th>Race/Hispanic origin</th><th>Births</th><th>Deaths, baseline</th>
 <th>Deaths averted</th><th>IMR baseline</th><th>IMR with strategies</th>
 <th>Observed IMR 2013&ndash;2015 (95% interval)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
-<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"><figcaption>{html.escape(alt)}</figcaption></figure>
+{fig_html}
 <h2>Disparity: rate difference to non-Hispanic white</h2>
 {("<table><thead><tr><th>Race/Hispanic origin</th><th>Before (per 1,000)</th><th>After</th>"
   "<th>Change</th><th>Gap closed (%)</th></tr></thead><tbody>" + "".join(drows)
@@ -314,10 +341,14 @@ def write_state_pages(result, out: Path) -> list[Path]:
     d.mkdir(exist_ok=True)
     obs = observed_vs_modelled(result)
     paths = []
-    for st in result.scenario.state_list:
-        p = d / f"{st}.html"
-        p.write_text(state_page(result, st, obs), encoding="utf-8")
-        paths.append(p)
+    fig, ax = _state_axes()
+    try:
+        for st in result.scenario.state_list:
+            p = d / f"{st}.html"
+            p.write_text(state_page(result, st, obs, ax=ax), encoding="utf-8")
+            paths.append(p)
+    finally:
+        _plt().close(fig)
     return paths
 
 
