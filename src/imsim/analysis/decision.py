@@ -30,6 +30,7 @@ import pandas as pd
 from imsim.config.plan import ResolvedPlan
 from imsim.analysis.portfolio import Evaluation, portfolio_id
 from imsim.analysis.economics import PORTFOLIO_CE_COLUMNS, cost_effectiveness
+from imsim.core.constants import RACES
 
 NONE = "none"
 #: Relative tolerance under which two objective values count as a tie.
@@ -45,6 +46,9 @@ PORTFOLIO_COLUMNS = [
     "disparity_reduction_hi", "objective", "objective_lo", "objective_hi", "within_budget", "rank",
 ]
 PORTFOLIO_COLUMNS += PORTFOLIO_CE_COLUMNS      # cost-effectiveness (imsim.analysis.economics)
+# The objective's weights in words, and deaths averted per race/Hispanic origin of the mother
+# (expected over draws; they sum to deaths_averted).
+PORTFOLIO_COLUMNS += ["objective_weights"] + [f"deaths_averted_{r}" for r in RACES]
 RECOMMENDATION_COLUMNS = [
     "state", "recommended", "runner_up", "p_best", "key_input_1", "key_input_1_evppi",
     "key_input_2", "key_input_2_evppi", "key_input_3", "key_input_3_evppi",
@@ -56,6 +60,7 @@ RECOMMENDATION_COLUMNS = [
     # best portfolio ignoring the national budget (the same as `recommended` without one).
     "objective", "best_without_budget", "best_without_budget_deaths_averted",
     "best_without_budget_cost", "best_without_budget_objective",
+    "objective_weights",
 ]
 ALLOCATION_COLUMNS = ["state", "portfolio", "deaths_averted", "cost", "deaths_averted_lo",
                       "deaths_averted_hi", "disparity_reduction", "objective"]
@@ -403,6 +408,26 @@ class Analysis:
     ceac: pd.DataFrame | None = None
 
 
+def objective_text(w_deaths: float, w_disparity: float) -> str:
+    """The objective in words, e.g. "1.0 x deaths averted + 1.0 x excess NH black deaths averted".
+
+    Written in ``portfolios.csv``, ``recommendations.csv``, ``manifest.json``, ``index.html``
+    and every brief, so each output states what it ranks by.
+
+    Parameters
+    ----------
+    w_deaths, w_disparity : float
+        The plan's ``objective.deaths_averted`` and ``objective.disparity_reduction`` weights.
+
+    Returns
+    -------
+    str
+        The text.
+    """
+    return (f"{float(w_deaths)!r} x deaths averted + {float(w_disparity)!r} x excess NH black "
+            f"deaths averted")
+
+
 def _q(a, axis=0):
     return np.percentile(a, 2.5, axis=axis), np.percentile(a, 97.5, axis=axis)
 
@@ -500,6 +525,15 @@ def analyse(rp: ResolvedPlan, ev: Evaluation, evidence=None) -> Analysis:
                 "disparity_reduction_hi": dr_hi[p, s], "objective": eu[p, s],
                 "objective_lo": u_lo[p, s], "objective_hi": u_hi[p, s],
                 "within_budget": bool(feasible[p, s]), "rank": int(rank[p, s])})
+    wtext = objective_text(w1, w2)
+    by_race = (ev.deaths_averted_by_race[sl].mean(axis=0)             # [P, S, R]
+               if ev.deaths_averted_by_race is not None else
+               np.full((n_p, n_s, len(RACES)), np.nan))
+    for i, row in enumerate(rows):             # rows are state-major, portfolio-minor
+        s, p = divmod(i, n_p)
+        row["objective_weights"] = wtext
+        for j, race in enumerate(RACES):
+            row[f"deaths_averted_{race}"] = by_race[p, s, j]
     ce_rows, ce_table, ceac_df = cost_effectiveness(ev.states, ids, da, cost,
                                                     plan.costs is not None)
     for c in PORTFOLIO_CE_COLUMNS:             # same state x portfolio order as `rows`
@@ -552,7 +586,8 @@ def analyse(rp: ResolvedPlan, ev: Evaluation, evidence=None) -> Analysis:
             "best_without_budget": ids[best_nb[s]] if best_nb[s] >= 0 else NONE,
             "best_without_budget_deaths_averted": eda[best_nb[s], s] if best_nb[s] >= 0 else 0.0,
             "best_without_budget_cost": cost[best_nb[s], s] if best_nb[s] >= 0 else np.nan,
-            "best_without_budget_objective": eu[best_nb[s], s] if best_nb[s] >= 0 else 0.0})
+            "best_without_budget_objective": eu[best_nb[s], s] if best_nb[s] >= 0 else 0.0,
+            "objective_weights": wtext})
         rec_rows.append(row)
     recs = pd.DataFrame(rec_rows, columns=RECOMMENDATION_COLUMNS)
 
@@ -580,6 +615,7 @@ def analyse(rp: ResolvedPlan, ev: Evaluation, evidence=None) -> Analysis:
     total_cost = float(np.nansum([cost[choice[s], s] for s in range(n_s) if choice[s] >= 0]))
     summary = {
         "objective_weights": {"deaths_averted": w1, "disparity_reduction": w2},
+        "objective_weights_text": wtext,
         "national_budget": nat,
         "states": n_s,
         "states_with_a_portfolio": int((choice >= 0).sum()),

@@ -170,6 +170,10 @@ class Evaluation:
     timings : dict of str to float
         Seconds per step summed over draws (``*_s``), and the row counts ``unique_rows`` and
         ``arm_rows_per_draw``.
+    deaths_averted_by_race : numpy.ndarray or None
+        ``[D, P, S, R]`` baseline minus scenario deaths per race/Hispanic origin of the mother
+        (``R`` in :data:`imsim.core.constants.RACES` order); sums over ``R`` to
+        ``deaths_averted``. None when the constructor did not supply it.
     """
 
     portfolios: list[tuple[str, ...]]
@@ -185,6 +189,7 @@ class Evaluation:
     reached: np.ndarray                    # [S, K] births reached per strategy (draw 0)
     strategies: list[str]                  # the candidate strategies (axis K of reached)
     timings: dict[str, float] = field(default_factory=dict)
+    deaths_averted_by_race: np.ndarray | None = None   # [D, P, S, R], R in RACES order
 
 
 @dataclass
@@ -303,6 +308,7 @@ def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
     rd_b = np.zeros((n_d, n_s))
     rd_change = np.zeros((n_d, n_p, n_s))
     excess = np.zeros((n_d, n_p, n_s))
+    averted_race = np.zeros((n_d, n_p, n_s, n_r))
     births_s = births_black = None
     reached = np.zeros((n_s, len(cands)))
     t = {"fit_s": 0.0, "params_s": 0.0, "levers_s": 0.0, "tables_s": 0.0, "engine_s": 0.0,
@@ -338,6 +344,7 @@ def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
         ba, da = ba.reshape(n_p, n_s, n_r), da.reshape(n_p, n_s, n_r)
         deaths_b[d] = db.sum(axis=1)
         averted[d] = deaths_b[d][None, :] - da.sum(axis=2)
+        averted_race[d] = db[None, :, :] - da
         with np.errstate(invalid="ignore", divide="ignore"):
             rate_b = np.where(bb > 0, 1000.0 * db / bb, np.nan)
             rate_a = np.where(ba > 0, 1000.0 * da / ba, np.nan)
@@ -378,7 +385,8 @@ def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
                       effects=[dr.effects for dr in draws],
                       deaths_baseline=deaths_b, deaths_averted=averted, rd_baseline=rd_b,
                       rd_change=rd_change, excess_averted=excess, births=births_s,
-                      births_black=births_black, reached=reached, strategies=cands, timings=t)
+                      births_black=births_black, reached=reached, strategies=cands, timings=t,
+                      deaths_averted_by_race=averted_race)
 
 
 __all__ = ["ELIGIBLE", "Evaluation", "Setup", "enumerate_portfolios", "evaluate", "portfolio_id",

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from imsim.core.constants import STATE_NAMES
-from imsim.analysis.decision import NONE, Analysis
+from imsim.analysis.decision import NONE, Analysis, objective_text
 from imsim.config.plan import ResolvedPlan
 from imsim.analysis.portfolio import ELIGIBLE, Evaluation
 
@@ -266,6 +266,66 @@ def tile_map(an: Analysis, path: Path) -> Path:
     return path
 
 
+def equity_figure(an: Analysis, ev: Evaluation, path: Path, n_labels: int = 6) -> Path:
+    """Draw the equity-impact plane of every portfolio, nationally (summed over the plan's states).
+
+    x: infant deaths averted over the horizon (expected over draws). y: change in the NH black
+    minus NH white infant mortality rate difference, per 1,000 live births: the mean of the
+    states' changes weighted by NH black live births, i.e. ``-1000 x`` (excess NH black deaths
+    averted) / (NH black births) -- the measure the objective's disparity term counts. Negative:
+    the gap narrows. Portfolios recommended in some state are highlighted and named.
+
+    Parameters
+    ----------
+    an : Analysis
+        The decision analysis (``portfolios``, ``recommendations``).
+    ev : Evaluation
+        The evaluation (NH black births per state).
+    path : Path
+        The PNG to write.
+    n_labels : int
+        Besides the recommended portfolios, the portfolios averting the most deaths that are
+        named in the plane.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    plt = _plt()
+    df = an.portfolios
+    order = list(dict.fromkeys(df.portfolio))
+    x = df.groupby("portfolio", sort=False).deaths_averted.sum().reindex(order)
+    excess = df.groupby("portfolio", sort=False).disparity_reduction.sum().reindex(order)
+    nb = float(np.sum(ev.births_black))
+    y = -1000.0 * excess / nb if nb > 0 else excess * 0.0
+    recs = set(an.recommendations.recommended) - {NONE}
+    hi = np.array([p in recs for p in order])
+    fig, ax = plt.subplots(figsize=(8.2, 5.6))
+    ax.axhline(0, color="#777", lw=0.8)
+    ax.axvline(0, color="#777", lw=0.8)
+    ax.scatter(x.values[~hi], y.values[~hi], s=16, c="#95a5a6", label="other portfolios")
+    ax.scatter(x.values[hi], y.values[hi], s=60, c="#c0392b", edgecolor="k", zorder=3,
+               label="recommended in at least one state")
+    named = [p for p in order if p in recs] + \
+        [p for p in x.sort_values(ascending=False).index if p not in recs][:n_labels]
+    for p in named:
+        ax.annotate(_names(p), (x[p], y[p]), xytext=(4, 3), textcoords="offset points",
+                    fontsize=6.5, color="#c0392b" if p in recs else "#333")
+    lo, hi_x = ax.get_xlim()
+    ax.set_xlim(lo, hi_x + 0.45 * (hi_x - lo))     # room for the names at the right
+    ax.set_xlabel("infant deaths averted over the horizon (all plan states, expected)")
+    ax.set_ylabel("change in NH black − NH white infant deaths\nper 1,000 live births "
+                  "(negative: gap narrows)")
+    ax.set_title("Equity impact: health gain against the black–white gap "
+                 "(states weighted by NH black births)", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _fmt(x, nd=0):
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return "–"
@@ -382,8 +442,8 @@ def write_brief(an: Analysis, rp: ResolvedPlan, ev: Evaluation, state: str, fig_
                 cov_lines.append(f"{LABELS[k]}: {_range(ck.coverage.min(), ck.coverage.max(), _pct)} "
                                  f"of {ELIGIBLE[k]}")
     base_d = ev.deaths_baseline[0, sidx]
-    wlabel = (f"objective = {plan.objective.deaths_averted:g} × deaths averted + "
-              f"{plan.objective.disparity_reduction:g} × excess NH black deaths averted")
+    wlabel = "objective = " + objective_text(plan.objective.deaths_averted,
+                                             plan.objective.disparity_reduction)
     best_nb = r.get("best_without_budget", rec)
     if budgeted:
         nb_cost = r.get("best_without_budget_cost", np.nan)
@@ -477,7 +537,12 @@ def write_index(an: Analysis, rp: ResolvedPlan, path: Path) -> Path:
                     f"</td><td>{e(_names(r.recommended))}</td>{extra}<td class=n>"
                     f"{_fmt(r.deaths_averted, 1)}</td>{cost}<td class=n>{_pct(r.p_best)}</td></tr>")
     rnd, w = s["random_allocations"], s["objective_weights"]
-    tile = ""
+    tile = equity = ""
+    eq_png = path.parent / "figures" / "equity_impact.png"
+    if eq_png.exists():
+        b64 = base64.b64encode(eq_png.read_bytes()).decode()
+        equity = ("<h2>Equity impact</h2><img alt='deaths averted against the change in the "
+                  f"black–white infant mortality gap' src='data:image/png;base64,{b64}'>")
     if (path.parent / "figures" / "tile_map.png").exists():
         b64 = base64.b64encode((path.parent / "figures" / "tile_map.png").read_bytes()).decode()
         tile = f"<img alt='tile map of recommended portfolios' src='data:image/png;base64,{b64}'>"
@@ -492,6 +557,8 @@ random allocations average {_fmt(rnd['deaths_averted_mean'], 0)} infant deaths a
 allocation averts {_fmt(rnd['improvement_deaths'], 0)} deaths more. In the objective
 ({w['deaths_averted']:g} × deaths averted + {w['disparity_reduction']:g} × excess NH black deaths
 averted, in weighted deaths) it is {_fmt(rnd['improvement_objective'], 0)} higher.</p>
+<p class=small>Objective weights: {e(objective_text(w['deaths_averted'], w['disparity_reduction']))}
+(the plan's <code>objective:</code>; every table and brief ranks by it).</p>{equity}
 <p class=small>{"The recommended portfolio of each state is its portfolio in this allocation; "
 "“best without the budget” is the state's best portfolio if the national budget did not bind. "
 if budgeted else "The recommended portfolio of each state is its best portfolio. "}P(best): the

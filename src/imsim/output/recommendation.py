@@ -23,7 +23,8 @@ from imsim.analysis.recommend import Recommendation, load_plan, recommend
 from imsim.config.plan import ResolvedPlan
 from imsim.core.errors import InputError
 from imsim.core.folders import atomic_folder, check_new, new_folder
-from imsim.output.briefs import pareto_figure, state_figure, tile_map, write_brief, write_index
+from imsim.analysis.decision import objective_text
+from imsim.output.briefs import equity_figure, pareto_figure, state_figure, tile_map, write_brief, write_index
 
 __all__ = ["add_parser", "ceac_figure", "cmd_recommend", "default_out", "headline", "main",
            "manifest", "save"]
@@ -109,6 +110,7 @@ def save(rec: Recommendation, out: str | os.PathLike | None = None,
             (tmp / "briefs").mkdir()
             tile_map(an, tmp / "figures" / "tile_map.png")
             pareto_figure(an, tmp / "figures" / "pareto_disparity.png", "disparity")
+            equity_figure(an, ev, tmp / "figures" / "equity_impact.png")
             if an.portfolios.cost.notna().any():
                 pareto_figure(an, tmp / "figures" / "pareto_cost.png", "cost")
             if an.ceac is not None and len(an.ceac):
@@ -205,6 +207,11 @@ def manifest(rec: Recommendation) -> dict:
         "draws_note": "draw 0 = evidence point values (deaths_averted_point); statistics use "
                       "draws 1..R (all draws when R = 1)",
         "engine": "expected",
+        "objective_weights": {
+            "deaths_averted": rp.plan.objective.deaths_averted,
+            "disparity_reduction": rp.plan.objective.disparity_reduction,
+            "text": objective_text(rp.plan.objective.deaths_averted,
+                                   rp.plan.objective.disparity_reduction)},
         "states": len(rec.evaluation.states),
         "portfolios_per_state": len(rec.evaluation.portfolios),
         "data_hash": data_hash(),
