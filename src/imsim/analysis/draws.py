@@ -75,8 +75,28 @@ def calibration_draws(calibration, seed: int, n: int) -> list[int | None]:
     if calibration is None:
         return [None] * n
     k = int(calibration.imr_draws.shape[0])
-    u = uniforms(seed, "calibration_draw", "posterior", n)
-    return [int(min(np.floor(x * k), k - 1)) for x in u]
+    return [posterior_index(u, k) for u in uniforms(seed, "calibration_draw", "posterior", n)]
+
+
+def posterior_index(u: float, k: int) -> int:
+    """Return the posterior draw ``floor(u * k)``, clipped to ``0..k-1``, of a uniform ``u``.
+
+    The one mapping from a uniform to a calibration posterior draw: run draws
+    (:func:`calibration_draws`) and the sweep parameter ``calibration`` both use it.
+
+    Parameters
+    ----------
+    u : float
+        A uniform in [0, 1).
+    k : int
+        Number of posterior draws of the calibration.
+
+    Returns
+    -------
+    int
+        The posterior draw index.
+    """
+    return int(min(max(np.floor(u * k), 0), k - 1))
 
 
 def draw_plan(evidence, calibration, seed: int, replicates: int) -> list[Draw]:

@@ -37,6 +37,7 @@ from dataclasses import fields
 
 import numpy as np
 
+from imsim.analysis.draws import posterior_index
 from imsim.birth.params import GA_FIELDS
 from imsim.birth.strategies import apply
 from imsim.inputs.baseline import BASELINE_EFFECTS
@@ -252,7 +253,7 @@ class _Prepared:
         # The scenario's own calibration unless the sweep names one (as `imsim run` does).
         self.cal = runner.get_calibration(ev.calibration if ev.calibration is not None
                                           else sc.calibration)
-        self.calib_k = _calibration_draws(self.cal)
+        self.calib_k = 0 if self.cal is None else int(self.cal.n_draws)
 
     # -- the baseline arm, once per fit -------------------------------------------------------
     def _base(self, effects: dict, draw):
@@ -334,7 +335,7 @@ class _Prepared:
             if self.cal_param is not None and self.calib_k:
                 u = X[i, self.cal_param]
                 if np.isfinite(u):
-                    draw = int(min(max(math.floor(u * self.calib_k), 0), self.calib_k - 1))
+                    draw = posterior_index(u, self.calib_k)
             rows.append((eff, draw))
         # Baseline arm per row (cached by fit).
         bases = [self._base(eff, draw) for eff, draw in rows]
@@ -436,19 +437,6 @@ class _Prepared:
                                        - by(self.state_of, self.n_states, ds))
                     cols.append(state_cache[self.state_names.index(what)])
         return np.array(cols, dtype=float)
-
-
-def _calibration_draws(calibration) -> int:
-    """Number of posterior draws ``K`` a calibration object offers (0 when none)."""
-    if calibration is None:
-        return 0
-    for attr in ("n_draws", "imr_draws", "draws"):
-        v = getattr(calibration, attr, None)
-        if isinstance(v, int):
-            return v
-        if v is not None and hasattr(v, "shape"):
-            return int(v.shape[0])
-    return 0
 
 
 def _same_params(a, b) -> bool:

@@ -35,11 +35,11 @@ multiply the probability (capped below 1). Odds ratios apply first.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from imsim.core.digest import array_digest
 from imsim.birth.kernels import EET_ROW, N_BANDS, N_CUTS, N_DEATH_ROWS, TERM_BAND
 
 #: Exposures drawn given low income, in kernel order (axis 1 of ``p_exp``).
@@ -343,7 +343,7 @@ def ga_linear_predictor(params: CellParams) -> np.ndarray:
 
 #: CellParams fields the gestational-age table reads.
 GA_FIELDS = ("theta", "beta_smk", "beta_pp", "beta_ipi", "beta_li", "beta_prog", "beta_sd")
-_GA_CACHE: dict[bytes, np.ndarray] = {}
+_GA_CACHE: dict[str, np.ndarray] = {}
 
 
 def ga_cumulative(params: CellParams) -> np.ndarray:
@@ -363,12 +363,7 @@ def ga_cumulative(params: CellParams) -> np.ndarray:
         float64 ``[n, 64, 5]``, read-only (shared by the cache): probabilities, combination
         index ``smk + 2 pp + 4 ipi + 8 li + 16 prog + 32 sd``, cuts 28, 32, 34, 37, 39 weeks.
     """
-    h = hashlib.blake2b(digest_size=16)
-    for name in GA_FIELDS:
-        arr = np.ascontiguousarray(getattr(params, name), dtype=float)
-        h.update(str(arr.shape).encode())
-        h.update(arr.tobytes())
-    key = h.digest()
+    key = array_digest(*(getattr(params, name) for name in GA_FIELDS))
     hit = _GA_CACHE.get(key)
     if hit is not None:
         return hit

@@ -109,14 +109,9 @@ class CalibratedTargets:
 
         Caches of fits key on it.
         """
-        import hashlib
+        from imsim.core.digest import array_digest
 
-        h = hashlib.blake2b(digest_size=16)
-        for arr in (self.imr, self.imr_draws, self.cause_share, self.ga_shift):
-            a = np.ascontiguousarray(arr, dtype=float)
-            h.update(str(a.shape).encode())
-            h.update(a.tobytes())
-        return h.hexdigest()
+        return array_digest(self.imr, self.imr_draws, self.cause_share, self.ga_shift)
 
     @property
     def stale(self) -> bool:

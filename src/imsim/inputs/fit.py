@@ -53,14 +53,9 @@ class Fit:
     @property
     def content_key(self) -> str:
         """A hash of the fitted arrays (caches of parameters derived from a fit key on it)."""
-        import hashlib
+        from imsim.core.digest import array_digest
 
-        h = hashlib.blake2b(digest_size=16)
-        for arr in (self.ga_shift, self.m_cause):
-            a = np.ascontiguousarray(arr, dtype=float)
-            h.update(str(a.shape).encode())
-            h.update(a.tobytes())
-        return h.hexdigest()
+        return array_digest(self.ga_shift, self.m_cause)
 
     @classmethod
     def identity(cls) -> Fit:
