@@ -292,28 +292,9 @@ class _Prepared:
         cfg = parse_collaborative(sc.collaborative)
         cfg = apply_parameters(cfg, {name: v for (_, name), v in zip(self.col_params, values)})
         annual = annual_coverage(run_collaborative(cfg, (sc.years[0], sc.years[1]), sc.seed))
-        abm = {(int(r.year), r.state, r.strategy): float(r.coverage) for r in annual.itertuples()}
-        cells = self.inputs.cells
-        states = np.asarray(STATES)[cells.s_idx]
-        races = np.asarray(RACES)[cells.r_idx]
-        out = {}
-        from imsim.analysis.runner import ramp_value
+        from imsim.analysis.runner import abm_lookup, cell_coverage
 
-        for k in STRATEGIES:
-            c = np.zeros(cells.n)
-            for i in range(cells.n):
-                st, yr = states[i], int(cells.year[i])
-                block = sc.portfolio(st).active().get(k)
-                if (yr, st, k) in abm:
-                    v = abm[(yr, st, k)]
-                elif block is None or block.coverage is None:
-                    v = 0.0
-                else:
-                    v = ramp_value(block.coverage, yr)
-                if block is not None and block.reach and races[i] in block.reach:
-                    v *= block.reach[races[i]]
-                c[i] = v
-            out[k] = c
+        out, _ = cell_coverage(sc, self.inputs.cells, abm_lookup(annual))
         if len(self._abm_cache) > 64:
             self._abm_cache.clear()
         self._abm_cache[values] = out

@@ -197,6 +197,61 @@ def ramp_value(cov, year: int) -> float:
     return float(np.interp(year, years, [cov[y] for y in years]))
 
 
+def abm_lookup(annual) -> dict[tuple[int, str, str], float]:
+    """The collaborative's annual coverage as ``{(year, state, strategy): coverage}``."""
+    return {(int(r.year), r.state, r.strategy): float(r.coverage) for r in annual.itertuples()}
+
+
+def cell_coverage(scenario: Scenario, cells: Cells, abm_cov=None):
+    """Return each strategy's coverage per cell and each cell's lever options.
+
+    The collaborative's coverage (``abm_cov``, from :func:`abm_lookup`) replaces the scenario's
+    for the (year, state, strategy) it covers; otherwise the state's portfolio ramp
+    (:func:`ramp_value`), 0 where a strategy has no coverage of its own; then per-race reach.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        A validated scenario.
+    cells : Cells
+        The cells (``n``).
+    abm_cov : dict, optional
+        ``{(year, state, strategy): coverage}`` of a collaborative run.
+
+    Returns
+    -------
+    coverage : dict of str to numpy.ndarray
+        Strategy id -> float ``[n]``, share of the eligible population reached.
+    options : list of dict
+        Per cell: strategy id -> its options (program, components, policy...).
+    """
+    n = cells.n
+    coverage = {k: np.zeros(n) for k in STRATEGIES}
+    options: list[dict[str, dict]] = [dict() for _ in range(n)]
+    states = np.asarray(STATES)[cells.s_idx]
+    races = np.asarray(RACES)[cells.r_idx]
+    for i in range(n):
+        st, yr, race = states[i], int(cells.year[i]), races[i]
+        active = scenario.portfolio(st).active()
+        keys = set(active)
+        if abm_cov is not None:
+            keys |= {k for k in STRATEGIES if (yr, st, k) in abm_cov}
+        for k in keys:
+            block = active.get(k)
+            if abm_cov is not None and (yr, st, k) in abm_cov:
+                c = abm_cov[(yr, st, k)]
+            elif abm_cov is not None and (block is None or block.coverage is None):
+                c = 0.0
+            else:
+                c = ramp_value(block.coverage if block else None, yr)
+            if block is not None and block.reach and race in block.reach:
+                c *= block.reach[race]
+            coverage[k][i] = c
+            options[i][k] = (block.model_dump(exclude={"coverage", "reach"})
+                             if block is not None else {})
+    return coverage, options
+
+
 def resolve_inputs(scenario: Scenario, baseline: Baseline | None = None) -> RunInputs:
     """Resolve a scenario's cells, coverage per strategy and cell, and lever options.
 
@@ -226,9 +281,6 @@ def resolve_inputs(scenario: Scenario, baseline: Baseline | None = None) -> RunI
     if g:
         ahead = np.maximum(cells.year - max(DATA_YEARS), 0)
         cells.births = np.round(cells.births * (1.0 + g) ** ahead).astype(np.int64)
-    n = cells.n
-    coverage = {k: np.zeros(n) for k in STRATEGIES}
-    options: list[dict[str, dict]] = [dict() for _ in range(n)]
     abm = None
     abm_cov = None
     if scenario.collaborative is not None:
@@ -236,30 +288,8 @@ def resolve_inputs(scenario: Scenario, baseline: Baseline | None = None) -> RunI
 
         cfg = parse_collaborative(scenario.collaborative)
         abm = run_collaborative(cfg, (scenario.years[0], scenario.years[1]), scenario.seed)
-        annual = annual_coverage(abm)
-        abm_cov = {(int(r.year), r.state, r.strategy): float(r.coverage)
-                   for r in annual.itertuples()}
-    states = np.asarray(STATES)[cells.s_idx]
-    races = np.asarray(RACES)[cells.r_idx]
-    for i in range(n):
-        st, yr, race = states[i], int(cells.year[i]), races[i]
-        active = scenario.portfolio(st).active()
-        keys = set(active)
-        if abm_cov is not None:
-            keys |= {k for k in STRATEGIES if (yr, st, k) in abm_cov}
-        for k in keys:
-            block = active.get(k)
-            if abm_cov is not None and (yr, st, k) in abm_cov:
-                c = abm_cov[(yr, st, k)]
-            elif abm_cov is not None and (block is None or block.coverage is None):
-                c = 0.0
-            else:
-                c = ramp_value(block.coverage if block else None, yr)
-            if block is not None and block.reach and race in block.reach:
-                c *= block.reach[race]
-            coverage[k][i] = c
-            opts = block.model_dump(exclude={"coverage", "reach"}) if block is not None else {}
-            options[i][k] = opts
+        abm_cov = abm_lookup(annual_coverage(abm))
+    coverage, options = cell_coverage(scenario, cells, abm_cov)
     evidence = EvidenceLibrary.load().with_overrides(scenario.effects or {})
     inputs = RunInputs(scenario, baseline, cells, coverage, options, evidence, abm)
     inputs.warnings = run_warnings(inputs)
