@@ -214,7 +214,9 @@ class _Prepared:
             for j, k in enumerate(STRATEGIES):
                 if k in overridden:
                     cov[:, j] = np.where(self.uses[k], self.reach[k], -1.0)
-            key = np.column_stack([cells.s_idx, cells.r_idx, opt_id, cov, levers.cells.key()])
+            # The year is part of the key: rates move with time (the calibration's trend).
+            key = np.column_stack([cells.year, cells.s_idx, cells.r_idx, opt_id, cov,
+                                   levers.cells.key()])
             _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
             inverse = inverse.ravel()
         else:

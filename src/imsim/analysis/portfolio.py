@@ -16,7 +16,8 @@ So every portfolio and every state of draw ``d`` sees the same effect values and
 Two exact shortcuts keep this fast (both are checked in ``tests/test_recommend.py``):
 
 * **Identical cells are evaluated once.** Parameters depend on a cell only through its state,
-  race, births, the coverage of each strategy and its eligibility attributes (whether the state
+  year (rates move with time), race, births, the coverage of each strategy and its eligibility
+  attributes (whether the state
   had already expanded Medicaid that year); the expected engine is linear in births. Cells of one
   state x race with the same coverage vector and attributes (e.g. every year of a
   constant-coverage horizon) are merged into one row carrying their summed births.
@@ -212,8 +213,9 @@ def _layout(setup: Setup, portfolios) -> _Layout:
         np.zeros((cells.n, 0))
     # Cells merge only if their eligibility attributes agree too (Medicaid expansion by year).
     attrs = setup.baseline.cell_attributes(cells)
-    key = np.concatenate([cells.s_idx[:, None].astype(float), cells.r_idx[:, None].astype(float),
-                          cov_mat, attrs.key()], axis=1)
+    # The year is part of the key: rates move with time (the calibration's trend model).
+    key = np.concatenate([cells.year[:, None].astype(float), cells.s_idx[:, None].astype(float),
+                          cells.r_idx[:, None].astype(float), cov_mat, attrs.key()], axis=1)
     _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     order = np.argsort(first)                 # keep the original cell order

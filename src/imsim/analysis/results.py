@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from imsim.core.constants import ALL, CAUSES, GA_BANDS, RACES, STATES, STRATEGIES
+from imsim.core.constants import ALL, CAUSES, DATA_YEARS, GA_BANDS, RACES, STATES, STRATEGIES
 from imsim.birth.kernels import N_BANDS, OUT_BIRTHS, OUT_DEATHS
 
 SUMMARY_COLUMNS = [
@@ -28,6 +28,7 @@ SUMMARY_COLUMNS = [
     "preterm_baseline", "preterm_scenario", "preterm_averted", "deaths_at_white_rate",
     "deaths_at_best_state_rate", "gap_closed_pct", "gap_closed_pct_lo", "gap_closed_pct_hi",
     "deaths_averted_median", "gap_closed_pct_median", "interval_reliable",
+    "imr_baseline_lo", "imr_baseline_hi",
 ]
 BY_CAUSE_COLUMNS = ["cause", "ga_band", "deaths_baseline", "deaths_scenario", "deaths_averted",
                     "deaths_averted_lo", "deaths_averted_hi", "deaths_averted_median",
@@ -204,6 +205,9 @@ def _summary(result, by_year=False) -> pd.DataFrame:
     df["imr_scenario"] = _rate(ds[0], births[0])
     with np.errstate(invalid="ignore", divide="ignore"):
         df["imr_change_pct"] = np.where(db[0] > 0, 100.0 * (ds[0] - db[0]) / db[0], np.nan)
+    # The baseline IMR's own interval: calibration posterior, trend (projection) uncertainty
+    # and, with the microsim, Monte Carlo noise -- what an observed rate is compared with.
+    df["imr_baseline_lo"], df["imr_baseline_hi"] = _q(_rate(db, births))
     pb, ps = _preterm(b), _preterm(s)
     df["preterm_baseline"] = pb[0]
     df["preterm_scenario"] = ps[0]
@@ -225,6 +229,8 @@ def _summary(result, by_year=False) -> pd.DataFrame:
         df = _add_medians(df, {"deaths_averted": _med(averted),
                                "gap_closed_pct": _med_defined(pct)}, result)
         return df[SUMMARY_COLUMNS]
+    # Rates of years after the latest data year are projected (trend model), as are births.
+    df["projected"] = df["year"] > max(DATA_YEARS)
     return _add_medians(df, {"deaths_averted": _med(averted)}, result)
 
 

@@ -317,7 +317,8 @@ def unique_cells(inputs: RunInputs) -> tuple[RunInputs, np.ndarray]:
         int ``[n]``: ``cells[i]`` has the parameters of ``unique.cells[inverse[i]]``.
     """
     cells = inputs.cells
-    key = np.column_stack([cells.s_idx, cells.r_idx]
+    # The year is part of the key: rates move with time (the calibration's trend model).
+    key = np.column_stack([cells.year, cells.s_idx, cells.r_idx]
                           + [inputs.coverage[k] for k in STRATEGIES]
                           + [inputs.levers.cells.key()]).astype(float)
     _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)

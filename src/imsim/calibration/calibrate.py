@@ -177,8 +177,15 @@ def build_targets(obs: Observations, settings: dict | None = None, name: str = "
         "state_columns": {"alpha": rf.alpha, "ga_shift_state": ga_info["gamma_state"],
                           "preterm_target": [tg["state"].get(s, np.nan) for s in STATES]},
     }
-    cal = CalibratedTargets(point, rf.lo, rf.hi, rf.draws, share, ga_shift, cells, meta)
-    return cal, {"rate_fit": rf, "ga": ga_info, "cause": c_info}
+    t1 = time.perf_counter()
+    from imsim.calibration.series import state_series
+    from imsim.calibration.trend import fit_trend_model
+
+    trend = fit_trend_model(state_series(obs), seed=int(st["seed"]))
+    meta["trend"] = {**trend.summary(), "fit_seconds": round(time.perf_counter() - t1, 2)}
+    cal = CalibratedTargets(point, rf.lo, rf.hi, rf.draws, share, ga_shift, cells, meta,
+                            trend=trend)
+    return cal, {"rate_fit": rf, "ga": ga_info, "cause": c_info, "trend": trend}
 
 
 def _version() -> str:

@@ -23,7 +23,8 @@ from imsim.core.errors import InputError
 
 
 #: Files that make a loadable calibration (the rest of a fit folder is its report).
-FIT_FILES = ("calibration.json", "cells.csv", "races.csv", "states.csv", "imr_draws.csv")
+FIT_FILES = ("calibration.json", "cells.csv", "races.csv", "states.csv", "imr_draws.csv",
+             "trend.json")
 #: Files a fit folder also holds (reports).
 REPORT_FILES = ("fit_report.csv", "fit_report.png", "backtest.csv", "backtest.png")
 
@@ -68,6 +69,7 @@ class CalibratedTargets:
     cells: pd.DataFrame
     meta: dict
     path: str | None = None
+    trend: object | None = None       # TrendModel (imsim.calibration.trend); None: a level model
 
     @property
     def name(self) -> str:
@@ -111,7 +113,11 @@ class CalibratedTargets:
         """
         from imsim.core.digest import array_digest
 
-        return array_digest(self.imr, self.imr_draws, self.cause_share, self.ga_shift)
+        parts = [self.imr, self.imr_draws, self.cause_share, self.ga_shift]
+        if self.trend is not None:
+            blob = json.dumps(self.trend.to_dict(), sort_keys=True).encode("utf-8")
+            parts.append(np.frombuffer(blob, dtype=np.uint8))
+        return array_digest(*parts)
 
     @property
     def stale(self) -> bool:
@@ -152,6 +158,9 @@ class CalibratedTargets:
         draws = pd.DataFrame(self.imr_draws.reshape(self.n_draws, -1), columns=cols)
         draws.insert(0, "draw", np.arange(self.n_draws))
         draws.to_csv(out / "imr_draws.csv", index=False, float_format="%.5g")
+        if self.trend is not None:
+            (out / "trend.json").write_text(json.dumps(self.trend.to_dict(), indent=1) + "\n",
+                                            encoding="utf-8")
         meta = {k: v for k, v in self.meta.items() if k not in ("race_columns", "state_columns")}
         (out / "calibration.json").write_text(json.dumps(meta, indent=2, default=_json_default) + "\n",
                                               encoding="utf-8")
@@ -209,11 +218,20 @@ class CalibratedTargets:
                              file=folder_s) from None
         if any(np.isnan(v).any() for v in grid.values()) or np.isnan(d).any() or (d <= 0).any():
             raise InputError("calibration has missing or non-positive cells", file=folder_s)
+        trend = None
+        tf = folder.joinpath("trend.json")
+        if tf.is_file():                     # older fits (level models) have none
+            from imsim.calibration.trend import TrendModel
+
+            try:
+                trend = TrendModel.from_dict(json.loads(tf.read_text(encoding="utf-8")))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InputError(f"trend.json is malformed ({exc})", file=folder_s) from None
         meta["race_columns"] = {c: races[c].to_numpy() for c in races.columns
                                 if not c.startswith("share_")}
         meta["state_columns"] = {c: states[c].to_numpy() for c in states.columns if c != "state"}
         return cls(grid["imr"], grid["imr_lo"], grid["imr_hi"], d, share, grid["ga_shift"], cells,
-                   meta, path=folder_s)
+                   meta, path=folder_s, trend=trend)
 
 
 def _json_default(o):

@@ -57,6 +57,11 @@ STREAMS: dict[str, str] = {
     "sweep_sobol": "scrambling of SALib's Sobol sequence",
     "ratemodel_posterior": "posterior draw k of the calibration's rate model (index: k)",
     "backtest": "posterior-predictive draws of the back-test (index: draw)",
+    "trend": "draw k of the IMR trend model: national path, state and race slopes (index: the "
+             "calibration posterior draw k)",
+    "cost_draw": "uncertainty draw d of a strategy's cost per birth reached from the cost library "
+                 "(index: strategy id; one uniform per draw, mapped through the triangular "
+                 "low-value-high quantile function)",
 }
 
 

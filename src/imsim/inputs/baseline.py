@@ -185,6 +185,15 @@ class Baseline:
         f = np.exp((self.births_slope[s_idx] + z * self.births_slope_se[s_idx]) * h)
         return self.births[latest][s_idx] * f[:, None]
 
+    def births_grid(self, year: int) -> np.ndarray:
+        """Return the births of every state x race in ``year`` (float ``[51, 5]``): the data
+        year's, the first data year's before it, the projection (:meth:`births_projection`)
+        after the latest."""
+        latest, first = max(DATA_YEARS), min(DATA_YEARS)
+        if int(year) > latest:
+            return self.births_projection(int(year), np.arange(N_S))
+        return self.births[max(int(year), first)].astype(float)
+
     def cells(self, years, states=None, project: bool = True) -> Cells:
         """Return the cells of the given years and states, every race, in year-state-race order.
 
@@ -315,6 +324,14 @@ class Baseline:
         p = grid.take(cells.s_idx * N_R + cells.r_idx)
         p.births = cells.births.astype(np.int64)
         p.uid = cell_uid(cells.year, cells.s_idx, cells.r_idx)
+        # Rates that move with time: the calibration's trend multiplier of each cell-year
+        # scales every cause alike (imsim.calibration.trend).
+        ym = None if fit is None else getattr(fit, "year_multiplier", lambda *a: None)(
+            cells.year, cells.s_idx, cells.r_idx)
+        if ym is not None:
+            p.q_neo = p.q_neo * ym[:, None]
+            p.q_suid = p.q_suid * ym[:, None]
+            p.q_oth = p.q_oth * ym[:, None]
         return p
 
     def _grid_params(self, effects, fit) -> CellParams:

@@ -49,13 +49,39 @@ class Fit:
     m_cause: np.ndarray         # [3, 51, 5] death multipliers (neonatal, SUID, other)
     source: str = "direct"      # "direct" (this module) or a calibration name
     draw: int | None = None     # calibration posterior draw (None: the point)
+    # Year multipliers of every cause (the calibration's trend model): [Y, 51, 5] for years
+    # year0 .. year0 + Y - 1 (earlier/later years take the first/last). None: rates do not
+    # move with time (direct fit, or a calibration without a trend model).
+    year_mult: np.ndarray | None = None
+    year0: int = 0
 
     @property
     def content_key(self) -> str:
         """A hash of the fitted arrays (caches of parameters derived from a fit key on it)."""
         from imsim.core.digest import array_digest
 
-        return array_digest(self.ga_shift, self.m_cause)
+        if self.year_mult is None:
+            return array_digest(self.ga_shift, self.m_cause)
+        return array_digest(self.ga_shift, self.m_cause, self.year_mult,
+                            np.array([self.year0], dtype=np.int64))
+
+    def year_multiplier(self, year, s_idx, r_idx) -> np.ndarray | None:
+        """Return the trend multiplier of cells (year, state, race), or None without a trend.
+
+        Parameters
+        ----------
+        year, s_idx, r_idx : array_like of int
+            Cell years and grid indices.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            float ``[n]``.
+        """
+        if self.year_mult is None:
+            return None
+        yi = np.clip(np.asarray(year) - self.year0, 0, self.year_mult.shape[0] - 1)
+        return self.year_mult[yi, np.asarray(s_idx), np.asarray(r_idx)]
 
     @classmethod
     def identity(cls) -> Fit:
@@ -267,7 +293,18 @@ def calibrated_fit(baseline: Baseline, effects: dict[str, float], targets, draw:
         D = actual / m                                                 # effective per unit
     fit = Fit(ga_shift, np.ones((3, N_S, N_R)), source=f"calibration:{targets.name}", draw=draw)
     fit.m_cause[:, s, r] = m
+    trend = getattr(targets, "trend", None)
+    if trend is not None:
+        years = np.arange(TREND_YEARS[0], TREND_YEARS[1] + 1)
+        grid_births = np.stack([baseline.births_grid(int(y)) for y in years])
+        ref = births.reshape(N_S, N_R)
+        fit.year_mult = trend.multipliers(years, grid_births, targets.cell_imr(draw), ref, draw)
+        fit.year0 = int(years[0])
     return fit
+
+
+#: Years the trend multipliers are tabulated for (earlier/later years take the ends).
+TREND_YEARS = (2007, 2050)
 
 
 class FitCache:
