@@ -165,7 +165,14 @@ def test_run_sweep_and_recommend_give_identical_deaths_averted(recommended, port
     by_run = _averted_per_draw(res)
     by_recommend = ev.deaths_averted[:, p, :].sum(axis=1)
     np.testing.assert_allclose(by_recommend, by_run, rtol=1e-9, atol=1e-9)
-    # The sweep evaluator at each draw's effect values and calibration posterior draw.
+    # The sweep evaluator at each draw's effect values and calibration posterior draw. A sweep
+    # varies named parameters only, so projected births stay at their point: compare with a run
+    # whose births are held (no projection, hence no births draw).
+    sc = parse_scenario({"name": "t", "states": STATES_, "years": YEARS, "seed": 5,
+                         "births_change_per_year": 0.0,
+                         "strategies": {k: COVERAGE[k] for k in portfolio}})
+    res = imsim.run(sc, seed=5, replicates=3)
+    by_run = _averted_per_draw(res)
     ids = EvidenceLibrary.load().ids
     evaluator = Evaluator(sc, ids + ["calibration"], ["deaths_averted"])
     cal = get_calibration(None)

@@ -260,7 +260,7 @@ def _aggregate(out: np.ndarray, group: np.ndarray, n_groups: int):
 
 
 def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
-             progress: bool = False) -> Evaluation:
+             progress: bool = False, seed: int | None = None) -> Evaluation:
     """Evaluate every portfolio in every state of ``setup`` for every uncertainty draw.
 
     Parameters
@@ -276,6 +276,9 @@ def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
         The calibration the baseline reproduces (None: the direct fit).
     progress : bool
         Show a progress bar over the draws.
+    seed : int, optional
+        The plan's seed: projected births vary by draw as in ``imsim run``
+        (:meth:`~imsim.inputs.baseline.Baseline.births_factor`); None keeps them at the point.
 
     Returns
     -------
@@ -339,6 +342,11 @@ def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
         t4 = time.perf_counter()
         out_b = expected(t_univ)               # exact baseline (p_prog = p_sd = 0)
         out_a = expected(t_arm)
+        # Projected births carry their trend's uncertainty in draws d >= 1 (as imsim run).
+        if d > 0 and seed is not None:
+            fb = baseline.births_factor(setup.cells, seed, draw.index)[lay.rep]
+            out_b = out_b * fb[:, None]
+            out_a = out_a * fb[lay.src][:, None]
         t5 = time.perf_counter()
         bb, db = _aggregate(out_b, g_base, n_s * n_r)
         ba, da = _aggregate(out_a, g_arm, n_p * n_s * n_r)

@@ -591,8 +591,10 @@ def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
             scen = scenario_params(unique, base, effects)
             tb, ts = build_tables(base), build_tables(scen)
             te = time.perf_counter()
-            out_b[d] = expected(tb)[inverse] * births
-            out_s[d] = expected(ts)[inverse] * births
+            # Projected births carry their trend's uncertainty in draws d >= 1.
+            bd = births * inputs.baseline.births_factor(inputs.cells, seed, d)[:, None]
+            out_b[d] = expected(tb)[inverse] * bd
+            out_s[d] = expected(ts)[inverse] * bd
         else:
             base = inputs.baseline.params(inputs.cells, effects, fit)
             scen = scenario_params(inputs, base, effects)

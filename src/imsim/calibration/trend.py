@@ -23,8 +23,9 @@ for 2013-2015 (centre year :data:`REF_YEAR`). This module moves it through time:
   years. State deaths in a year are in the tens to thousands, so the log-normal approximation of the
   Poisson count is adequate at this level (no state-year has fewer than about 30 deaths).
 * **Race trends** ``d_r`` -- the slope of each race's log IMR relative to all races, from national
-  blocks (:data:`RACE_FILE`: 2011-2017, 2018-2019, 2020-2022, January-June 2023), partially
-  pooled across races (normal-normal, empirical Bayes). The mortality files give the *infant's*
+  blocks (:data:`RACE_FILE`: 2018-2019, 2020-2022, January-June 2023; the bridged-race
+  2011-2017 block is kept for reference), partially pooled across races (normal-normal, uniform
+  prior on the between-race sd, integrated on a grid). The mortality files give the *infant's*
   race (of the decedent); births are by the *mother's* race. The bridge: the ratio of the two is
   scaled by a race factor, which cancels in the slope (it is assumed constant over time), so
   only the relative *change* between blocks is used; the level of each race comes from the
@@ -337,7 +338,7 @@ class RaceTrends:
     raw, raw_sd : numpy.ndarray
         float ``[R]``: the unpooled weighted least-squares slopes and their sd.
     sigma_d : float
-        Between-race sd of the slopes (empirical Bayes).
+        Between-race sd of the slopes (posterior root mean square).
     blocks : list of str
         The periods used.
     """
@@ -390,11 +391,23 @@ def fit_race_trends(blocks: pd.DataFrame, first_year: float = RACE_SLOPE_FROM) -
         phi = max(1.0, float(np.sum(w * resid**2) / max(len(g) - 2, 1)))
         raw_var[ri] = phi / sxx
     ok = np.isfinite(raw_var)
-    # Normal-normal empirical Bayes around 0 (the all-race trend): method of moments.
-    s2 = max(0.0, float(np.mean(raw[ok] ** 2 - raw_var[ok]))) if ok.any() else 0.0
-    shrink = np.where(ok, s2 / (s2 + raw_var), 0.0)
-    slope = shrink * raw
-    sd = np.sqrt(np.where(ok, shrink * raw_var, s2))
+    # Normal-normal hierarchical model around 0 (the all-race trend), d_r ~ N(0, sigma_d^2),
+    # with a uniform prior on sigma_d over [0, 0.05]/year (Gelman 2006 for few groups), integrated
+    # on a grid: with five races an empirical-Bayes sigma_d of 0 would claim certainty.
+    grid = np.linspace(0.0, 0.05, 501)
+    s2g = grid[:, None] ** 2
+    v = np.where(ok, raw_var, 1.0)[None, :]
+    r = np.where(ok, raw, 0.0)[None, :]
+    loglik = np.where(ok[None, :], -0.5 * (np.log(v + s2g) + r**2 / (v + s2g)), 0.0).sum(axis=1)
+    w = np.exp(loglik - loglik.max())
+    w /= w.sum()
+    shrink = s2g / (s2g + v)                                   # [G, R]
+    m1 = (w[:, None] * shrink * r).sum(axis=0)
+    m2 = (w[:, None] * (shrink * v + (shrink * r) ** 2)).sum(axis=0)
+    slope = np.where(ok, m1, 0.0)
+    sd = np.where(ok, np.sqrt(np.maximum(m2 - m1**2, 0.0)),
+                  float(np.sqrt((w * grid**2).sum())))
+    s2 = float((w * grid**2).sum())
     return RaceTrends(slope, sd, raw, np.sqrt(raw_var), float(np.sqrt(s2)),
                       sorted(blocks["period"].unique().tolist()))
 

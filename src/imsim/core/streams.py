@@ -57,6 +57,8 @@ STREAMS: dict[str, str] = {
     "sweep_sobol": "scrambling of SALib's Sobol sequence",
     "ratemodel_posterior": "posterior draw k of the calibration's rate model (index: k)",
     "backtest": "posterior-predictive draws of the back-test (index: draw)",
+    "births_projection": "uncertainty draw d of projected births (index: d; one standard normal "
+                         "per state times the state's trend-slope standard error)",
     "trend": "draw k of the IMR trend model: national path, state and race slopes (index: the "
              "calibration posterior draw k)",
     "cost_draw": "uncertainty draw d of a strategy's cost per birth reached from the cost library "

@@ -185,6 +185,40 @@ class Baseline:
         f = np.exp((self.births_slope[s_idx] + z * self.births_slope_se[s_idx]) * h)
         return self.births[latest][s_idx] * f[:, None]
 
+    def births_factor(self, cells: Cells, seed: int, draw: int | None) -> np.ndarray:
+        """Return the uncertainty factor of each cell's projected births for draw ``draw``.
+
+        Projected births carry the standard error of their state's trend slope
+        (``births_trend.csv``): in uncertainty draw ``d >= 1`` the births of a projected cell
+        are ``births x exp(z_s se_s h)``, ``h`` years after the latest data year, ``z_s`` a
+        standard normal per state (stream ``births_projection``, index ``d``). Draw 0 (the point)
+        and every observed year give 1. Expected counts are proportional to births, so the
+        engines' counts are scaled by this factor.
+
+        Parameters
+        ----------
+        cells : Cells
+            The cells (their ``projected`` flag decides; None: nothing projected).
+        seed : int
+            The run's seed.
+        draw : int or None
+            Uncertainty draw (0 or None: the point).
+
+        Returns
+        -------
+        numpy.ndarray
+            float ``[n]``.
+        """
+        ones = np.ones(cells.n)
+        if not draw or cells.projected is None or not np.any(cells.projected):
+            return ones
+        from imsim.core.streams import generator
+
+        z = generator(int(seed), "births_projection", int(draw)).standard_normal(N_S)
+        h = np.maximum(cells.year - max(DATA_YEARS), 0)
+        se = self.births_slope_se[cells.s_idx]
+        return np.where(cells.projected, np.exp(z[cells.s_idx] * se * h), 1.0)
+
     def births_grid(self, year: int) -> np.ndarray:
         """Return the births of every state x race in ``year`` (float ``[51, 5]``): the data
         year's, the first data year's before it, the projection (:meth:`births_projection`)
