@@ -33,7 +33,7 @@ BAD = [
     ("name: t\nyears: [2026, 2030]\nstrategies:\n  safe_sleep: {coverage: 0.2, reach: {nh_blak: 0.5}}\n",
      ["strategies.safe_sleep.reach", "nh_blak", "did you mean 'nh_black'"]),
     ("name: t\nyears: [2026, 2030]\nstates: [AL, XX]\n", ["states", "XX", "USPS"]),
-    ("name: t\nyears: [2026, 2030]\nstates: [Al, GAA]\n", ["GAA", "did you mean 'GA'"]),
+    ("name: t\nyears: [2026, 2030]\nstates: [AL, GAA]\n", ["GAA", "did you mean 'GA'"]),
     ("name: t\nyears: [2026, 2030]\nstrategies:\n  safe_slep: {coverage: 0.2}\n",
      ["strategies.safe_slep", "did you mean 'safe_sleep'"]),
     ("name: t\nyears: [2026, 2030]\nexposures:\n  smokng: {scale: 0.5}\n",

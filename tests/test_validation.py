@@ -199,7 +199,8 @@ def test_fraction_refuses_non_shares(value, needle):
 
 @pytest.mark.parametrize("value,needle", [
     (0, "0 is out of range; allowed: 1 to 10"), (2.0, "expected a whole number, got 2.0"),
-    ("3", "expected a whole number, got '3'"), (math.inf, "expected a finite number, got inf"),
+    ("3", "expected a whole number, got '3' (quoted, so text: write numbers without quotes)"),
+    (math.inf, "expected a finite number, got inf"),
 ])
 def test_between_is_strict_and_names_the_range(value, needle):
     err = _error(_Outer, {"block": {"count": value}})

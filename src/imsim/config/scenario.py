@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from imsim.core.constants import (
     ENGINES,
@@ -141,7 +141,20 @@ class PretermPrevention(_StrategyBase):
     """Hard-stop policies and progesterone for eligible births."""
 
     components: list[Literal[PRETERM_COMPONENTS]] = Field(
-        default_factory=lambda: list(PRETERM_DEFAULT_COMPONENTS))
+        default_factory=lambda: list(PRETERM_DEFAULT_COMPONENTS), min_length=1)
+
+    @field_validator("components", mode="before")
+    @classmethod
+    def _components(cls, v):
+        if isinstance(v, list) and not v:
+            raise Invalid("components is empty, so the strategy would do nothing; allowed: one "
+                          f"or more of {', '.join(PRETERM_COMPONENTS)} (or leave the key out "
+                          f"for {', '.join(PRETERM_DEFAULT_COMPONENTS)})")
+        if isinstance(v, list):
+            for i, c in enumerate(v):
+                if c in v[:i]:
+                    raise Invalid(f"component {short(c)} is listed twice", at=(i,))
+        return v
     ohpc_effect: Literal[OHPC_EFFECTS] = Field(
         default=OHPC_EFFECTS[0], description="17-OHPC: no effect (base case, after PROLONG and "
                                              "the 2023 FDA withdrawal) or the Meis trial effect "
@@ -270,8 +283,10 @@ class Scenario(StrictModel):
     @field_validator("states", mode="before")
     @classmethod
     def _states(cls, v):
+        # Exact codes only: no case folding, so no Unicode look-alike ('ıa', 'ſc') can turn
+        # into a state code.
         if isinstance(v, str):
-            if v.lower() == "all":
+            if v in ("all", "ALL"):
                 return "all"
             v = [v]
         if not isinstance(v, list) or not v:
@@ -279,10 +294,12 @@ class Scenario(StrictModel):
                           f"{short(v)}")
         out = []
         for i, s in enumerate(v):
-            code = s.upper() if isinstance(s, str) else s
+            code = s
             if code not in STATES:
-                raise Invalid(f"unknown state {short(s)}{suggest(code, STATES)}; allowed: "
-                              f"{STATE_CHOICES}, or 'all'", at=(i,))
+                hint = suggest(s, STATES) if isinstance(s, str) and s.isascii() else ""
+                raise Invalid(f"unknown state {short(s) if not isinstance(s, str) else ascii(s)[:60]}"
+                              f"{hint}; allowed: {STATE_CHOICES} (exact upper-case codes), "
+                              f"or 'all'", at=(i,))
             if code in out:
                 raise Invalid(f"state {code} is listed twice", at=(i,))
             out.append(code)
@@ -317,7 +334,20 @@ class Scenario(StrictModel):
         return out
 
     @model_validator(mode="after")
-    def _cross(self):
+    def _cross(self, info: ValidationInfo):
+        optional = (info.context or {}).get("coverage_optional", False)
+        if self.collaborative is None and not optional:
+            # Without a collaborative block, a strategy without coverage does nothing.
+            blocks = [(("strategies",), self.strategies)]
+            blocks += [(("by_state", st, "strategies"), b.strategies)
+                       for st, b in (self.by_state or {}).items()]
+            for where, strategies in blocks:
+                for k, block in (strategies.active() if strategies is not None else {}).items():
+                    if block.coverage is None:
+                        raise Invalid("coverage is missing, so the strategy would do nothing; "
+                                      "allowed: a share from 0 to 1 or a ramp {year: share} "
+                                      "(coverage may be left out only when a collaborative "
+                                      "block supplies it)", at=where + (k, "coverage"))
         if self.by_state and self.states != "all":
             for s in self.by_state:
                 if s not in self.states:
@@ -450,7 +480,8 @@ def _plain(value):
 # Loading
 # ---------------------------------------------------------------------------------------------
 
-def parse_scenario(data: Any, file: str | None = None) -> Scenario:
+def parse_scenario(data: Any, file: str | None = None, *,
+                   coverage_optional: bool = False) -> Scenario:
     """Validate a mapping as a scenario (and its collaborative block, if any).
 
     Parameters
@@ -459,6 +490,9 @@ def parse_scenario(data: Any, file: str | None = None) -> Scenario:
         The scenario's mapping (as read from YAML).
     file : str, optional
         The file to name in errors.
+    coverage_optional : bool
+        Allow strategies without coverage and without a collaborative block (a plan whose
+        collaborative block supplies coverage, checked by the plan's own parser).
 
     Returns
     -------
@@ -473,11 +507,19 @@ def parse_scenario(data: Any, file: str | None = None) -> Scenario:
     """
     if not isinstance(data, dict):
         raise InputError("a scenario must be a mapping of keys", file=file)
-    scenario = validate_model(Scenario, data, file)
+    scenario = validate_model(Scenario, data, file,
+                              context={"coverage_optional": coverage_optional})
     if scenario.collaborative is not None:
         from imsim.collaborative.config import parse_collaborative
 
         parse_collaborative(scenario.collaborative, file=file)
+        teams = scenario.collaborative.get("teams")
+        if isinstance(teams, dict) and scenario.states != "all":
+            for st in teams:                 # a team outside `states` would never run
+                if st not in scenario.states:
+                    raise InputError(f"team {st} is not in states; allowed: "
+                                     f"{', '.join(scenario.states)} (or add {st} to states)",
+                                     file=file, where=f"collaborative.teams.{st}")
     return scenario
 
 

@@ -94,9 +94,35 @@ class Dist:
         The distribution's parameters, as named above.
     """
 
-    def __init__(self, kind: str, **kw):
+    def __init__(self, kind: str, *, truncate: tuple[float, float] | None = None, **kw):
         self.kind = kind
         self.kw = kw
+        self.truncate = None if truncate is None else (float(truncate[0]), float(truncate[1]))
+
+    def cdf(self, x):
+        """Return the distribution function at ``x`` (normal and lognormal only: truncation).
+
+        Parameters
+        ----------
+        x : array_like of float
+            Values in the parameter's units.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, the shape of ``x``.
+        """
+        from scipy import stats
+
+        x = np.asarray(x, dtype=float)
+        k = self.kw
+        if self.kind == "normal":
+            return stats.norm.cdf(x, loc=k["mean"], scale=k["sd"])
+        if self.kind == "lognormal":
+            with np.errstate(divide="ignore"):
+                return stats.norm.cdf(np.log(np.maximum(x, 0.0)), loc=math.log(k["median"]),
+                                      scale=k["sdlog"])
+        raise ValueError(f"no distribution function for a {self.kind} distribution")
 
     def ppf(self, q):
         """Return the quantiles of the distribution at probabilities ``q``.
@@ -119,6 +145,15 @@ class Dist:
         from scipy import stats
 
         q = np.asarray(q, dtype=float)
+        if self.truncate is not None:      # the distribution restricted to [a, b]
+            fa, fb = self.cdf(self.truncate)
+            q = fa + q * (fb - fa)
+            return np.clip(self._ppf(q), *self.truncate)
+        return self._ppf(q)
+
+    def _ppf(self, q):
+        from scipy import stats
+
         k = self.kw
         if self.kind == "evidence":
             return k["effect"].ppf(q)
@@ -145,7 +180,10 @@ class Dist:
         if self.kind == "evidence":
             e = self.kw["effect"]
             return {"dist": f"evidence:{e.dist}", "point": e.point, "lo": e.lo, "hi": e.hi}
-        return {"dist": self.kind, **self.kw}
+        out = {"dist": self.kind, **self.kw}
+        if self.truncate is not None:
+            out["truncate"] = list(self.truncate)
+        return out
 
 
 class ParameterSpec(StrictModel):
@@ -164,6 +202,7 @@ class ParameterSpec(StrictModel):
     sd: PositiveNumber | None = None
     median: PositiveNumber | None = None
     sdlog: PositiveNumber | None = None
+    truncate: bool = False
     group: bool | str = False
 
     @field_validator("dist", mode="before")
@@ -181,6 +220,10 @@ class ParameterSpec(StrictModel):
     @model_validator(mode="after")
     def _shape(self):
         given = [k for k in _VALUE_KEYS if getattr(self, k) is not None]
+        if self.truncate and self.dist not in UNBOUNDED_DISTRIBUTIONS:
+            raise Invalid("truncate applies to normal and lognormal distributions only "
+                          f"(this one is {self.dist or ('uniform' if given else 'the default')}, "
+                          "which already stays within its bounds)", at=("truncate",))
         if self.dist is None and self.low is None and self.high is None:
             if given:
                 raise Invalid(f"'{given[0]}' needs a dist; allowed: {', '.join(DISTS)}",
@@ -229,12 +272,12 @@ class ParameterSpec(StrictModel):
             return _default_distribution(p, lib)
         kind = self.dist or "uniform"
         kw = {k: float(getattr(self, k)) for k in SWEEP_DISTRIBUTIONS[kind]}
-        if kind in UNBOUNDED_DISTRIBUTIONS:
-            if p.kind != "effect":
-                raise Invalid(f"{p.id} is bounded; use {{low, high}} (uniform) or triangular",
-                              at=("dist",))
-            return Dist(kind, **kw)
         lo_ok, hi_ok = _valid_range(p, lib)
+        if kind in UNBOUNDED_DISTRIBUTIONS:
+            if p.kind != "effect" and not self.truncate:
+                raise Invalid(f"{p.id} is bounded; use {{low, high}} (uniform) or triangular "
+                              "(or add truncate: true)", at=("dist",))
+            return _within_domain(Dist(kind, **kw), p, lib, lo_ok, hi_ok, self.truncate)
         for key in ("low", "high"):
             if not lo_ok <= kw[key] <= hi_ok:
                 raise Invalid(f"{kw[key]:g} is outside [{lo_ok:g}, {hi_ok:g}]; allowed: the "
@@ -243,6 +286,51 @@ class ParameterSpec(StrictModel):
 
 
 _VALUE_KEYS = ("low", "high", "mode", "mean", "sd", "median", "sdlog")
+
+#: The most extreme probabilities an unbounded distribution is sampled at (Sweep.transform).
+_Q_EXTREME = 1e-12
+
+
+def _domain_text(p: ParamSpec, lib, lo: float, hi: float) -> str:
+    if p.kind == "effect" and lib.effects[p.target].scale == "ratio":
+        return "a ratio > 0"
+    return f"{lo:g} to {hi:g}"
+
+
+def _within_domain(d: Dist, p: ParamSpec, lib, lo: float, hi: float, truncate: bool) -> Dist:
+    """Refuse (or, with ``truncate``, truncate) a normal or lognormal that leaves the domain.
+
+    The sample reaches the quantiles :data:`_Q_EXTREME` and ``1 - _Q_EXTREME``; both must be
+    finite and within ``[lo, hi]`` (a ratio: above 0), else the sweep would feed impossible
+    values (a negative odds ratio, an infinite one) to the model.
+    """
+    with np.errstate(all="ignore"):
+        x_lo, x_hi = d.ppf([_Q_EXTREME, 1 - _Q_EXTREME])
+    if np.isfinite(x_lo) and np.isfinite(x_hi) and lo <= x_lo and x_hi <= hi:
+        return d
+    spec = ", ".join(f"{k} {v:g}" for k, v in d.kw.items())
+    bad = (x_hi if not np.isfinite(x_hi) else x_lo if not np.isfinite(x_lo)
+           else x_lo if x_lo < lo else x_hi)
+    if truncate:
+        a = lo if math.isfinite(lo) else float(x_lo)
+        b = hi if math.isfinite(hi) else float(x_hi)
+        if not (math.isfinite(a) and math.isfinite(b)):
+            raise Invalid(f"a {d.kind} distribution with {spec} overflows (reaches {bad:g}), "
+                          f"even truncated to {_domain_text(p, lib, lo, hi)}; allowed: a "
+                          "distribution whose values stay finite (e.g. a smaller sdlog)")
+        t = Dist(d.kind, truncate=(a, b), **d.kw)
+        with np.errstate(all="ignore"):
+            fa, fb = t.cdf([a, b])
+        if not fb - fa > 1e-9:
+            raise Invalid(f"a {d.kind} distribution with {spec} has almost no probability "
+                          f"within {_domain_text(p, lib, lo, hi)}, the values {p.id} can "
+                          "take, so truncating it leaves nothing to sample")
+        return t
+    where = "overflows" if not np.isfinite(bad) else "leaves"
+    raise Invalid(f"a {d.kind} distribution with {spec} {where} the values {p.id} can take "
+                  f"({_domain_text(p, lib, lo, hi)}): it reaches {bad:g}; allowed: a "
+                  "distribution within that range (lognormal, uniform or triangular for a "
+                  "ratio), or add truncate: true to sample it truncated to the range")
 
 
 def _default_distribution(p: ParamSpec, lib) -> Dist:
@@ -387,6 +475,13 @@ class Sweep(StrictModel):
                     and scenario.collaborative is None:
                 raise Invalid("collaborative.* parameters need a base scenario with a "
                               "collaborative block", at=(pid,))
+            if p.kind == "coverage" and scenario is not None \
+                    and scenario.collaborative is None \
+                    and not any(p.target in scenario.portfolio(st).active()
+                                for st in scenario.state_list):
+                raise Invalid(f"the base scenario does not use {p.target} in any state, so "
+                              "varying its coverage would change nothing; allowed: the coverage "
+                              "of a strategy the scenario uses", at=(pid,))
         return {pid: {} if spec is None else spec for pid, spec in v.items()}
 
     @field_validator("thresholds", mode="before")

@@ -33,8 +33,9 @@ from imsim.core.constants import FIRST_YEAR, MAX_YEARS_AHEAD, STATES
 from imsim.core.errors import InputError, did_you_mean
 
 __all__ = [
-    "MAX_FILE_BYTES", "NAME_PATTERN", "STATE_CHOICES", "Invalid", "StrictModel",
-    "validate_model", "to_input_error", "key_path", "read_yaml", "short", "suggest", "one_of",
+    "MAX_DEPTH", "MAX_FILE_BYTES", "NAME_PATTERN", "parse_yaml", "read_text_file",
+    "read_bytes_bounded", "STATE_CHOICES", "Invalid", "StrictModel",
+    "validate_model", "to_input_error", "key_path", "read_yaml", "short", "got", "suggest", "one_of",
     "number", "whole_number", "fraction", "between", "year", "max_year", "state_key",
     "keyed_mapping", "FiniteNumber", "PositiveNumber", "NonNegativeNumber", "Fraction",
     "StateKey", "Year", "Name",
@@ -162,6 +163,33 @@ def one_of(value: Any, allowed: Iterable[Any], kind: str = "value", listed: str 
 # Numbers
 # ---------------------------------------------------------------------------------------------
 
+def got(value: Any) -> str:
+    """Return ``"got <value>"`` for a message, noting when text looks like a number.
+
+    The one rule for numbers in imsim files: written without quotes (``0.5``, ``7``, ``1e6``)
+    they are numbers; quoted (``'0.5'``) they are text, and text is refused wherever a number
+    goes, in every file and every key.
+
+    Parameters
+    ----------
+    value : Any
+        The value given.
+
+    Returns
+    -------
+    str
+        ``"got '0.5' (quoted, so text: write numbers without quotes)"`` or ``"got <repr>"``.
+    """
+    text = f"got {short(value)}"
+    if isinstance(value, str):
+        try:
+            float(value.replace("_", ""))
+        except ValueError:
+            return text
+        return text + " (quoted, so text: write numbers without quotes)"
+    return text
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) \
         and not isinstance(value, (bool, np.bool_))
@@ -200,7 +228,7 @@ def number(value: Any, low: float = -math.inf, high: float = math.inf, *,
     """
     kind = "a whole number" if integer else "a number"
     if not _is_number(value):
-        raise Invalid(f"expected {kind}, got {short(value)}")
+        raise Invalid(f"expected {kind}, {got(value)}")
     if not math.isfinite(value):
         raise Invalid(f"expected a finite number, got {short(value)}")
     if integer and not isinstance(value, (int, np.integer)):
@@ -240,7 +268,7 @@ def whole_number(value: Any, low: float = -math.inf, high: float = math.inf) -> 
 def fraction(value: Any) -> float:
     """Return ``value`` as a share in ``[0, 1]`` (a float); else raise :class:`Invalid`."""
     if not _is_number(value):
-        raise Invalid(f"expected a share from 0 to 1, got {short(value)}")
+        raise Invalid(f"expected a share from 0 to 1, {got(value)}")
     if not math.isfinite(value):
         raise Invalid(f"expected a finite number, got {short(value)}")
     if not 0.0 <= value <= 1.0:
@@ -300,7 +328,7 @@ def year(value: Any) -> int:
     if _is_number(value) and not math.isfinite(value):
         raise Invalid(f"expected a finite number, got {short(value)}")
     if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
-        raise Invalid(f"expected a whole year, got {short(value)}")
+        raise Invalid(f"expected a whole year, {got(value)}")
     if not FIRST_YEAR <= value <= max_year():
         raise Invalid(f"{value} is out of range; allowed: a year from {FIRST_YEAR} to "
                       f"{max_year()} (data start in {FIRST_YEAR}; projections reach at most "
@@ -471,10 +499,9 @@ def _describe(e: dict) -> tuple[str, tuple]:
         return (f"unknown value {short(value)}{suggest(value, allowed)}; allowed: "
                 f"{', '.join(allowed)}"), ()
     if kind in _TYPE_MESSAGES:
-        shown = short(value)
         if "mapping" in _TYPE_MESSAGES[kind]:
-            shown = f"{type(value).__name__} {shown}"
-        return f"{_TYPE_MESSAGES[kind]}, got {shown}", ()
+            return f"{_TYPE_MESSAGES[kind]}, got {type(value).__name__} {short(value)}", ()
+        return f"{_TYPE_MESSAGES[kind]}, {got(value)}", ()
     if kind in _RANGE:
         bound = next(iter(v for k, v in ctx.items() if k in ("ge", "gt", "le", "lt")), "?")
         return f"{short(value)} is out of range; allowed: {_RANGE[kind]} {bound}", ()
@@ -571,27 +598,170 @@ def validate_model(model: type[BaseModel], data: Any, file: str | Path | None = 
 # Safe YAML
 # ---------------------------------------------------------------------------------------------
 
+#: Deepest nesting of mappings and lists an input file may have (the deepest real key path,
+#: ``collaborative.starting_coverage.AL.safe_sleep``, is 4 levels).
+MAX_DEPTH = 32
+
+#: ``1e6``, ``2.5E-3``: YAML 1.1 reads an exponent without a dot as text; imsim reads it as a
+#: number (the one rule for numbers: written without quotes they are numbers, quoted they are
+#: text, and text is never accepted where a number goes).
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
 class _SafeLoader(yaml.SafeLoader):
-    """A safe loader that refuses aliases (exponential "alias bombs") and duplicate keys."""
+    """A safe loader that refuses aliases ("alias bombs"), duplicate keys and deep nesting."""
+
+    _depth = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             raise yaml.constructor.ConstructorError(
                 None, None, "YAML aliases (*name) are not allowed in imsim input files",
                 self.peek_event().start_mark)
-        return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep (mappings and lists "
+                    "inside each other); imsim files need at most a few", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) or key is None:
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {short(key)} (a key may appear once per "
-                        "mapping; check the indentation)", key_node.start_mark)
-                seen.add(key)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be text or a number, got a "
+                    f"{type(key).__name__}", key_node.start_mark) from None
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {short(key)} (a key may appear once per "
+                    "mapping; check the indentation)", key_node.start_mark)
+            seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_SafeLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT,
+                                  list("-+0123456789"))
+
+
+def read_bytes_bounded(p: Path, what: str, limit: int) -> bytes:
+    """Read at most ``limit`` bytes of a regular file; refuse anything else in one line.
+
+    The file is opened without blocking (a FIFO never hangs) and checked with ``fstat`` on the
+    open descriptor: only a regular file is read, and never more than ``limit + 1`` bytes,
+    whatever ``st_size`` says (``/proc`` files report 0).
+    """
+    import errno
+    import os
+    import stat
+
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise InputError(f"{what} file not found", file=str(p)) from None
+    except IsADirectoryError:
+        raise InputError(f"expected a {what} file, got a directory", file=str(p)) from None
+    except OSError as exc:
+        reason = ("the file name is too long" if exc.errno == errno.ENAMETOOLONG
+                  else exc.strerror or type(exc).__name__)
+        raise InputError(f"cannot read the {what} file ({reason})", file=str(p)) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError(f"expected a {what} file, got a directory", file=str(p))
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else
+                    "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                    "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+            raise InputError(f"expected a regular {what} file, got {kind}", file=str(p))
+        chunks, total = [], 0
+        while total <= limit:
+            try:
+                chunk = os.read(fd, min(1 << 16, limit + 1 - total))
+            except BlockingIOError:      # pragma: no cover - regular files do not block
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    except OSError as exc:
+        raise InputError(f"cannot read the {what} file ({exc.strerror or type(exc).__name__})",
+                         file=str(p)) from None
+    finally:
+        os.close(fd)
+    if total > limit:
+        raise InputError(f"file is over {limit:,} bytes; {what} files are limited to "
+                         f"{limit:,} bytes", file=str(p))
+    return b"".join(chunks)
+
+
+def read_text_file(path: str | Path, what: str, limit: int = MAX_FILE_BYTES) -> str:
+    """Read a regular UTF-8 text file of at most ``limit`` bytes; raise one-line errors.
+
+    Parameters
+    ----------
+    path : str or path
+        The file.
+    what : str
+        What the file is ("scenario", "targets"), for messages.
+    limit : int
+        Most bytes read; a longer file is refused.
+
+    Returns
+    -------
+    str
+        The text (a leading UTF-8 byte-order mark removed).
+
+    Raises
+    ------
+    InputError
+        For a missing file, a folder, a FIFO, device or socket, an unreadable file, one over
+        ``limit`` bytes or text that is not UTF-8.
+    """
+    p = Path(path)
+    raw = read_bytes_bounded(p, what, limit)
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                         file=str(p)) from None
+
+
+def parse_yaml(text: str, file: str | Path | None = None, what: str = "scenario") -> Any:
+    """Parse YAML text with imsim's strict loader; raise one-line :class:`InputError`.
+
+    Parameters
+    ----------
+    text : str
+        The YAML text.
+    file : str or path, optional
+        The file to name in errors.
+    what : str
+        What the text is, for messages.
+
+    Returns
+    -------
+    Any
+        The parsed document.
+    """
+    file = None if file is None else str(file)
+    try:
+        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"invalid YAML: {' '.join(str(problem).split())}", file=file,
+                         where=where) from None
+    except RecursionError:                  # pragma: no cover - MAX_DEPTH stops it first
+        raise InputError(f"invalid YAML: nested too deeply; {what} files need at most a few "
+                         "levels", file=file) from None
 
 
 def read_yaml(path: str | Path, what: str = "scenario") -> dict:
@@ -612,32 +782,14 @@ def read_yaml(path: str | Path, what: str = "scenario") -> dict:
     Raises
     ------
     InputError
-        For a missing file, a folder, a file over :data:`MAX_FILE_BYTES`, text that is not
-        UTF-8, invalid YAML (aliases and duplicate keys included), an empty file or a top level
-        that is not a mapping.
+        For a missing file, a folder, a FIFO or device, a file over :data:`MAX_FILE_BYTES`
+        (at most that many bytes are ever read), text that is not UTF-8, invalid YAML
+        (aliases, duplicate keys and nesting deeper than :data:`MAX_DEPTH` included), an empty
+        file or a top level that is not a mapping.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{what} file not found", file=str(p))
-    if p.is_dir():
-        raise InputError(f"expected a {what} file, got a directory", file=str(p))
-    size = p.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise InputError(f"file is {size:,} bytes; {what} files are limited to "
-                         f"{MAX_FILE_BYTES:,} bytes", file=str(p))
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(p)) from None
-    except OSError as exc:
-        raise InputError(f"cannot read the {what} file ({exc.strerror})", file=str(p)) from None
-    try:
-        data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"invalid YAML: {problem}", file=str(p), where=where) from None
+    text = read_text_file(p, what)
+    data = parse_yaml(text, p, what)
     if data is None:
         raise InputError(f"the {what} file is empty", file=str(p))
     if not isinstance(data, dict):

@@ -160,10 +160,9 @@ def parse_wonder(path: str | os.PathLike) -> WonderTable:
     """
     path = Path(path)
     name, where = str(path), "row 1"
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read file ({exc.strerror})", file=name) from None
+    from imsim.core.validation import read_bytes_bounded
+
+    raw = read_bytes_bounded(path, "WONDER export", MAX_WONDER_BYTES)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -408,6 +407,9 @@ def _import_one(path, approx: bool) -> tuple[list[dict], list[str]]:
                    "cannot tell which years the counts cover (no year parameter in the notes)")
         raise InputError(f"{problem}; group by Year of Death or select a continuous range of years",
                          file=name, where=f"footer line {meta['lines'].get(meta['year_parameter'], '?')}")
+    if pooled is not None and "year" not in dims:
+        for y in pooled:
+            _check_wonder_year(y, name, f"footer line {meta['lines'].get(meta['year_parameter'], '?')}")
     hidden_is_suppression = geo is not None and meta["show_suppressed"] is not True
     absent = "suppressed" if hidden_is_suppression else "missing"
     agg_dims = [dims[k] + " Code" for k in ("county", "race", "combined") if k in dims]
@@ -428,6 +430,7 @@ def _import_one(path, approx: bool) -> tuple[list[dict], list[str]]:
         seen[raw_key] = row["row"]
         row["_data"] = True
         st, race, yr = key_of(row)
+        _check_wonder_row(row, yr, name)
         if race is None:
             labels = ", ".join(row[dims[k]] for k in ("race", "hispanic", "combined") if k in dims)
             raise InputError(f"cannot map '{labels}' to imsim's race/Hispanic-origin groups", file=name,
@@ -480,6 +483,23 @@ def _import_one(path, approx: bool) -> tuple[list[dict], list[str]]:
         records.append({"state": st, "race": race, "year_start": ys, "year_end": ye,
                         "measure": measure, **t, "source_file": table.path.name, "dataset": ds})
     return records, warns
+
+
+def _check_wonder_year(year, name: str, where: str) -> None:
+    if year is not None and not FIRST_TARGET_YEAR <= int(year) <= _last_year():
+        raise InputError(f"year {year} is out of range; allowed: {FIRST_TARGET_YEAR} to "
+                         f"{_last_year()} (CDC WONDER's Linked Birth / Infant Death Records "
+                         f"start in {FIRST_TARGET_YEAR}; imsim fits 2013-2017)", file=name,
+                         where=where)
+
+
+def _check_wonder_row(row: dict, year, name: str) -> None:
+    """One data line of a WONDER export: its year in range, deaths not above births."""
+    _check_wonder_year(year, name, f"row {row['row']}")
+    d, b = row.get("Deaths"), row.get("Births")
+    if isinstance(d, float) and isinstance(b, float) and d == d and b == b and d > b:
+        raise InputError(f"Deaths {d:,.0f} exceed Births {b:,.0f}; infant deaths are counted "
+                         "among the births of the same row", file=name, where=f"row {row['row']}")
 
 
 def _parse_state_filter(value: str | None) -> set[str]:
@@ -585,13 +605,40 @@ def _hint(value: str, allowed) -> str:
     return f" (did you mean '{guess}'?)" if guess in allowed else did_you_mean(v, allowed)
 
 
+#: The first year a targets row or a WONDER export may cover (CDC WONDER's Linked Birth /
+#: Infant Death Records database starts in 2007; imsim's fit uses 2013-2017).
+FIRST_TARGET_YEAR = 2007
+#: Targets CSVs larger than this are refused before they are parsed.
+MAX_TARGETS_BYTES = 20_000_000
+#: WONDER exports larger than this are refused before they are parsed.
+MAX_WONDER_BYTES = 50_000_000
+#: A plain non-negative decimal number, as targets files write them (no nan/inf, at most 15
+#: digits before the point: longer numbers are refused, not rounded).
+_PLAIN_NUMBER = re.compile(r"^(\d{1,15}(\.\d{0,15})?|\.\d{1,15})([eE][-+]?\d{1,3})?$")
+
+
+def _last_year() -> int:
+    import datetime
+
+    return datetime.date.today().year
+
+
+def _rounding(text: str) -> float:
+    """Half a unit of the last digit ``text`` shows (``'5.81'`` -> 0.005; ``'6'`` -> 0.5)."""
+    mant, _, exp = text.lower().partition("e")
+    decimals = len(mant.partition(".")[2])
+    return 0.5 * 10.0 ** (-decimals + (int(exp) if exp else 0))
+
+
 def validate_targets(df_or_path) -> pd.DataFrame:
     """Check a targets table and return it typed.
 
     Parameters
     ----------
     df_or_path : pandas.DataFrame or str or path
-        The table, or a targets CSV (rows in messages are file lines, the header is row 1).
+        The table, or a targets CSV (rows in messages are file lines, the header is row 1). A
+        table with a ``source_file`` column (from :func:`import_wonder`) names that file in
+        messages.
 
     Returns
     -------
@@ -602,47 +649,106 @@ def validate_targets(df_or_path) -> pd.DataFrame:
     Raises
     ------
     InputError
-        For an unreadable CSV, missing columns, unknown state/race/measure/flag, bad, negative
-        or fractional counts, an IMR outside 0-1000 per 1,000, year_start > year_end,
-        duplicate targets, or a flag ``ok``/``unreliable`` without a value.
+        For an unreadable CSV (a folder, a FIFO or device, over :data:`MAX_TARGETS_BYTES`, not
+        UTF-8, malformed), missing columns, unknown state/race/measure/flag (exact codes only),
+        counts that are not plain numbers (``nan``, ``inf``, more than 15 digits), negative or
+        fractional counts, years outside :data:`FIRST_TARGET_YEAR` to this year,
+        year_start > year_end, an IMR outside 0-1000 per 1,000, deaths above births, births 0
+        for a rate, a rate that contradicts its deaths and births (beyond the rounding of its
+        last digit), duplicate targets, or a flag ``ok``/``unreliable`` without a value.
     """
+    import io
+
+    from imsim.core.validation import read_text_file
+
     name = None if isinstance(df_or_path, pd.DataFrame) else str(df_or_path)
-    try:
-        df = (df_or_path.copy() if name is None else
-              pd.read_csv(df_or_path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"cannot read targets CSV ({exc})", file=name) from None
+    if name is None:
+        df = df_or_path.copy()
+    else:
+        text = read_text_file(df_or_path, "targets", limit=MAX_TARGETS_BYTES)
+        import csv
+
+        try:
+            lines = csv.reader(io.StringIO(text, newline=""), strict=True)
+            width = None
+            for row in lines:
+                if width is None:
+                    width = len(row)
+                elif row and len(row) != width:
+                    raise InputError(f"row has {len(row)} fields but the header has {width}",
+                                     file=name, where=f"line {lines.line_num}")
+        except csv.Error as exc:
+            raise InputError(f"cannot read targets CSV ({exc})", file=name,
+                             where=f"line {lines.line_num}") from None
+        try:
+            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+            raise InputError(f"cannot read targets CSV ({' '.join(str(exc).split())})",
+                             file=name) from None
     if missing := [c for c in TARGET_COLUMNS if c not in df.columns]:
         raise InputError(f"missing column(s) {missing}; a targets file needs {list(TARGET_COLUMNS)}", file=name)
+    for col in ("state", "race", "measure", "flag"):
+        df[col] = df[col].map(lambda x: x.strip() if isinstance(x, str) else x)
     allowed = {"state": (*STATES, ALL), "race": (*RACES, ALL), "measure": MEASURES, "flag": FLAGS}
+    files = df["source_file"].astype(str).tolist() if "source_file" in df.columns else None
+    first, last = FIRST_TARGET_YEAR, _last_year()
     seen: dict[tuple, int] = {}
     for i, row in enumerate(df.to_dict("records")):
-        where, v = f"row {i + 2}", {}
+        where, v, texts = f"row {i + 2}", {}, {}
 
         def fail(msg: str):
-            raise InputError(msg, file=name, where=where)
+            raise InputError(msg, file=name or (files[i] if files else None), where=where)
         for col, ok in allowed.items():
-            if str(row[col]).strip() not in ok:
-                fail(f"unknown {col} '{row[col]}'{_hint(row[col], ok)}; allowed: {', '.join(ok)}")
+            if not isinstance(row[col], str) or row[col] not in ok:
+                fail(f"unknown {col} {ascii(str(row[col]))[:40]}{_hint(row[col], ok)}; allowed: "
+                     f"{', '.join(ok)}")
         for col in ("year_start", "year_end", "deaths", "births", "rate"):
-            text = "" if row[col] is None or pd.isna(row[col]) else str(row[col]).strip()
+            raw = row[col]
+            if raw is None or (not isinstance(raw, str) and pd.isna(raw)):
+                text = ""
+            elif isinstance(raw, str):
+                text = raw.strip()
+            elif isinstance(raw, float) and not math.isfinite(raw):
+                text = str(raw)
+            else:
+                text = f"{raw:.15g}" if isinstance(raw, float) else str(raw)
+            texts[col] = text
             if text == "" and col.startswith("year"):
                 fail(f"{col} is empty; give a 4-digit year")
-            try:
-                v[col] = float(text) if text else math.nan
-            except ValueError:
-                fail(f"{col} '{text}' is not a number")
+            negative = text.startswith("-") and bool(_PLAIN_NUMBER.match(text[1:]))
+            if text and not negative and not _PLAIN_NUMBER.match(text):
+                shown = text if len(text) <= 20 else f"{text[:17]}... ({len(text)} characters)"
+                fail(f"{col} {ascii(shown)} is not a number; allowed: a plain decimal number "
+                     "such as 812 or 5.81 (no nan or inf, at most 15 digits before the point)")
+            v[col] = float(text) if text else math.nan
             if v[col] < 0:
                 fail(f"{col} is negative ({text}); counts and rates must be >= 0")
             if col != "rate" and text and v[col] != int(v[col]):
                 fail(f"{col} '{text}' is not a whole number")
+            if col.startswith("year") and not first <= v[col] <= last:
+                fail(f"{col} {text} is out of range; allowed: a year from {first} to {last} "
+                     f"(CDC WONDER's linked birth/infant death data start in {first})")
         if v["year_start"] > v["year_end"]:
             fail(f"year_start {int(v['year_start'])} is after year_end {int(v['year_end'])}")
         if row["measure"] == "imr" and v["rate"] > 1000:
-            fail(f"rate {row['rate']} is out of range; an IMR is per 1,000 live births, 0-1000")
+            fail(f"rate {texts['rate']} is out of range; an IMR is per 1,000 live births, 0-1000")
         value = "rate" if row["measure"] == "imr" else "births"
         if row["flag"] in ("ok", "unreliable") and math.isnan(v[value]):
             fail(f"flag '{row['flag']}' but no {value}; use flag 'suppressed' or 'missing' for absent values")
+        d, b, r = v["deaths"], v["births"], v["rate"]
+        if row["flag"] in ("ok", "unreliable") and b == 0:
+            fail(f"births is 0 with flag '{row['flag']}'; a rate needs births > 0 (use flag "
+                 "'missing')")
+        if d == d and b == b and d > b:
+            fail(f"deaths {texts['deaths']} exceed births {texts['births']}; infant deaths are "
+                 "counted among the births of the same cell")
+        if row["measure"] == "imr" and d == d and b == b and r == r and b > 0:
+            implied = 1000.0 * d / b
+            tol = _rounding(texts["rate"]) + 1e-9 * max(1.0, implied)
+            if abs(r - implied) > tol:
+                fail(f"rate {texts['rate']} contradicts deaths/births: 1000 x {texts['deaths']} / "
+                     f"{texts['births']} = {implied:.4g} per 1,000 (allowed: equal within the "
+                     f"rounding of the rate's last digit, +-{tol:.2g})")
         key = (row["state"], row["race"], row["measure"], v["year_start"], v["year_end"])
         if key in seen:
             fail(f"duplicate target (same state, race, years and measure as row {seen[key]})")

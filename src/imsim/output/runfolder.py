@@ -212,6 +212,43 @@ def evidence_used(result) -> pd.DataFrame:
                                        "overridden", "assumption"])
 
 
+#: Columns that always hold a number (intervals, medians and shares of a gap may be empty).
+_ALWAYS_NUMBERS = ("births", "deaths_baseline", "deaths_scenario", "deaths_averted",
+                   "imr_baseline", "imr_scenario")
+
+
+def check_finite(result) -> None:
+    """Refuse a result whose tables hold an infinite value or an empty point estimate.
+
+    Parameters
+    ----------
+    result : imsim.analysis.runner.Result
+        The run about to be written.
+
+    Raises
+    ------
+    InputError
+        Naming the table, column and first row (state, race) -- nothing is written then.
+    """
+    import numpy as np
+
+    from imsim.core.errors import InputError
+
+    for name in TABLES:
+        table = result.table(name)
+        for col in table.select_dtypes("number").columns:
+            v = table[col].to_numpy(dtype=float)
+            bad = np.isinf(v) | (np.isnan(v) if col in _ALWAYS_NUMBERS else False)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                row = ", ".join(f"{k} {table[k].iloc[i]}" for k in ("state", "race", "year")
+                                if k in table.columns)
+                raise InputError(f"the run gave a non-finite {col} ({v[i]}) in {name} "
+                                 f"({row}; {int(bad.sum())} row(s)); nothing was written -- "
+                                 "check the scenario's effects and exposures",
+                                 file=result.scenario.source)
+
+
 def save_result(result, out_dir: str | os.PathLike | None = None, figures: bool = True,
                 report: bool = True) -> Path:
     """Write all tables, the resolved scenario, manifest, figures and report, atomically.
@@ -243,6 +280,7 @@ def save_result(result, out_dir: str | os.PathLike | None = None, figures: bool 
     """
     import yaml
 
+    check_finite(result)                     # before anything is written
     with atomic_folder(out_dir, name=result.scenario.name, parent=RESULTS) as st:
         tmp = st.tmp
         t0 = time.perf_counter()
