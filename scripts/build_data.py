@@ -5,7 +5,8 @@ Usage:  python scripts/build_data.py [--shared PATH] [--out DIR]
 
 Reads raw/observed files from ``<repo>/../shared/data`` (never copied into the repo) and writes
 derived aggregates to ``src/imsim/inputs/data/``: births.csv, targets.csv, ga_structure.csv,
-exposures.csv, associations.csv, evidence.csv, states.csv and the catalogue tables.json.
+exposures.csv, associations.csv, evidence.csv, states.csv and the catalogue tables.json; validation.csv
+(imsim check) and costs.csv (the cost library of imsim recommend) are written too but are not in the catalogue.
 
 Rules followed: every number names its source; our own arithmetic is labelled DERIVED with the
 formula; values without a source are ASSUMPTIONS (assumption=True) with a range and a reason.
@@ -49,7 +50,7 @@ from scipy.stats import chi2
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-from imsim.core.constants import GA_BANDS, RACES, STATES  # noqa: E402
+from imsim.core.constants import GA_BANDS, RACES, STATES, STRATEGIES  # noqa: E402
 
 YEARS = (2013, 2014, 2015, 2016, 2017)
 RACE_OBS = {  # observed-file labels -> model race ids
@@ -1962,6 +1963,122 @@ def build_states() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# ----------------------------------------------------------------------------- costs.csv (cost library)
+COST_COLUMNS = ["strategy", "usd_per_birth_reached", "low", "high", "price_year", "status", "birth_reached",
+                "priced_option", "source", "url", "quote", "note"]
+#: The cost library of ``imsim recommend`` (``costs: library``): USD per birth reached per strategy, with a
+#: low-high range. ``status``: ``sourced`` (the value is a published programme cost), ``derived`` (our arithmetic
+#: on published figures with a labelled ASSUMPTION), ``illustrative`` (no published programme cost found: a
+#: reasoned default, not data). Values are in their source's price year, NOT inflated to a common year. Not in
+#: tables.json (nor the data hash): costs never feed the birth model or its calibration.
+COSTS = [
+    dict(strategy="safe_sleep", usd_per_birth_reached=20, low=5, high=100, price_year="", status="illustrative",
+         birth_reached="a family reached by safe-sleep education (coverage refers to all births)",
+         priced_option="",
+         source="ILLUSTRATIVE. No published per-family cost of hospital/mHealth safe-sleep education was found. "
+                "Anchors: NYC Health Department 'safe sleep survival kits' (Pack 'n Play, sheets, pajamas) "
+                "underwritten by $100 donors, and its estimate that 10% of families need a safe place for the baby "
+                "to sleep (TIME Healthland, 2010-12-24); Minnesota Safe Slumber: 'Cost - $75, includes PNP, Safe "
+                "Sleep reminder crib sheet, and shipping' (MDH, undated).",
+         url="https://healthland.time.com/2010/12/24/not-all-babies-have-cribs-help-those-without-get-one/ ; "
+             "http://www.health.state.mn.us/divs/fh/mch/mortality/safeandasleep/pnpoverview.html",
+         quote="find $100 donors this holiday season to underwrite 250 'safe sleep survival kits' for families in "
+               "need; the Health Department estimates 10% of those families are in need of a safe place for their "
+               "baby to sleep",
+         note="ILLUSTRATIVE: 20 = education at delivery ~$10 per family (ASSUMPTION: staff minutes and "
+              "materials) + a $100 crib kit for 10% of families; low 5 = messaging only (ASSUMPTION); high 100 = a "
+              "$100 kit for every family reached. No price year (illustrative)."),
+    dict(strategy="smoking_cessation", usd_per_birth_reached=112, low=24, high=369, price_year=2022, status="sourced",
+         birth_reached="a pregnant smoker enrolled in the programme",
+         priced_option="program=counselling",
+         source="Washington State Institute for Public Policy. Smoking cessation programs for pregnant women: "
+                "Intensive behavioral interventions. Benefit-cost results (methods updated December 2023; 2022 "
+                "dollars). Range: Ayadi MF et al. Costs of a smoking cessation counseling intervention for pregnant "
+                "women: comparison of three settings. Public Health Rep 2006;121(2):120-6 (low); Bacheller HL, "
+                "Hersh AR, Caughey AB. Behavioral smoking cessation counseling during pregnancy: a "
+                "cost-effectiveness analysis (abstract, OHSU research portal) (high)",
+         url="https://www.wsipp.wa.gov/BenefitCost/Program/711 ; https://pmc.ncbi.nlm.nih.gov/articles/PMC1525265 ; "
+             "https://ohsu.elsevierpure.com/en/publications/behavioral-smoking-cessation-counseling-during-pregnancy-a-cost-e",
+         quote="WSIPP, per participant: 'Net program cost ($112)' (2022 dollars); Ayadi 2006: 'The costs of "
+               "implementing the intervention ranged from $24 to $34 per pregnant smoker counseled'; Bacheller: "
+               "'behavioral intervention costs less than $475.21 (baseline input: $368.78)'",
+         note="value = WSIPP net cost per participant (2022 USD); low = Ayadi's lowest setting cost (2002-2003 "
+              "costs, brief five-step counselling; not inflated); high = Bacheller's base-case cost of behavioral "
+              "counselling (368.78, rounded; price year not stated in the abstract; not inflated). Priced for "
+              "counselling: incentive programmes add the incentives paid (give your own cost)."),
+    dict(strategy="preterm_prevention", usd_per_birth_reached=150, low=50, high=314, price_year="", status="illustrative",
+         birth_reached="a birth in a programme of universal transvaginal cervical-length screening with vaginal "
+                       "progesterone for a short cervix, and hard-stop policies (coverage refers to all births)",
+         priced_option="components=hard_stop+vaginal_progesterone",
+         source="ILLUSTRATIVE. The per-scan cost used by the published cost-effectiveness analyses is not in their "
+                "abstracts; the abstracts give the scan cost at which screening stops being dominant or "
+                "cost-effective: Werner EF et al. Universal cervical-length screening to prevent preterm birth: a "
+                "cost-effectiveness analysis. Ultrasound Obstet Gynecol 2011;38(1):32-7 ($187, 2010 USD); "
+                "Cost-effectiveness of transvaginal ultrasound cervical length screening in singletons "
+                "without a prior preterm birth: an update (SMFM paper). Am J Obstet Gynecol 2015;213(4):554.e1-6 ($314).",
+         url="http://onlinelibrary.wiley.com/doi/10.1002/uog.8911/abstract ; "
+             "https://www.ajog.org/article/S0002-9378(15)00603-1/pdf",
+         quote="Werner: 'Screening remained cost-effective but was no longer the dominant strategy when "
+               "cervical-length ultrasound measurement costs exceeded $187'; AJOG 2015 update: 'when TVU CL costs >$314 "
+               "... CL screening is also no longer cost-effective'; incidence of CL <=20 mm 0.83%",
+         note="ILLUSTRATIVE: 150 = one transvaginal scan per birth reached plus vaginal progesterone for the ~0.83% "
+              "with a short cervix and the administrative cost of hard-stop policies (ASSUMPTION); low 50 "
+              "(ASSUMPTION: scan added to the routine anatomy ultrasound); high 314 (the AJOG 2015 update's "
+              "break-even scan cost). No price year (illustrative). 17-OHPC (component ohpc) is not priced."),
+    dict(strategy="preconception_care", usd_per_birth_reached=1091, low=441, high=1637, price_year=2014,
+         status="sourced",
+         birth_reached="a mother who receives immediate postpartum long-acting reversible contraception",
+         priced_option="",
+         source="Gariepy AM, Duffy JY, Xu X. Cost-effectiveness of immediate compared with delayed postpartum "
+                "etonogestrel implant insertion. Obstet Gynecol 2015;126(1) (doi 10.1097/AOG.0000000000000907; 2014 U.S. dollars)",
+         url="https://journals.lww.com/greenjournal/Fulltext/2015/07000/Cost_Effectiveness_of_Immediate_Compared_With.8.aspx",
+         quote="Immediate postpartum implant insertion is associated with higher expected cost than delayed "
+               "insertion ($1,091/patient compared with $650/patient)",
+         note="value = expected cost per patient of immediate postpartum implant insertion over the first "
+              "postpartum year (2014 USD; health-system perspective, implant insertion and removal, alternative "
+              "methods and failures); low 441 = DERIVED 1,091 - 650, the incremental cost over delayed insertion "
+              "(if the comparator would have had an implant later anyway); high 1,637 = ASSUMPTION 1.5 x 1,091 "
+              "(IUDs and programme overheads)."),
+    dict(strategy="risk_appropriate_care", usd_per_birth_reached=3043, low=834, high=22922, price_year=2020,
+         status="derived",
+         birth_reached="a birth under 32 weeks moved to a level III+ hospital (a maternal transport)",
+         priced_option="",
+         source="Vilalta A, Troeger KA. Disparities in emergency transport of women with a preterm labor diagnosis "
+                "in urban vs rural areas in the US. ClinicoEcon Outcomes Res 2020;12:327-332 (IBM MarketScan)",
+         url="https://pmc.ncbi.nlm.nih.gov/articles/PMC7319514",
+         quote="the median cost of emergency ground transportation was US$834; air transport had a median cost "
+               "of US$22,922",
+         note="DERIVED: 3,043 = 0.9 x 834 + 0.1 x 22,922 (ASSUMPTION: 10% of transports by air); low 834 = all "
+              "by ground; high 22,922 = all by air. price_year 2020 is the publication year (the abstract does "
+              "not state it). Transport only: the extra cost of level III care and of building regional capacity "
+              "are not priced."),
+    dict(strategy="social_determinants", usd_per_birth_reached=4513, low=2257, high=9026, price_year=2014,
+         status="derived",
+         birth_reached="a low-income mother covered by Medicaid expansion (states that have not expanded)",
+         priced_option="policy=medicaid_expansion",
+         source="Kaiser Family Foundation. Medicaid Expansion Spending and Enrollment in Context: An Early Look at "
+                "CMS Claims Data for 2014 (CMS Medicaid Budget and Expenditure System), as reported by "
+                "ThinkAdvisor, 2016-01-15",
+         url="https://www.kff.org/medicaid/issue-brief/medicaid-expansion-spending-and-enrollment-in-context-an-early-look-at-cms-claims-data-for-2014/ ; "
+             "http://thinkadvisor.com/2016/01/15/new-ppaca-medicaid-enrollees-not-costing-feds-as-m",
+         quote="The average cost of each new enrollee in 2014 was $4,513, 37 percent lower than the average of "
+               "$7,150 that states spent on Medicaid recipients in all groups",
+         note="DERIVED: 4,513 = one year of Medicaid spending per expansion-group enrollee (2014 USD) x 1 year of "
+              "coverage attributable to each low-income birth reached (ASSUMPTION; range 0.5-2 years: low 2,257, "
+              "high 9,026). Total spending (federal + state), not the state's share. Priced for "
+              "medicaid_expansion: income_support is not priced (give your own cost)."),
+]
+
+
+def build_costs() -> pd.DataFrame:
+    """The cost library (costs.csv) from COSTS: one row per strategy, value within [low, high]."""
+    df = pd.DataFrame(COSTS)
+    bad = df[(df.low > df.usd_per_birth_reached) | (df.usd_per_birth_reached > df.high)]
+    if len(bad) or sorted(df.strategy) != sorted(STRATEGIES):
+        raise SystemExit("COSTS: one row per strategy with low <= usd_per_birth_reached <= high")
+    return df
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -2032,6 +2149,9 @@ def main(argv=None) -> None:
                                   targets)
     n = write_csv(validation, out / "validation.csv", VALIDATION_COLUMNS, ["quantity", "population", "period"])
     print(f"validation.csv: {n} published figures for imsim check (not in tables.json: never a model input)",
+          file=sys.stderr)
+    n = write_csv(build_costs(), out / "costs.csv", COST_COLUMNS, ["strategy"])
+    print(f"costs.csv: {n} strategies (cost library of imsim recommend; not in tables.json: never a model input)",
           file=sys.stderr)
     for k, v in sorted({**binfo, **dinfo}.items()):
         print(f"{k}: {v}", file=sys.stderr)

@@ -30,6 +30,7 @@ import pandas as pd
 from imsim.config.plan import ResolvedPlan
 from imsim.analysis.portfolio import Evaluation, portfolio_id
 from imsim.analysis.economics import PORTFOLIO_CE_COLUMNS, cost_effectiveness
+from imsim.analysis.results import MIN_INTERVAL_DRAWS
 from imsim.core.constants import RACES
 
 NONE = "none"
@@ -472,6 +473,20 @@ def analyse(rp: ResolvedPlan, ev: Evaluation, evidence=None) -> Analysis:
         cost = member @ per_strategy.T                                   # [P, S]
     else:
         cost = np.full((n_p, n_s), np.nan)
+    # Costs from the cost library vary over the draws (triangular low-value-high, keyed stream
+    # cost_draw); budgets, rankings, the allocation and the ICER frontier use the library's value
+    # (cost above), the CEAC uses the paired per-draw costs.
+    cost_draws = None
+    library = [k for k in ev.strategies if k in getattr(rp, "library_costs", ())]
+    if plan.costs is not None and library:
+        from imsim.analysis.economics import library_cost_draws
+
+        n_d = ev.deaths_averted.shape[0]
+        units = np.tile(unit, (n_d, 1))                                  # [D, K]
+        drawn = library_cost_draws(library, plan.seed, n_d)
+        for j, k in enumerate(library):
+            units[:, ev.strategies.index(k)] = drawn[:, j]
+        cost_draws = np.einsum("pk,sk,rk->rps", member, ev.reached, units[sl])   # [R, P, S]
     budgets = np.array([np.inf if rp.state_budget(s) is None else rp.state_budget(s)
                         for s in ev.states])
     feasible = np.nan_to_num(cost, nan=0.0) <= budgets[None, :] * (1 + 1e-12)
@@ -535,7 +550,8 @@ def analyse(rp: ResolvedPlan, ev: Evaluation, evidence=None) -> Analysis:
         for j, race in enumerate(RACES):
             row[f"deaths_averted_{race}"] = by_race[p, s, j]
     ce_rows, ce_table, ceac_df = cost_effectiveness(ev.states, ids, da, cost,
-                                                    plan.costs is not None)
+                                                    plan.costs is not None,
+                                                    cost_draws=cost_draws)
     for c in PORTFOLIO_CE_COLUMNS:             # same state x portfolio order as `rows`
         for row, v in zip(rows, ce_rows[c].tolist()):
             row[c] = v
@@ -644,9 +660,14 @@ def analyse(rp: ResolvedPlan, ev: Evaluation, evidence=None) -> Analysis:
             "share_of_random_allocations_beaten": float(np.mean(opt_u.mean() >= rnd_exp)),
             "p_optimal_beats_random_same_draw": float(np.mean(opt_u[:, None] > rnd_u)),
         },
+        # Honest intervals: below MIN_INTERVAL_DRAWS sampled draws (as imsim run) the outputs
+        # show no 95% interval and say that EVPPI (key inputs) is not estimated reliably.
+        "draws": int(da.shape[0]) if ev.deaths_averted.shape[0] > 1 else 0,
+        "interval_reliable": bool(ev.deaths_averted.shape[0] > 1
+                                  and da.shape[0] >= MIN_INTERVAL_DRAWS),
     }
     return Analysis(portfolios, recs, evppi_df, allocation, summary,
                     per_draw={"u": u, "da": da, "dr": dr, "feasible": feasible, "cost": cost,
-                              "choice": choice, "random": rnd},
+                              "cost_draws": cost_draws, "choice": choice, "random": rnd},
                     cost_effectiveness=ce_table, ceac=ceac_df)
 

@@ -25,6 +25,16 @@ import math
 import numpy as np
 import pandas as pd
 
+from imsim.inputs.costs import (  # noqa: F401  (the cost library, re-exported here)
+    COST_LIBRARY_COLUMNS,
+    COST_STATUSES,
+    library_cost_draws,
+    library_costs,
+    load_cost_library,
+    priced_option_warnings,
+    triangular_ppf,
+)
+
 #: U.S. life expectancy at birth, total population, 2017 (years).
 LIFE_EXPECTANCY_AT_BIRTH = 78.6
 #: Base-case annual discount rate for life-years (Second Panel on Cost-Effectiveness).
@@ -35,7 +45,8 @@ SENSITIVITY_RATES = (0.0, 0.05)
 WTP_GRID = np.arange(0.0, 500_001.0, 10_000.0)
 #: The comparator: no new portfolio (cost 0, nothing averted).
 NONE = "none"
-#: Assumed range for sweeps of the plan's illustrative costs, as multiples of the plan value.
+#: Assumed range of a plan's own (illustrative) costs for the user's sensitivity analyses, as
+#: multiples of the plan value (reported in the manifest; library costs carry their own range).
 COST_RANGE = (0.5, 2.0)
 
 SOURCES = pd.DataFrame([
@@ -52,9 +63,10 @@ SOURCES = pd.DataFrame([
                "effects). https://doi.org/10.1001/jama.2016.12195"},
     {"quantity": "discount_rate_sensitivity", "value": "0, 0.05", "unit": "per year",
      "source": "Sensitivity range conventional in U.S. analyses (Sanders et al. 2016, above)"},
-    {"quantity": "cost_range_for_sweeps", "value": f"{COST_RANGE[0]}x to {COST_RANGE[1]}x",
+    {"quantity": "cost_range_for_sensitivity", "value": f"{COST_RANGE[0]}x to {COST_RANGE[1]}x",
      "unit": "x plan cost",
-     "source": "ASSUMPTION: the plan's costs are illustrative, not data; range for sweeps"},
+     "source": "ASSUMPTION: a plan's own costs are illustrative, not data (library costs carry "
+               "their own low-high range, costs.csv)"},
 ])
 
 #: Columns added to portfolios.csv (after the existing ones, in this order).
@@ -70,9 +82,13 @@ CE_COLUMNS = ["state", "portfolio", "cost", "deaths_averted", "cost_per_death_av
 CEAC_COLUMNS = ["state", "wtp_per_life_year", "portfolio", "p_best"]
 
 ILLUSTRATIVE_NOTE = ("costs are the plan's inputs (USD per birth reached x births reached); "
-                     "imsim ships no cost data and example plan costs are ILLUSTRATIVE "
-                     "ASSUMPTIONS")
+                     "the costs in the example plans are ILLUSTRATIVE ASSUMPTIONS")
 NO_COST_NOTE = "no costs in the plan: cost-based quantities not computed"
+
+
+LIBRARY_NOTE = ("costs from imsim's cost library (costs.csv: USD per birth reached x births reached; "
+                "sourced, derived or ILLUSTRATIVE per strategy, see imsim data costs); the CEAC draws "
+                "each strategy's cost from triangular(low, value, high)")
 
 
 def discounted_life_expectancy(le: float = LIFE_EXPECTANCY_AT_BIRTH,
@@ -219,7 +235,7 @@ def ceac(lyg: np.ndarray, cost: np.ndarray, wtp=WTP_GRID) -> np.ndarray:
 
 
 def cost_effectiveness(states, ids, da: np.ndarray, cost: np.ndarray, has_costs: bool,
-                       wtp=WTP_GRID):
+                       wtp=WTP_GRID, cost_draws: np.ndarray | None = None):
     """Return the cost-effectiveness tables of a recommendation.
 
     Parameters
@@ -237,6 +253,10 @@ def cost_effectiveness(states, ids, da: np.ndarray, cost: np.ndarray, has_costs:
         dominance empty and the CEAC empty.
     wtp : array_like of float
         Willingness-to-pay grid, USD per life-year.
+    cost_draws : numpy.ndarray, optional
+        float ``[R, P, S]``: cost in each draw (costs from the cost library); the CEAC then
+        compares net monetary benefits with each draw's own cost (paired with its deaths
+        averted). The frontier and ICERs use ``cost``.
 
     Returns
     -------
@@ -250,13 +270,18 @@ def cost_effectiveness(states, ids, da: np.ndarray, cost: np.ndarray, has_costs:
     f3 = discounted_life_expectancy(rate=DISCOUNT_RATE)
     f0 = discounted_life_expectancy(rate=SENSITIVITY_RATES[0])
     f5 = discounted_life_expectancy(rate=SENSITIVITY_RATES[1])
-    note = ILLUSTRATIVE_NOTE if has_costs else NO_COST_NOTE
+    note = (NO_COST_NOTE if not has_costs else
+            LIBRARY_NOTE if cost_draws is not None else ILLUSTRATIVE_NOTE)
     cost = np.asarray(cost, dtype=float) if has_costs else np.full(cost.shape, np.nan)
     lyg = da * f3                                              # [R, P, S]
-    groups = [(st, lyg[:, :, s], da[:, :, s], cost[:, s]) for s, st in enumerate(states)]
-    groups.append(("national", lyg.sum(axis=2), da.sum(axis=2), cost.sum(axis=1)))
+    cd = (np.broadcast_to(cost, da.shape) if cost_draws is None
+          else np.asarray(cost_draws, dtype=float))            # [R, P, S]
+    groups = [(st, lyg[:, :, s], da[:, :, s], cost[:, s], cd[:, :, s])
+              for s, st in enumerate(states)]
+    groups.append(("national", lyg.sum(axis=2), da.sum(axis=2), cost.sum(axis=1),
+                   cd.sum(axis=2)))
     per_rows, table_rows, ceac_rows = [], [], []
-    for g, (st, ly, d, c) in enumerate(groups):
+    for g, (st, ly, d, c, c_draws) in enumerate(groups):
         ely, ed = ly.mean(axis=0), d.mean(axis=0)
         lo, hi = np.percentile(ly, 2.5, axis=0), np.percentile(ly, 97.5, axis=0)
         if has_costs:
@@ -276,7 +301,7 @@ def cost_effectiveness(states, ids, da: np.ndarray, cost: np.ndarray, has_costs:
             if st != "national":
                 per_rows.append(row)
         if has_costs:
-            prob = ceac(ly, c, wtp)
+            prob = ceac(ly, c_draws, wtp)
             for w, lam in enumerate(wtp):
                 for p, pid in enumerate([*ids, NONE]):
                     ceac_rows.append({"state": st, "wtp_per_life_year": float(lam),
@@ -286,19 +311,44 @@ def cost_effectiveness(states, ids, da: np.ndarray, cost: np.ndarray, has_costs:
     return per_state, table, pd.DataFrame(ceac_rows, columns=CEAC_COLUMNS)
 
 
-def manifest_entry(costs: dict | None) -> dict:
+def manifest_entry(costs: dict | None, library: tuple | list = ()) -> dict:
     """Return the manifest's ``cost_effectiveness`` entry: inputs, sources and the cost label.
 
     Parameters
     ----------
     costs : dict or None
         The plan's costs, USD per birth reached by strategy (None: no costs).
+    library : sequence of str
+        Strategies whose cost came from the cost library (their rows, with sources and the
+        low-high range the CEAC draws from, are included).
 
     Returns
     -------
     dict
         JSON-ready.
     """
+    entry = None
+    if costs is not None:
+        lib_rows = []
+        if library:
+            lib = load_cost_library()
+            lib = lib[lib.strategy.isin(list(library))].astype(object)
+            lib_rows = lib.where(lib.notna(), None).to_dict(orient="records")
+        entry = {
+            "usd_per_birth_reached": costs,
+            "from_library": list(library),
+            "label": ("plan costs: ILLUSTRATIVE ASSUMPTIONS unless replaced by the user's own "
+                      "programme costs; library costs: as each row's status says (sourced, "
+                      "derived or illustrative)"),
+            "uncertainty": ({k: "triangular(low, value, high) from the cost library, keyed "
+                                "stream cost_draw; used by the CEAC" for k in library}
+                            | {k: "fixed (the plan's value)" for k in costs
+                               if k not in set(library)}),
+            "library": lib_rows,
+            "assumption_range_for_sensitivity": {
+                k: [v * COST_RANGE[0], v * COST_RANGE[1]] for k, v in costs.items()
+                if v is not None and k not in set(library)},
+        }
     return {
         "life_expectancy_at_birth": LIFE_EXPECTANCY_AT_BIRTH,
         "discount_rate": DISCOUNT_RATE,
@@ -308,11 +358,7 @@ def manifest_entry(costs: dict | None) -> dict:
         "wtp_grid_usd_per_life_year": [float(WTP_GRID[0]), float(WTP_GRID[-1]),
                                        float(WTP_GRID[1] - WTP_GRID[0])],
         "sources": SOURCES.to_dict(orient="records"),
-        "costs": None if costs is None else {
-            "usd_per_birth_reached": costs,
-            "label": "ILLUSTRATIVE ASSUMPTIONS unless replaced by the user's own programme costs",
-            "assumption_range_for_sweeps": {k: [v * COST_RANGE[0], v * COST_RANGE[1]]
-                                            for k, v in costs.items() if v is not None},
-        },
-        "note": ILLUSTRATIVE_NOTE if costs is not None else NO_COST_NOTE,
+        "costs": entry,
+        "note": (NO_COST_NOTE if costs is None else LIBRARY_NOTE if library
+                 else ILLUSTRATIVE_NOTE),
     }

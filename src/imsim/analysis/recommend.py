@@ -266,19 +266,24 @@ def recommend(rp: ResolvedPlan, draws: int | None = None, seed: int | None = Non
         raise InputError(f"draws must be at least 1, got {n_draws}")
     if rp.plan.draws != n_draws or rp.plan.seed != seed:
         rp = ResolvedPlan(rp.plan.model_copy(update={"draws": n_draws, "seed": seed}),
-                          rp.scenario, rp.candidates, rp.file)
+                          rp.scenario, rp.candidates, rp.file, rp.library_costs)
     setup, evidence, coverage = build_setup(rp)
     ports = enumerate_portfolios(rp.candidates, rp.plan.max_strategies)
     # Exactly the draws `imsim run` uses for the same seed and count (keyed; imsim.analysis.draws).
     cal = get_calibration(rp.scenario.calibration)
     plan = draw_plan(evidence, cal, seed, n_draws)
     t1 = time.perf_counter()
-    ev = evaluate(setup, ports, plan, calibration=cal, progress=progress)
+    ev = evaluate(setup, ports, plan, calibration=cal, progress=progress, seed=seed)
     t2 = time.perf_counter()
     an = analyse(rp, ev, evidence)
     t3 = time.perf_counter()
     timings = {"setup_s": t1 - t0, "evaluate_s": t2 - t1, "analyse_s": t3 - t2,
                **{f"evaluate.{k}": v for k, v in ev.timings.items()}}
     notes, warnings = medicaid_notes(setup)
+    if rp.library_costs:
+        from imsim.analysis.economics import priced_option_warnings
+
+        warnings = warnings + priced_option_warnings(
+            {k: setup.options[k] for k in rp.library_costs})
     return Recommendation(rp, ev, an, coverage, evidence, timings, notes, warnings, cal)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from imsim.core.constants import STRATEGIES
 from imsim.core.errors import InputError
@@ -23,6 +23,7 @@ from imsim.core.validation import (
     StateKey,
     StrictModel,
     between,
+    number,
     read_yaml,
     validate_model,
 )
@@ -33,15 +34,34 @@ SHARED_KEYS = ("name", "description", "years", "states", "seed", "strategies", "
                "births_change_per_year")
 
 
-class PlanCosts(StrictModel):
-    """Cost per birth reached (USD) of each strategy: the user's inputs (imsim ships none)."""
+#: The word that takes a cost from imsim's cost library (costs.csv) instead of a number.
+LIBRARY = "library"
 
-    safe_sleep: NonNegativeNumber | None = None
-    smoking_cessation: NonNegativeNumber | None = None
-    preterm_prevention: NonNegativeNumber | None = None
-    preconception_care: NonNegativeNumber | None = None
-    risk_appropriate_care: NonNegativeNumber | None = None
-    social_determinants: NonNegativeNumber | None = None
+
+def _cost_value(v: Any) -> Any:
+    if v == LIBRARY:
+        return v
+    if isinstance(v, str) or v is None or isinstance(v, bool):
+        raise Invalid(f"expected a number or '{LIBRARY}', got {v!r}; allowed: a cost in USD per "
+                      f"birth reached (>= 0) or '{LIBRARY}' (imsim's cost library, see imsim "
+                      "data costs)")
+    return number(v, 0.0)
+
+
+#: A cost per birth reached (USD, >= 0) or ``"library"``.
+CostValue = Annotated[float | str, BeforeValidator(_cost_value)]
+
+
+class PlanCosts(StrictModel):
+    """Cost per birth reached (USD) of each strategy: a number, or ``library`` (imsim's cost
+    library, costs.csv: sourced, derived or illustrative values with a low-high range)."""
+
+    safe_sleep: CostValue | None = None
+    smoking_cessation: CostValue | None = None
+    preterm_prevention: CostValue | None = None
+    preconception_care: CostValue | None = None
+    risk_appropriate_care: CostValue | None = None
+    social_determinants: CostValue | None = None
 
 
 class PlanBudget(StrictModel):
@@ -78,7 +98,8 @@ class Plan(StrictModel):
     collaborative : dict or None
         A learning-collaborative block (its coverage replaces the strategies' coverage).
     costs : PlanCosts or None
-        USD per birth reached, per strategy.
+        USD per birth reached, per strategy (``library`` for imsim's cost library); the whole
+        key may also be ``library`` (every candidate from the library).
     budget : PlanBudget or None
         Budgets in USD over the horizon.
     objective : PlanObjective
@@ -102,6 +123,14 @@ class Plan(StrictModel):
     effects: Any = None
     births_change_per_year: Any = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _costs_library(cls, data):
+        """``costs: library`` = every strategy's cost from the cost library."""
+        if isinstance(data, dict) and data.get("costs") == LIBRARY:
+            data = {**data, "costs": {k: LIBRARY for k in STRATEGIES}}
+        return data
+
 
 @dataclass
 class ResolvedPlan:
@@ -117,12 +146,16 @@ class ResolvedPlan:
         Strategies a state may choose, in ``STRATEGIES`` order.
     file : str or None
         The plan file, if read from one.
+    library_costs : tuple of str
+        Candidates whose cost comes from the cost library (``plan.costs`` then holds the
+        library's value; :mod:`imsim.analysis.decision` draws them from the library's range).
     """
 
     plan: Plan
     scenario: Any                      # imsim.config.scenario.Scenario carrying the shared keys
     candidates: list[str]
     file: str | None = None
+    library_costs: tuple = ()
 
     @property
     def states(self) -> list[str]:
@@ -157,6 +190,8 @@ class ResolvedPlan:
             if k in sc:
                 out[k] = sc[k]
         out["candidates"] = list(self.candidates)
+        if self.library_costs:
+            out["costs_from_library"] = list(self.library_costs)
         return out
 
 
@@ -186,7 +221,7 @@ def parse_plan(data: Any, file: str | None = None) -> ResolvedPlan:
         raise InputError("a plan must be a mapping of keys", file=file)
     plan = validate_model(Plan, data, file)
     shared = {k: data[k] for k in SHARED_KEYS if k in data}
-    scenario = parse_scenario(shared, file=file)
+    scenario = parse_scenario(shared, file=file, coverage_optional=True)
     active = scenario.strategies.active() if scenario.strategies is not None else {}
     collab = plan.collaborative
     if collab is None:
@@ -215,23 +250,35 @@ def parse_plan(data: Any, file: str | None = None) -> ResolvedPlan:
 
         parse_collaborative({**collab, "teams": {"AL": ["safe_sleep"]}}, file=file)
         candidates = [k for k in STRATEGIES if k in active] if active else list(STRATEGIES)
+    library: tuple = ()
     if plan.costs is not None:
+        given = plan.costs.model_dump()
         for k in candidates:
-            if getattr(plan.costs, k) is None:
+            if given.get(k) is None:
                 raise InputError(f"no cost given for candidate strategy {k}; give a cost per "
-                                 "birth reached for every strategy in the plan (or no costs)",
+                                 f"birth reached for every strategy in the plan, '{LIBRARY}' for "
+                                 f"imsim's cost library (or no costs)",
                                  file=file, where=f"costs.{k}")
+        library = tuple(k for k in candidates if given.get(k) == LIBRARY)
+        if any(v == LIBRARY for v in given.values()):
+            from imsim.inputs.costs import library_costs
+
+            values = library_costs()
+            plan = plan.model_copy(update={"costs": PlanCosts(**{
+                k: (values[k] if v == LIBRARY else v) for k, v in given.items()
+                if v is not None and (v != LIBRARY or k in candidates)})})
     if plan.budget is not None:
         if plan.costs is None:
-            raise InputError("a budget needs costs per birth reached for the strategies",
-                             file=file, where="budget")
+            raise InputError(f"a budget needs costs per birth reached for the strategies: give "
+                             f"costs (USD per birth reached) or costs: {LIBRARY} (imsim's cost "
+                             "library, see imsim data costs)", file=file, where="budget")
         if plan.budget.by_state and scenario.states != "all":
             for s in plan.budget.by_state:
                 if s not in scenario.states:
                     raise InputError(f"{s} is not in states; allowed: "
                                      f"{', '.join(scenario.states)}", file=file,
                                      where=f"budget.by_state.{s}")
-    return ResolvedPlan(plan, scenario, candidates, file)
+    return ResolvedPlan(plan, scenario, candidates, file, library)
 
 
 def load_plan(path: str | Path) -> ResolvedPlan:

@@ -346,6 +346,17 @@ def _range(lo, hi, fmt) -> str:
     return a if a == b else f"{a}–{b}"
 
 
+def _interval(lo, hi, summary: dict, nd: int) -> str:
+    """"95% interval lo to hi", or why none is shown (fewer than MIN_INTERVAL_DRAWS draws)."""
+    from imsim.analysis.results import MIN_INTERVAL_DRAWS
+
+    if summary.get("interval_reliable", True):
+        return f"95% interval {_fmt(lo, nd)} to {_fmt(hi, nd)}"
+    n = summary.get("draws", 0)
+    return (f"{'mean of ' + str(n) + ' draws' if n else 'point estimate'}; no 95% interval: "
+            f"fewer than {MIN_INTERVAL_DRAWS} uncertainty draws")
+
+
 def _names(pid: str) -> str:
     if not pid or pid == NONE:
         return "no strategy"
@@ -402,6 +413,7 @@ def write_brief(an: Analysis, rp: ResolvedPlan, ev: Evaluation, state: str, fig_
 
     has_cost = plan.costs is not None
     budgeted = an.allocation_summary.get("national_budget") is not None
+    reliable = an.allocation_summary.get("interval_reliable", True) is not False
 
     def impact_row(label, pid):
         if pid == NONE or pid not in df.index:
@@ -412,10 +424,13 @@ def write_brief(an: Analysis, rp: ResolvedPlan, ev: Evaluation, state: str, fig_
                 "<td class=n>no cost given</td>" if has_cost else "")
         return (f"<tr><td>{e(label)}</td><td>{e(_names(pid))}</td>"
                 f"<td class=n>{_fmt(x.deaths_averted, 1)}<br><span class=small>"
-                f"{_fmt(x.deaths_averted_lo, 1)} to {_fmt(x.deaths_averted_hi, 1)}</span></td>"
+                + (f"{_fmt(x.deaths_averted_lo, 1)} to {_fmt(x.deaths_averted_hi, 1)}"
+                   if reliable else "no interval (few draws)") + "</span></td>"
                 f"<td class=n>{x.bw_rate_difference_change:+.3f}<br><span class=small>"
-                f"{x.bw_rate_difference_change_lo:+.3f} to {x.bw_rate_difference_change_hi:+.3f}"
-                f"</span></td><td class=n>{_fmt(x.disparity_reduction, 1)}</td>"
+                + (f"{x.bw_rate_difference_change_lo:+.3f} to "
+                   f"{x.bw_rate_difference_change_hi:+.3f}" if reliable else
+                   "no interval (few draws)")
+                + f"</span></td><td class=n>{_fmt(x.disparity_reduction, 1)}</td>"
                 f"<td class=n>{_pct(x.p_best)}</td>{cost}</tr>")
 
     keys = []
@@ -430,7 +445,12 @@ def write_brief(an: Analysis, rp: ResolvedPlan, ev: Evaluation, state: str, fig_
             keys.append(f"<li><b>{e(k)}</b>{e(desc)}: knowing it exactly would be worth "
                         f"{r[f'key_input_{i}_evppi']:.2f} in the objective (EVPPI; the "
                         f"objective's units are weighted deaths, defined below)</li>")
-    if not keys:
+    few = an.allocation_summary.get("interval_reliable", True) is False
+    if few:
+        keys = [(f"<li>Not estimated: with only {an.allocation_summary.get('draws', 0)} "
+                 "uncertainty draws the EVPPI of each input (and the 95% intervals) are "
+                 "unreliable; rerun with --draws 200.</li>")]
+    elif not keys:
         keys.append("<li>No single uncertain input changes the choice materially "
                     "(all EVPPI ≈ 0): the recommendation is robust to the evidence ranges.</li>")
     cov_lines = []
@@ -459,17 +479,23 @@ def write_brief(an: Analysis, rp: ResolvedPlan, ev: Evaluation, state: str, fig_
         )
     else:
         budget_line = ""
-    cost_note = ("Costs are the plan's own inputs (cost per birth reached × births reached); "
-                 "imsim ships no cost data." if plan.costs is not None else
-                 "No costs were given: the ranking ignores cost.")
+    lib = set(getattr(rp, "library_costs", ()))
+    cost_note = (
+        "No costs were given: the ranking ignores cost." if plan.costs is None else
+        "Costs are the plan's own inputs (cost per birth reached × births reached)."
+        if not lib else
+        "Costs are cost per birth reached × births reached; "
+        + ("all" if lib >= set(rp.candidates) else ", ".join(sorted(lib)))
+        + " from imsim's cost library (imsim data costs: each a published programme cost, "
+          "our arithmetic on published figures, or an illustrative default, with a range).")
     body = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
 <title>{e(name)}: recommended infant mortality strategies</title><style>{_CSS}</style></head><body>
 <h1>{e(name)} ({e(state)}): which strategies to focus on, {e(yrs)}</h1>
 <p class=small>Plan <b>{e(plan.name)}</b> · imsim recommend · {len(ev.portfolios)} portfolios of up to
 {plan.max_strategies} strategies compared under {an.per_draw['u'].shape[0]} uncertainty draws</p>
 <div class=rec><b>Recommendation:</b> {e(_names(rec))}.<br>
-Expected {_fmt(r.deaths_averted, 1)} infant deaths averted over {e(yrs)} (95% interval
-{_fmt(r.deaths_averted_lo, 1)} to {_fmt(r.deaths_averted_hi, 1)}), of {_fmt(base_d, 0)} expected
+Expected {_fmt(r.deaths_averted, 1)} infant deaths averted over {e(yrs)} ({_interval(
+    r.deaths_averted_lo, r.deaths_averted_hi, an.allocation_summary, 1)}), of {_fmt(base_d, 0)} expected
 without these strategies. Probability it is the best portfolio for {e(state)} (ignoring the
 national budget): <b>{_pct(r.p_best)}</b>.{budget_line}</div>
 <h2>Expected impact</h2>
@@ -551,8 +577,8 @@ def write_index(an: Analysis, rp: ResolvedPlan, path: Path) -> Path:
 <h1>{e(rp.plan.name)}: recommended strategy portfolios</h1>
 <p>National allocation{f" under the budget of ${s['national_budget']:,.0f}" if budgeted else ""}:
 {s['states_with_a_portfolio']} states with a portfolio, {_fmt(s['deaths_averted'], 0)} infant
-deaths averted expected (95% interval {_fmt(s['deaths_averted_lo'], 0)} to
-{_fmt(s['deaths_averted_hi'], 0)} deaths){f", cost ${s['cost']:,.0f}" if s.get('cost') is not None else ""};
+deaths averted expected ({_interval(s['deaths_averted_lo'], s['deaths_averted_hi'], s, 0)}
+){f", cost ${s['cost']:,.0f}" if s.get('cost') is not None else ""};
 random allocations average {_fmt(rnd['deaths_averted_mean'], 0)} infant deaths averted, so the
 allocation averts {_fmt(rnd['improvement_deaths'], 0)} deaths more. In the objective
 ({w['deaths_averted']:g} × deaths averted + {w['disparity_reduction']:g} × excess NH black deaths

@@ -90,8 +90,10 @@ def save(rec: Recommendation, out: str | os.PathLike | None = None,
         t0 = time.perf_counter()
         _csv(an.portfolios, tmp / "portfolios.csv")
         # `note`: per state, e.g. Medicaid expansion is no longer a choice there (empty if none).
+        few = few_draws_note(an.allocation_summary)
         recs = an.recommendations.assign(
-            note=an.recommendations["state"].map(lambda s: str(rec.notes.get(s, ""))))
+            note=an.recommendations["state"].map(
+                lambda s: "; ".join(t for t in (str(rec.notes.get(s, "")), few) if t)))
         _csv(recs, tmp / "recommendations.csv")
         _csv(an.evppi, tmp / "evppi.csv")
         _csv(an.allocation, tmp / "allocation.csv")
@@ -222,7 +224,8 @@ def manifest(rec: Recommendation) -> dict:
                          "draws": "draw d uses its keyed posterior draw (imsim.analysis.draws)"}),
         "cost_effectiveness": manifest_entry(
             None if rp.plan.costs is None else
-            {k: v for k, v in rp.plan.costs.model_dump().items() if v is not None}),
+            {k: v for k, v in rp.plan.costs.model_dump().items() if v is not None},
+            rp.library_costs),
         "timings": rec.timings,
         "warnings": list(rec.warnings),
         "python": sys.version.split()[0],
@@ -307,6 +310,16 @@ def cmd_recommend(args) -> int:
     return 0
 
 
+def few_draws_note(s: dict) -> str:
+    """The note every output carries below MIN_INTERVAL_DRAWS draws ('' otherwise)."""
+    from imsim.analysis.results import MIN_INTERVAL_DRAWS
+
+    if s.get("interval_reliable", True):
+        return ""
+    return (f"only {s.get('draws', 0)} uncertainty draws (fewer than {MIN_INTERVAL_DRAWS}): "
+            "95% intervals and EVPPI (key_input columns) are unreliable; use --draws 200")
+
+
 def headline(s: dict) -> str:
     """The national allocation in one line: deaths averted, and the gaps to random allocations.
 
@@ -324,9 +337,17 @@ def headline(s: dict) -> str:
         E.g. "national allocation averts 658 infant deaths (95% interval ...), 120 deaths more
         than random allocations on average (objective ...: 460 more)".
     """
+    from imsim.analysis.results import MIN_INTERVAL_DRAWS
+
     rnd, w = s["random_allocations"], s["objective_weights"]
+    if s.get("interval_reliable", True):
+        iv = f"95% interval {s['deaths_averted_lo']:,.0f} to {s['deaths_averted_hi']:,.0f}"
+    else:
+        n = s.get("draws", 0)
+        iv = (f"{'mean of ' + str(n) + ' draws' if n else 'point estimate'}; no 95% interval "
+              f"and no EVPPI: fewer than {MIN_INTERVAL_DRAWS} draws")
     return (f"national allocation averts {s['deaths_averted']:,.0f} infant deaths "
-            f"(95% interval {s['deaths_averted_lo']:,.0f} to {s['deaths_averted_hi']:,.0f}), "
+            f"({iv}), "
             f"{rnd['improvement_deaths']:,.0f} deaths more than random allocations on average "
             f"(objective = {w['deaths_averted']:g} x deaths averted + "
             f"{w['disparity_reduction']:g} x excess NH black deaths averted: "
