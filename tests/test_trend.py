@@ -8,7 +8,7 @@ import pytest
 import imsim
 from imsim.calibration.backtest import naive_forecasts
 from imsim.calibration.targets import load_calibration
-from imsim.calibration.trend import (REF_YEAR, fit_local_level, fit_race_trends,
+from imsim.calibration.trend import (fit_local_level, fit_race_trends,
                                      fit_state_trends, forecast_states, national_series,
                                      race_blocks)
 from imsim.config.scenario import parse_scenario
@@ -111,7 +111,7 @@ def cal():
 
 
 def test_inside_the_data_the_projection_is_the_data_fit(cal):
-    """For a data year, the cells' national IMR is L0 x exp(smoothed(y) - smoothed(ref))."""
+    """For a data year, the cells' national IMR is L0 x smoothed(y) / mean smoothed 2013-2015."""
     base = get_baseline()
     years = np.array([2016, 2019, 2022])
     births = np.stack([base.births_grid(int(y)) for y in years])
@@ -121,7 +121,8 @@ def test_inside_the_data_the_projection_is_the_data_fit(cal):
     nat = np.sum(births * lam0[None] * mult, axis=(1, 2)) / births.sum(axis=(1, 2))
     l0 = np.sum(ref * lam0) / ref.sum()
     m = cal.trend.national
-    expected = l0 * np.exp(m.mean[years - m.years[0]] - m.mean[REF_YEAR - m.years[0]])
+    ref = np.mean(np.exp(m.mean[np.arange(2013, 2016) - m.years[0]]))
+    expected = l0 * np.exp(m.mean[years - m.years[0]]) / ref
     np.testing.assert_allclose(nat, expected, rtol=1e-12)
 
 
@@ -159,3 +160,51 @@ def test_births_projection_uncertainty_enters_draws_only_for_projected_years():
     assert np.all(f1[cells.year == 2022] == 1.0)
     assert np.all(f1[cells.year == 2027] != 1.0)
     np.testing.assert_array_equal(f1, base.births_factor(cells, seed=1, draw=1))
+
+
+def _targets(path, rows):
+    cols = ["state", "race", "year_start", "year_end", "measure", "deaths", "births", "rate", "flag"]
+    rows = [tuple(round(v, 4) if isinstance(v, float) else v for v in r) for r in rows]
+    pd.DataFrame(rows, columns=cols).to_csv(path, index=False)
+    return path
+
+
+def test_a_users_single_years_update_the_trend_and_are_all_accounted_for(tmp_path, capsys):
+    """Every single-year row is used, replaces a packaged value, or is ignored with a reason."""
+    from imsim.calibration.calibrate import calibrate
+    from imsim.cli import main
+
+    f = _targets(tmp_path / "t.csv", [
+        ("AK", "ALL", 2010, 2010, "imr", 40, 11000, 1000 * 40 / 11000, "ok"),       # replaced
+        ("AK", "ALL", 2019, 2019, "imr", 110, 10000, 11.0, "ok"),                    # used
+        ("AK", "ALL", 2020, 2020, "imr", 115, 9800, 1000 * 115 / 9800, "ok"),        # used
+        ("AK", "nh_black", 2020, 2020, "imr", 5, 300, 1000 * 5 / 300, "unreliable"),  # ignored
+        ("AK", "ALL", 2018, 2018, "imr", "", "", "", "suppressed"),                  # ignored
+        ("ALL", "ALL", 2022, 2022, "imr", 20577, 3667758, 1000 * 20577 / 3667758, "ok"),  # repl.
+    ])
+    settings = {"sigma_alpha": 0.114, "sigma_eps": [0.103, 0.037, 0.05, 0.162, 0.265],
+                "draws": 10}
+    cal, _ = calibrate(f, tmp_path / "mine", settings=settings, backtest=False)
+    sy = pd.read_csv(tmp_path / "mine" / "single_years.csv")
+    assert len(sy) == 6
+    status = dict(zip(zip(sy.state, sy.race, sy.year), sy.status))
+    assert status[("AK", "ALL", 2010)] == "replaced"
+    assert status[("AK", "ALL", 2019)] == "used"
+    assert status[("AK", "nh_black", 2020)] == "ignored"
+    assert status[("AK", "ALL", 2018)] == "ignored"
+    assert status[("ALL", "ALL", 2022)] == "replaced"
+    assert sy["reason"].str.len().min() > 10
+    # The user's years moved AK's trend (rates much higher in 2019-2020) and the national 2022.
+    default = load_calibration()
+    ak = STATES.index("AK")
+    assert cal.trend.states.slope_array()[0][ak] > default.trend.states.slope_array()[0][ak] + 0.005
+    assert 2022 in cal.trend.national.years
+    assert cal.trend.national.y[list(cal.trend.national.years).index(2022)] == pytest.approx(
+        np.log(1000 * 20577 / 3667758), rel=1e-9)
+    # The command line says it, one line per status and reason.
+    rc = main(["calibrate", "--targets", str(f), "--out", str(tmp_path / "cli"), "--draws", "10",
+               "--no-backtest"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "2 used, 2 replaced, 2 ignored" in out
+    assert "ignored: 1 row(s), AK, 2020: a single year of one race" in out

@@ -179,13 +179,39 @@ def build_targets(obs: Observations, settings: dict | None = None, name: str = "
     }
     t1 = time.perf_counter()
     from imsim.calibration.series import state_series
-    from imsim.calibration.trend import fit_trend_model
+    from imsim.calibration.trend import fit_trend_model, national_with
 
-    trend = fit_trend_model(state_series(obs), seed=int(st["seed"]))
+    try:
+        national = national_with(obs.national_year)
+    except ValueError as exc:
+        raise InputError(str(exc), file=obs.targets_file) from None
+    trend = fit_trend_model(state_series(obs), national, seed=int(st["seed"]))
     meta["trend"] = {**trend.summary(), "fit_seconds": round(time.perf_counter() - t1, 2)}
     cal = CalibratedTargets(point, rf.lo, rf.hi, rf.draws, share, ga_shift, cells, meta,
                             trend=trend)
     return cal, {"rate_fit": rf, "ga": ga_info, "cause": c_info, "trend": trend}
+
+
+def single_year_lines(obs) -> list[str]:
+    """Say what became of every single-year row of a user's targets: used, replaced, ignored.
+
+    One line per status and reason, with the years and the number of rows (every row is also in
+    ``single_years.csv`` of the calibration folder).
+    """
+    sy = obs.single_years
+    if sy is None or not len(sy):
+        return []
+    counts = sy["status"].value_counts()
+    lines = ["single-year rows of " + str(obs.targets_file) + ": "
+             + ", ".join(f"{int(counts.get(k, 0))} {k}" for k in ("used", "replaced", "ignored"))]
+    for (status, reason), g in sy.groupby(["status", "reason"], sort=False):
+        years = sorted(set(int(y) for y in g["year"]))
+        span = (f"{years[0]}-{years[-1]}" if len(years) > 2 and years == list(
+            range(years[0], years[-1] + 1)) else ", ".join(map(str, years)))
+        states = sorted(set(g["state"]))
+        who = ", ".join(states[:6]) + (f" and {len(states) - 6} more" if len(states) > 6 else "")
+        lines.append(f"  {status}: {len(g)} row(s), {who}, {span}: {reason}")
+    return lines
 
 
 def _version() -> str:
@@ -276,6 +302,8 @@ def calibrate(targets_file: str | os.PathLike | None = None,
         log(f"targets: {len(obs.cell)} state x race IMRs, {len(obs.state)} state totals, "
             f"{len(obs.race)} national race IMRs"
             + (f"; {obs.user_rows} rows from {targets_file}" if targets_file else ""))
+        for line in single_year_lines(obs):
+            log(line)
         cal, diag = build_targets(obs, settings, name=st.out.name)
         log(f"rate model: sigma_alpha {cal.meta['sigma_alpha']:.3f}, sigma_eps "
             + ", ".join(f"{k} {v:.3f}" for k, v in cal.meta["sigma_eps"].items())
@@ -294,6 +322,8 @@ def calibrate(targets_file: str | os.PathLike | None = None,
         cal.meta["fit_seconds"] = round(time.perf_counter() - t0, 2)
         summary["seconds"] = cal.meta["fit_seconds"]
         cal.save(st.tmp)
+        if obs.single_years is not None and len(obs.single_years):
+            obs.single_years.to_csv(st.tmp / "single_years.csv", index=False)
         report.to_csv(st.tmp / "fit_report.csv", index=False, float_format="%.6g")
         plot_fit_report(report, st.tmp / "fit_report.png")
         if bt is not None:

@@ -28,6 +28,8 @@ S_INDEX = {s: i for i, s in enumerate(STATES)}
 R_INDEX = {r: i for i, r in enumerate(RACES)}
 #: Years pooled by the fit.
 BASE_PERIOD = (2013, 2015)
+#: First year of the trend model's single-year series (the WONDER linked-file exports).
+FIRST_SERIES_YEAR = 2007
 
 #: Settings of the calibration: measurement errors of the observations, the rate model's
 #: sigmas and its posterior draws (``imsim calibrate`` and :func:`imsim.calibration.calibrate`).
@@ -63,7 +65,8 @@ class Observations:
     race : pandas.DataFrame
         National race IMR rows (and race ``ALL``).
     imr_year : pandas.DataFrame
-        State x single-year IMR (the back-test observations, 2013-2017).
+        State x single-year IMR: the packaged 2013-2017 and every user single year from
+        :data:`FIRST_SERIES_YEAR` (the trend model's state series and the back-test).
     preterm, suid, nmr_pnmr, ga_share : pandas.DataFrame
         Structure targets: preterm rates (percent), SUID rates, neonatal/postneonatal rates,
         deaths by GA band.
@@ -77,6 +80,12 @@ class Observations:
         What was ignored or approximated.
     closure : float
         Factor applied to the national race IMRs so their deaths sum to the states' (1: none).
+    single_years : pandas.DataFrame
+        Every single-year row of the user's file: ``row, state, race, year, status, reason``
+        (``used`` / ``replaced`` / ``ignored`` and why); empty without a user file.
+    national_year : pandas.DataFrame
+        The user's national single years (``year, deaths, births, value``): they replace or
+        extend the trend model's national series.
     """
 
     births: np.ndarray                 # [51, 5] pooled 2013-2015 births used by the fit
@@ -93,6 +102,8 @@ class Observations:
     user_rows: int = 0
     notes: list = field(default_factory=list)
     closure: float = 1.0
+    single_years: pd.DataFrame | None = None   # every single-year user row: status and why
+    national_year: pd.DataFrame | None = None  # user national single years (trend model)
 
 
 def _sha(data: bytes) -> str:
@@ -166,17 +177,17 @@ def load_observations(targets_file: str | os.PathLike | None = None,
     hashes = [_packaged_targets_hash()]
     notes: list[str] = []
     user_rows = 0
+    single_years = pd.DataFrame(columns=["row", "state", "race", "year", "status", "reason"])
+    national_year = pd.DataFrame(columns=["year", "deaths", "births", "value"])
     if targets_file is not None:
         path = Path(targets_file)
-        if not path.is_file():
-            raise InputError("targets file not found", file=str(targets_file))
         from imsim.inputs.wonder import validate_targets
 
-        user = validate_targets(str(path))
+        user = validate_targets(str(path))   # a missing file, a folder, a FIFO: one line
         user["row"] = np.arange(len(user)) + 2
         hashes.append(_sha(path.read_bytes()))
-        imr, imr_year, births, notes, user_rows = _apply_user_targets(
-            user, str(path), imr, imr_year, births)
+        imr, imr_year, births, notes, user_rows, single_years, national_year = \
+            _apply_user_targets(user, str(path), imr, imr_year, births)
     cell = imr[(imr["state"] != ALL) & (imr["race"] != ALL)].copy()
     state = imr[(imr["state"] != ALL) & (imr["race"] == ALL)].copy()
     race = imr[imr["state"] == ALL].copy()
@@ -232,7 +243,8 @@ def load_observations(targets_file: str | os.PathLike | None = None,
         ga_share=t[t["target"] == "ga_death_share"].reset_index(drop=True),
         targets_hash=_sha("|".join(hashes).encode()) if len(hashes) > 1 else hashes[0],
         targets_file=None if targets_file is None else str(targets_file),
-        user_rows=user_rows, notes=notes, closure=closure)
+        user_rows=user_rows, notes=notes, closure=closure, single_years=single_years,
+        national_year=national_year.reset_index(drop=True))
 
 
 def _group_births(df, births):
@@ -272,8 +284,18 @@ def _apply_user_targets(user, name, imr, imr_year, births):
                      "flag": "ok" if ok else "suppressed", "row": int(g["row"].min())})
     if rows:
         user = pd.concat([user, pd.DataFrame(rows)], ignore_index=True)
+    pooled_from_singles = {(r_["state"], r_["race"], r_["measure"]) for r_ in rows}
     imr = imr.set_index(["state", "race"], drop=False)
     new_year_rows = []
+    national_rows = []
+    ledger = []
+    from imsim.calibration.series import packaged_series
+    from imsim.calibration.trend import national_series
+
+    series_keys = set(zip(imr_year["state"], imr_year["year"].astype(int)))
+    old = packaged_series()
+    series_keys |= set(zip(old["state"], old["year"].astype(int)))
+    national_years = set(national_series()["year"].astype(int))
     for r in user.itertuples():
         where = f"row {r.row}"
         pooled = r.year_start == y0 and r.year_end == y1
@@ -283,6 +305,14 @@ def _apply_user_targets(user, name, imr, imr_year, births):
                     raise InputError("births must be positive for a fitted cell", file=name, where=where)
                 births[S_INDEX[r.state], R_INDEX[r.race]] = float(r.births)
                 used += 1
+            elif r.year_start == r.year_end:
+                y = int(r.year_start)
+                pooled_b = y in base_years and (r.state, r.race, r.measure) in pooled_from_singles
+                ledger.append((r.row, r.state, r.race, y, "used" if pooled_b else "ignored",
+                               f"births pooled into {y0}-{y1}" if pooled_b else
+                               "a births-only row: the trend model takes births with deaths "
+                               "(measure imr rows); births of other years come from the "
+                               "packaged tables"))
             continue
         # measure imr
         if pooled:
@@ -308,23 +338,62 @@ def _apply_user_targets(user, name, imr, imr_year, births):
                 imr = imr.drop(index=(r.state, r.race))
             imr = pd.concat([imr, pd.DataFrame([rec]).set_index(["state", "race"], drop=False)])
             used += 1
-        elif r.year_start == r.year_end and r.state != ALL and r.race == ALL \
-                and r.year_start in (2013, 2014, 2015, 2016, 2017) and r.rate == r.rate \
-                and r.flag in ("ok", "unreliable"):
+        elif r.year_start == r.year_end:
+            y = int(r.year_start)
+            key = (r.state, r.race, r.measure)
+            ok_flag = r.flag in ("ok", "unreliable") and r.rate == r.rate
+            if y in base_years and key in pooled_from_singles:
+                ledger.append((r.row, r.state, r.race, y, "used",
+                               f"pooled with the other {y0}-{y1} single years into the "
+                               f"{y0}-{y1} level of the cell"))
+                continue
+            if not ok_flag:
+                ledger.append((r.row, r.state, r.race, y, "ignored",
+                               f"flag '{r.flag}' (no rate): a suppressed or missing year cannot "
+                               "inform the trend"))
+                continue
+            if y < FIRST_SERIES_YEAR:
+                ledger.append((r.row, r.state, r.race, y, "ignored",
+                               f"before {FIRST_SERIES_YEAR}, where the trend model's series "
+                               "starts"))
+                continue
+            if r.race != ALL:
+                ledger.append((r.row, r.state, r.race, y, "ignored",
+                               "a single year of one race: the trend model's series are state "
+                               "all-race and national; race trends come from the national race "
+                               "blocks (give all three of " f"{y0}-{y1} to set the cell's level)"))
+                continue
             b = r.births if r.births == r.births and r.births > 0 else np.nan
-            d = r.deaths if r.deaths == r.deaths else np.nan
-            lo, hi = (_poisson_interval(d, b, 0.005) if b == b and d == d
-                      else (r.rate * 0.9, r.rate * 1.1))
-            new_year_rows.append({"target": "imr_year", "state": r.state, "race": ALL,
-                                  "period": str(r.year_start), "year": int(r.year_start),
-                                  "value": float(r.rate), "deaths": d, "births": b,
-                                  "lo": float(lo), "hi": float(hi), "source_tier": 1.0,
-                                  "origin": "user", "note": f"{name} {where}"})
+            d = r.deaths if r.deaths == r.deaths else (r.rate * b / 1000 if b == b else np.nan)
+            if not (b == b and d == d):
+                ledger.append((r.row, r.state, r.race, y, "ignored",
+                               "no deaths and births: the trend model weights a year by its "
+                               "deaths"))
+                continue
+            lo, hi = _poisson_interval(d, b, 0.005)
+            rec = {"target": "imr_year", "state": r.state, "race": ALL, "period": str(y),
+                   "year": y, "value": float(r.rate), "deaths": d, "births": b,
+                   "lo": float(lo), "hi": float(hi), "source_tier": 1.0, "origin": "user",
+                   "source": f"user targets {name}", "note": f"{name} {where}"}
+            if r.state == ALL:
+                replaced = y in national_years
+                national_rows.append(rec)
+                ledger.append((r.row, r.state, r.race, y, "replaced" if replaced else "used",
+                               ("replaces the packaged national value of the year"
+                                if replaced else "adds a year to the national series")
+                               + " (national level of the trend model)"))
+            else:
+                replaced = (r.state, y) in series_keys
+                new_year_rows.append(rec)
+                ledger.append((r.row, r.state, r.race, y, "replaced" if replaced else "used",
+                               ("replaces the packaged value of this state-year"
+                                if replaced else "adds a year to the state's series")
+                               + " (state trend of the trend model; back-test)"))
             used += 1
         else:
             notes.append(f"{name} {where}: {r.measure} {r.state} {r.race} "
                          f"{r.year_start}-{r.year_end} not used (the fit uses {y0}-{y1} cells "
-                         "and 2013-2017 state totals)")
+                         "and single-year totals)")
     if new_year_rows:
         ny = pd.DataFrame(new_year_rows)
         keys = set(zip(ny["state"], ny["year"]))
@@ -332,9 +401,13 @@ def _apply_user_targets(user, name, imr, imr_year, births):
         imr_year = pd.concat([imr_year[keep], ny], ignore_index=True)
     if used == 0:
         raise InputError("no usable rows: the file needs measure 'imr' rows for 2013-2015 "
-                         "(state x race, state ALL or national race), single years 2013-2017 "
-                         "by state, or 2013-2015 'births' rows", file=name)
-    return imr.reset_index(drop=True), imr_year, births, notes, used
+                         "(state x race, state ALL or national race), single years from "
+                         f"{FIRST_SERIES_YEAR} by state or national, or 2013-2015 'births' rows",
+                         file=name)
+    ledger = pd.DataFrame(ledger, columns=["row", "state", "race", "year", "status", "reason"])
+    national = pd.DataFrame(national_rows, columns=["year", "deaths", "births", "value"]
+                            if not national_rows else None)
+    return imr.reset_index(drop=True), imr_year, births, notes, used, ledger, national
 
 
 def rate_data(obs: Observations) -> RateData:

@@ -93,12 +93,13 @@ def packaged_series() -> pd.DataFrame:
 
 
 def state_series(obs=None) -> pd.DataFrame:
-    """Return the state IMR series 2007-2017 (:data:`SERIES_COLUMNS`), states only.
+    """Return the state IMR series from 2007 (:data:`SERIES_COLUMNS`), states only.
 
     Parameters
     ----------
     obs : Observations, optional
-        Its ``imr_year`` rows give 2013-2017 (default: the packaged observations).
+        Its ``imr_year`` rows give 2013-2017 and every single year a user's targets add (they
+        replace packaged rows of the same state-year) (default: the packaged observations).
 
     Returns
     -------
@@ -116,6 +117,9 @@ def state_series(obs=None) -> pd.DataFrame:
                            "observed_hi": yr["hi"], "source": yr["source"]})
     old = packaged_series()
     old = old[old["year"] < FIRST_TARGET_YEAR]
+    # A user's single year of a state replaces the packaged row of that state-year.
+    given = set(zip(recent["state"], recent["year"]))
+    old = old[[(s, int(y)) not in given for s, y in zip(old["state"], old["year"])]]
     out = pd.concat([old, recent], ignore_index=True)
     out = out[out["state"].isin(STATES)]
     return out.sort_values(["year", "state"]).reset_index(drop=True)

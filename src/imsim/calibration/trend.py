@@ -33,7 +33,8 @@ for 2013-2015 (centre year :data:`REF_YEAR`). This module moves it through time:
   are a separate group (dropped), which shifts NH API and NH AIAN by definition; the slopes of those
   two groups carry that shift and are flagged.
 * ``kappa_t`` rescales the cells of year ``t`` so the national IMR of the year equals
-  ``L0 * N(t) / N(REF_YEAR)``, ``L0`` the calibration's national 2013-2015 IMR: births of the year
+  ``L0 * N(t) / Nbar``, ``L0`` the calibration's national 2013-2015 IMR and ``Nbar`` the mean
+  national level of 2013-2015: births of the year
   (observed, or projected) give the weights, so composition changes are not counted twice.
 
 Posterior draws: draw ``k`` of a calibration also draws the trend (stream ``trend``, index ``k``):
@@ -303,9 +304,10 @@ def fit_state_trends(series: pd.DataFrame, national: dict, last_year: int | None
     """
     last_year = int(series["year"].max()) if last_year is None else int(last_year)
     centre = last_year if centre is None else int(centre)
-    d = series[(series["year"] <= last_year) & (series["year"] > last_year - window)
-               & (series["deaths"] > 0) & (series["births"] > 0)]
+    d = series[(series["year"] <= last_year) & (series["deaths"] > 0) & (series["births"] > 0)]
     d = d[d["year"].isin(list(national))]
+    # Each state's own last `window` years (a user may have given one state later years).
+    d = d[d["year"] > d.groupby("state")["year"].transform("max") - window]
     Y, X, V, states = [], [], [], []
     for s, g in d.groupby("state", sort=True):
         if len(g) < 2:
@@ -444,13 +446,16 @@ class TrendModel:
     def _components(self, years, draw):
         years = np.asarray(years, dtype=int)
         n_mean, n_var = self.national.level(years)
-        r_mean, r_var = self.national.level(np.array([self.ref_year]))
+        # The calibration's level is the 2013-2015 period (centre ref_year): the national
+        # reference is the mean rate of the period's years, not the centre year's.
+        ref_years = np.arange(self.ref_year - 1, self.ref_year + 2)
+        r_mean, r_var = self.national.level(ref_years)
         b_mean, b_sd = self.states.slope_array()
         d_mean, d_sd = self.races.slope, self.races.sd
         if draw is None:
-            return n_mean - r_mean[0], b_mean, d_mean
+            return n_mean - np.log(np.mean(np.exp(r_mean))), b_mean, d_mean
         rng = generator(self.seed, "trend", int(draw))
-        z_ref = rng.standard_normal()
+        z_ref = rng.standard_normal(len(ref_years))
         z_year = rng.standard_normal(len(years))
         z_last = rng.standard_normal()
         last = self.national.last_year
@@ -462,13 +467,13 @@ class TrendModel:
         future = (self.national.last_mean + np.sqrt(self.national.last_var) * z_last
                   + np.sqrt(self.national.q) * walk[np.minimum(h, horizon)])
         path = np.where(h > 0, future, n_mean + np.sqrt(n_var) * z_year)
-        ref = r_mean[0] + np.sqrt(r_var[0]) * z_ref
+        ref = np.log(np.mean(np.exp(r_mean + np.sqrt(r_var) * z_ref)))
         b = b_mean + b_sd * rng.standard_normal(N_S)
         d = d_mean + d_sd * rng.standard_normal(N_R)
         return path - ref, b, d
 
     def log_multiplier(self, years, draw: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Return the national log change since ``ref_year`` ``[Y]`` and the relative log
+        """Return the national log change since 2013-2015 ``[Y]`` and the relative log
         multipliers ``(b_s + d_r)(t - ref_year)`` ``[Y, S, R]`` of ``years`` (draw or point)."""
         years = np.asarray(years, dtype=int)
         nat, b, d = self._components(years, draw)
@@ -493,7 +498,8 @@ class TrendModel:
         -------
         numpy.ndarray
             ``kappa_t exp((b_s + d_r)(t - ref))``: the national IMR of year ``t`` equals
-            ``L0 exp(N(t) - N(ref))`` with ``L0`` the 2013-2015 national IMR of ``lam0``.
+            ``L0 N(t) / Nbar`` with ``L0`` the 2013-2015 national IMR of ``lam0`` and ``Nbar``
+            the mean national level of 2013-2015.
         """
         nat, rel = self.log_multiplier(years, draw)
         births = np.asarray(births, float)
@@ -568,6 +574,25 @@ def race_blocks() -> pd.DataFrame:
     return _read_packaged(RACE_FILE)
 
 
+def national_with(user: pd.DataFrame | None) -> pd.DataFrame:
+    """The packaged national series with a user's national single years replacing or adding
+    years (``user``: ``year, deaths, births``; None or empty: the packaged series)."""
+    n = national_series()
+    if user is None or not len(user):
+        return n
+    u = user[["year", "deaths", "births"]].copy()
+    u["year"] = u["year"].astype(int)
+    u["extra_sd"] = 0.0
+    u["source"] = "user targets"
+    n = pd.concat([n[~n["year"].isin(u["year"])], u], ignore_index=True).sort_values("year")
+    years = n["year"].to_numpy(int)
+    if np.any(np.diff(years) != 1):
+        missing = sorted(set(range(years[0], years[-1] + 1)) - set(years))
+        raise ValueError(f"the national series would have gaps in {missing}: give the national "
+                         "rows of those years too")
+    return n.reset_index(drop=True)
+
+
 def fit_trend_model(series: pd.DataFrame, national: pd.DataFrame | None = None,
                     blocks: pd.DataFrame | None = None, seed: int = 20240601,
                     window: int = WINDOW) -> TrendModel:
@@ -596,10 +621,10 @@ def fit_trend_model(series: pd.DataFrame, national: pd.DataFrame | None = None,
     national = national.sort_values("year")
     nat = fit_local_level(national["year"], national["deaths"], national["births"],
                           national.get("extra_sd"))
-    # States are measured against the national level of the *same* series (summed states), so
-    # a difference of sources (mortality vs linked file) does not enter the state trends.
-    s_nat = series.groupby("year")[["deaths", "births"]].sum()
-    nat_log = {int(y): float(np.log(1000.0 * r.deaths / r.births)) for y, r in s_nat.iterrows()}
+    # States are measured against the national series (a user's later state years need its
+    # year); a constant difference of sources (mortality vs linked file) is the fixed effect
+    # ``mu``, a common slope ``tau``: both are absorbed by kappa_t in runs.
+    nat_log = {int(y): float(m) for y, m in zip(nat.years, nat.y)}
     st = fit_state_trends(series, nat_log, window=window, centre=REF_YEAR)
     rt = fit_race_trends(blocks)
     return TrendModel(nat, st, rt, REF_YEAR, int(seed))

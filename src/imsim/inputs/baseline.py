@@ -86,6 +86,9 @@ class Cells:
     projected : numpy.ndarray or None
         bool ``[n]``: births projected (year after the latest data year), set by
         :meth:`Baseline.cells`; None where unknown.
+    pooled : bool
+        The cells are the 2013-2015 pooled period (:meth:`Baseline.pooled_cells`): they take
+        the calibration's level, with no trend multiplier for their nominal year.
     """
 
     year: np.ndarray
@@ -93,6 +96,7 @@ class Cells:
     r_idx: np.ndarray
     births: np.ndarray
     projected: np.ndarray | None = None
+    pooled: bool = False
 
     @property
     def n(self) -> int:
@@ -284,7 +288,7 @@ class Baseline:
         s_idx = s_idx.ravel()
         r_idx = r_idx.ravel()
         return Cells(np.full(s_idx.shape, int(years[0])), s_idx, r_idx,
-                     total.ravel().astype(np.int64))
+                     total.ravel().astype(np.int64), pooled=True)
 
     # -- eligibility attributes -------------------------------------------------------------
     def medicaid_expanded(self, year, s_idx) -> np.ndarray:
@@ -360,8 +364,8 @@ class Baseline:
         p.uid = cell_uid(cells.year, cells.s_idx, cells.r_idx)
         # Rates that move with time: the calibration's trend multiplier of each cell-year
         # scales every cause alike (imsim.calibration.trend).
-        ym = None if fit is None else getattr(fit, "year_multiplier", lambda *a: None)(
-            cells.year, cells.s_idx, cells.r_idx)
+        ym = None if fit is None or cells.pooled else getattr(
+            fit, "year_multiplier", lambda *a: None)(cells.year, cells.s_idx, cells.r_idx)
         if ym is not None:
             p.q_neo = p.q_neo * ym[:, None]
             p.q_suid = p.q_suid * ym[:, None]
