@@ -2144,6 +2144,13 @@ def main(argv=None) -> None:
     for name, df, cols, sort, desc, srcs in spec:
         n = write_csv(df, out / f"{name}.csv", cols, sort)
         cat.append({"name": name, "file": f"{name}.csv", "description": desc, "sources": srcs, "rows": n})
+    for name, desc, srcs in MODULE_TABLES:        # derived by imsim modules, not rewritten here
+        f = out / f"{name}.csv"
+        if not f.is_file():                         # building elsewhere: the packaged copy
+            f = Path(__file__).resolve().parents[1] / "src" / "imsim" / "inputs" / "data" / f"{name}.csv"
+        if f.is_file():
+            n = len(pd.read_csv(f))
+            cat.append({"name": name, "file": f"{name}.csv", "description": desc, "sources": srcs, "rows": n})
     (out / "tables.json").write_text(json.dumps(cat, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     validation = build_validation(sh, {"evidence": ev, "exposures": expo, "associations": assoc, "ga_structure": ga},
                                   targets)
@@ -2155,6 +2162,25 @@ def main(argv=None) -> None:
           file=sys.stderr)
     for k, v in sorted({**binfo, **dinfo}.items()):
         print(f"{k}: {v}", file=sys.stderr)
+
+
+#: Packaged tables derived by imsim modules (``python -m imsim.calibration.trend ../shared/data``) or kept
+#: by hand with a source per row; listed in tables.json (and the data hash) but not rewritten here.
+MODULE_TABLES = [
+    ("national_imr_series",
+     "Annual national infant deaths (Multiple Cause of Death files, year of death; 2022 provisional; 2023 January-June) "
+     "and live births 2007-2023: the national level of the IMR trend model (imsim.calibration.trend)",
+     ["CDC WONDER mchtrends__infant_mortality_yearly_00_17 / _18_22 / _race_first_half_23", "births.csv",
+      "state_imr_series.csv births 2007-2012"]),
+    ("race_imr_blocks",
+     "National infant deaths by the infant's race and Hispanic origin over births by the mother's, in blocks 2011-2017, "
+     "2018-2019, 2020-2022 and January-June 2023: the race slopes of the IMR trend model",
+     ["CDC WONDER mchtrends__infant_mortality_race_* and mchtrends__natality_race_11_15", "births.csv"]),
+    ("exposure_trends",
+     "Published trends of exposure prevalence by race (smoking during pregnancy 2016 and 2021): exposure prevalences "
+     "follow them after the 2013-2015 baseline",
+     ["NCHS Data Brief No. 458 (Martin, Osterman, Driscoll 2023)"]),
+]
 
 
 if __name__ == "__main__":

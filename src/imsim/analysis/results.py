@@ -28,7 +28,7 @@ SUMMARY_COLUMNS = [
     "preterm_baseline", "preterm_scenario", "preterm_averted", "deaths_at_white_rate",
     "deaths_at_best_state_rate", "gap_closed_pct", "gap_closed_pct_lo", "gap_closed_pct_hi",
     "deaths_averted_median", "gap_closed_pct_median", "interval_reliable",
-    "imr_baseline_lo", "imr_baseline_hi",
+    "imr_baseline_lo", "imr_baseline_hi", "imr_baseline_median",
 ]
 BY_CAUSE_COLUMNS = ["cause", "ga_band", "deaths_baseline", "deaths_scenario", "deaths_averted",
                     "deaths_averted_lo", "deaths_averted_hi", "deaths_averted_median",
@@ -207,11 +207,12 @@ def _summary(result, by_year=False) -> pd.DataFrame:
         df["imr_change_pct"] = np.where(db[0] > 0, 100.0 * (ds[0] - db[0]) / db[0], np.nan)
     # The baseline IMR's own interval: calibration posterior, trend (projection) uncertainty
     # and, with the microsim, Monte Carlo noise -- what an observed rate is compared with.
-    df["imr_baseline_lo"], df["imr_baseline_hi"] = _q(_rate(db, births))
+    imr_b = _rate(db, births)
     pb, ps = _preterm(b), _preterm(s)
     df["preterm_baseline"] = pb[0]
     df["preterm_scenario"] = ps[0]
     df["preterm_averted"] = pb[0] - ps[0]
+    df["imr_baseline_lo"], df["imr_baseline_hi"] = _q_defined(imr_b)
     if not by_year:
         white = _white_rate_deaths(result, keys, idx)
         df["deaths_at_white_rate"] = white
@@ -227,11 +228,13 @@ def _summary(result, by_year=False) -> pd.DataFrame:
         df["gap_closed_pct_lo"] = lo
         df["gap_closed_pct_hi"] = hi
         df = _add_medians(df, {"deaths_averted": _med(averted),
-                               "gap_closed_pct": _med_defined(pct)}, result)
+                               "gap_closed_pct": _med_defined(pct),
+                               "imr_baseline": _med_defined(imr_b)}, result)
         return df[SUMMARY_COLUMNS]
     # Rates of years after the latest data year are projected (trend model), as are births.
     df["projected"] = df["year"] > max(DATA_YEARS)
-    return _add_medians(df, {"deaths_averted": _med(averted)}, result)
+    return _add_medians(df, {"deaths_averted": _med(averted),
+                             "imr_baseline": _med_defined(imr_b)}, result)
 
 
 def gap_closed_pct(rd_baseline, rd_scenario) -> np.ndarray:

@@ -358,40 +358,122 @@ class Baseline:
         CellParams
             Parameters of the ``n`` cells (no strategy applied: ``p_prog = p_sd = 0``).
         """
-        grid = self._grid_params(effects, fit)
-        p = grid.take(cells.s_idx * N_R + cells.r_idx)
+        timed = fit is not None and not cells.pooled and getattr(fit, "year_mult", None) is not None
+        if not timed:
+            grid = self._grid_params(effects, fit)
+            p = grid.take(cells.s_idx * N_R + cells.r_idx)
+        else:
+            # Exposure prevalences follow their published trends (exposure_trends.csv): one grid
+            # per distinct exposure year, stacked, and each cell indexed into its year's grid.
+            ey = exposure_year(cells.year)
+            years = np.unique(ey)
+            grids = [self._grid_params(effects, fit, int(y)) for y in years]
+            pos = np.searchsorted(years, ey)
+            p = _stack(grids).take(pos * (N_S * N_R) + cells.s_idx * N_R + cells.r_idx)
         p.births = cells.births.astype(np.int64)
         p.uid = cell_uid(cells.year, cells.s_idx, cells.r_idx)
-        # Rates that move with time: the calibration's trend multiplier of each cell-year
-        # scales every cause alike (imsim.calibration.trend).
-        ym = None if fit is None or cells.pooled else getattr(
-            fit, "year_multiplier", lambda *a: None)(cells.year, cells.s_idx, cells.r_idx)
-        if ym is not None:
+        if timed:
+            # Rates that move with time: the calibration's trend multiplier of each cell-year
+            # scales every cause alike (imsim.calibration.trend), divided by the change of the
+            # cell's IMR that its year's exposures already make (so the total follows the trend
+            # and the structure -- e.g. fewer smoking-attributable deaths -- follows the
+            # exposures).
+            ym = fit.year_multiplier(cells.year, cells.s_idx, cells.r_idx)
+            rho = np.concatenate([self._exposure_rate_ratio(effects, fit, int(y)) for y in years])
+            ym = ym / rho[pos * (N_S * N_R) + cells.s_idx * N_R + cells.r_idx]
             p.q_neo = p.q_neo * ym[:, None]
             p.q_suid = p.q_suid * ym[:, None]
             p.q_oth = p.q_oth * ym[:, None]
         return p
 
-    def _grid_params(self, effects, fit) -> CellParams:
-        """Parameters on the 51 x 5 grid, cached on this object by content (effects, fit)."""
+    def exposure_factors(self, year: int | None) -> dict[str, np.ndarray]:
+        """Multipliers of exposure prevalence in ``year`` relative to the baseline period.
+
+        From ``exposure_trends.csv`` (published values by race in two years): the race's
+        annual log-linear change between them, applied from :data:`EXPOSURE_BASE_YEAR` (the
+        baseline prevalence year) through the last published year and held after it (the
+        latest value). Exposures without a published trend keep their baseline prevalence.
+
+        Parameters
+        ----------
+        year : int or None
+            Calendar year (None: the baseline period, no change).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Exposure -> float ``[51, 5]`` multiplier (only exposures with a trend).
+        """
+        out = {}
+        if year is None:
+            return out
+        for name, (y0, y1, g) in _exposure_trends().items():
+            h = min(max(int(year), EXPOSURE_BASE_YEAR), y1) - EXPOSURE_BASE_YEAR
+            out[name] = np.broadcast_to(g[None, :] ** h, (N_S, N_R)).copy()
+        return out
+
+    def _exposure_rate_ratio(self, effects, fit, year: int) -> np.ndarray:
+        """Expected IMR of each grid cell with ``year``'s exposures over the baseline's (float
+        ``[255]``), cached with the grid."""
+        key = ("rho", tuple(float(effects[k]) for k in BASELINE_EFFECTS), fit.content_key,
+               int(year))
+        hit = self._grid_cache.get(key)
+        if hit is not None:
+            return hit
+        from imsim.birth.engines import expected
+        from imsim.birth.kernels import N_BANDS, OUT_DEATHS
+        from imsim.birth.params import build_tables
+
+        def imr(grid):
+            g = grid.take(np.arange(N_S * N_R))
+            g.births = np.full(N_S * N_R, 1_000_000, dtype=np.int64)
+            c = expected(build_tables(g))
+            return c[:, OUT_DEATHS:OUT_DEATHS + 3 * N_BANDS].sum(axis=1)
+
+        base = imr(self._grid_params(effects, fit))
+        rho = imr(self._grid_params(effects, fit, int(year))) / np.maximum(base, 1e-300)
+        self._grid_cache[key] = rho
+        return rho
+
+    def _grid_params(self, effects, fit, year: int | None = None) -> CellParams:
+        """Parameters on the 51 x 5 grid, cached on this object by content (effects, fit and
+        the exposure year; None: the baseline period's exposures)."""
         fit_key = None if fit is None else fit.content_key
-        key = (tuple(float(effects[k]) for k in BASELINE_EFFECTS), fit_key)
+        factors = self.exposure_factors(year)
+        if factors and all(np.all(f == 1.0) for f in factors.values()):
+            factors, year = {}, None
+        key = (tuple(float(effects[k]) for k in BASELINE_EFFECTS), fit_key, year)
         cache = self._grid_cache
         hit = cache.get(key)
         if hit is not None:
             cache.move_to_end(key)
             return hit
-        params = self._compute_params(self.pooled_cells(), effects, fit)
+        params = self._compute_params(self.pooled_cells(), effects, fit, factors)
         cache[key] = params
         if len(cache) > 256:
             cache.popitem(last=False)
         return params
 
-    def _conditionals(self):
+    def _conditionals(self, factors=None):
         """P(exposure | low income) [51, 5, 4, 2] and P(unsafe sleep | li, smoking) [51, 5, 2, 2].
 
-        They depend only on prevalences and the association odds ratios, so are solved once.
+        They depend only on prevalences and the association odds ratios, so are solved once
+        (per set of exposure ``factors``, multipliers of the baseline prevalences).
         """
+        if factors:
+            key = tuple(sorted((k, np.asarray(v).tobytes()) for k, v in factors.items()))
+            memo = self.__dict__.setdefault("_cond_by_factors", {})
+            if key not in memo:
+                saved = self.prevalence
+                self.prevalence = {k: (np.clip(v * factors[k], 0.0, 1.0) if k in factors else v)
+                                   for k, v in saved.items()}
+                self.__dict__.pop("_cond", None)
+                try:
+                    memo[key] = self._conditionals()
+                finally:
+                    self.prevalence = saved
+                    self.__dict__.pop("_cond", None)
+            return memo[key]
         if "_cond" not in self.__dict__:
             a = self.associations
             cells = self.pooled_cells()
@@ -407,12 +489,13 @@ class Baseline:
             self._cond = (p_exp.reshape(N_S, N_R, 4, 2), p_us.reshape(N_S, N_R, 2, 2))
         return self._cond
 
-    def _compute_params(self, cells: Cells, effects: dict[str, float], fit) -> CellParams:
+    def _compute_params(self, cells: Cells, effects: dict[str, float], fit,
+                        factors=None) -> CellParams:
         n = cells.n
         s, r = cells.s_idx, cells.r_idx
         e = effects
         p_li = self.prevalence["low_income"][s, r]
-        p_exp, p_us = self._conditionals()
+        p_exp, p_us = self._conditionals(factors)
         p_exp, p_us = p_exp[s, r], p_us[s, r]
 
         def cuts(values):
@@ -458,6 +541,45 @@ class Baseline:
         params.q_suid = q[1] * m[1][:, None]
         params.q_oth = q[2] * m[2][:, None]
         return params
+
+
+#: The year of the packaged baseline prevalences (exposures.csv: 2014 values); published exposure
+#: trends apply from here.
+EXPOSURE_BASE_YEAR = 2014
+
+
+def exposure_year(year):
+    """The year whose exposures a cell of ``year`` takes: clipped to the span of the published
+    trends (:func:`_exposure_trends`), so years that share exposures share a grid."""
+    trends = _exposure_trends()
+    last = max((y1 for _, y1, _ in trends.values()), default=EXPOSURE_BASE_YEAR)
+    return np.clip(np.asarray(year), EXPOSURE_BASE_YEAR, last)
+
+
+@lru_cache(maxsize=1)
+def _exposure_trends() -> dict:
+    """Exposure -> (first year, last year, float[5] annual factor by race) (exposure_trends.csv)."""
+    df = load_table("exposure_trends")
+    out = {}
+    for name, g in df.groupby("exposure"):
+        y0, y1 = int(g["year"].min()), int(g["year"].max())
+        f = np.ones(N_R)
+        for ri, race in enumerate(RACES):
+            gr = g[g["race"] == race].set_index("year")["percent"]
+            if y0 in gr.index and y1 in gr.index and y1 > y0:
+                f[ri] = (float(gr[y1]) / float(gr[y0])) ** (1.0 / (y1 - y0))
+        out[name] = (y0, y1, f)
+    return out
+
+
+def _stack(grids):
+    """Concatenate parameter sets (same fields) along cells."""
+    from dataclasses import fields as _fields
+
+    if len(grids) == 1:
+        return grids[0]
+    return type(grids[0])(**{f.name: np.concatenate([getattr(g, f.name) for g in grids])
+                             for f in _fields(grids[0])})
 
 
 def _shift_cum(cum, shift):
