@@ -90,10 +90,10 @@ def save(rec: Recommendation, out: str | os.PathLike | None = None,
         t0 = time.perf_counter()
         _csv(an.portfolios, tmp / "portfolios.csv")
         # `note`: per state, e.g. Medicaid expansion is no longer a choice there (empty if none).
-        few = few_draws_note(an.allocation_summary)
+        # `draws_note`: below MIN_INTERVAL_DRAWS draws, intervals and EVPPI are unreliable.
         recs = an.recommendations.assign(
-            note=an.recommendations["state"].map(
-                lambda s: "; ".join(t for t in (str(rec.notes.get(s, "")), few) if t)))
+            note=an.recommendations["state"].map(lambda s: str(rec.notes.get(s, ""))),
+            draws_note=few_draws_note(an.allocation_summary))
         _csv(recs, tmp / "recommendations.csv")
         _csv(an.evppi, tmp / "evppi.csv")
         _csv(an.allocation, tmp / "allocation.csv")
