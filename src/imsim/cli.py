@@ -26,7 +26,8 @@ examples:
   imsim sweep sweeps/safe_sleep_sobol.yaml --workers 2
   imsim recommend plans/southeast.yaml
 
-Docs: README.md (scenario format, outputs, data). Exit codes: 0 ok, 2 bad input.
+Docs: README.md (scenario format, outputs, data), docs/reliability.md. Exit codes: 0 ok,
+1 system error, 2 bad input, 3 sweep aborted (resumable), 130 Ctrl-C, 143 SIGTERM.
 """
 
 
@@ -309,12 +310,19 @@ def main(argv=None) -> int:
     -------
     int
         Exit code: 0 ok, 2 bad input (:class:`InputError`, one line on stderr), 130
-        interrupted.
+        interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    from imsim.core import procs
+
+    procs.install_signal_handlers()          # SIGTERM/SIGHUP clean up like Ctrl-C
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(command)
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser(command)       # imports the command's modules
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt as exc:
+        print("imsim: interrupted; nothing was written", file=sys.stderr)
+        return procs.exit_code(exc)
     if not args.command:
         parser.print_help()
         return 0
@@ -329,15 +337,27 @@ def main(argv=None) -> int:
     except InputError as exc:
         print(f"imsim: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("imsim: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        # A sweep that keeps its finished chunks says so (and how to resume) in .resumable.
+        kept = getattr(exc, "resumable", None)
+        print(f"imsim: interrupted; {kept or 'nothing was written'}", file=sys.stderr)
+        return procs.exit_code(exc)
     except BrokenPipeError:
         # Output piped into a reader that stopped early (e.g. `imsim data evidence | head`).
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # A path the system refuses (unreadable, a file where a folder should be, a name too
+        # long, a read-only or full disk): one line naming it, never a traceback.
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        print(f"imsim: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2 if exc.filename is not None else 1
+    finally:
+        from imsim.core.folders import release_all
+
+        release_all()                        # output locks (also dropped by the OS at exit)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,9 +14,20 @@ import-wonder``) goes through this module, so they all behave the same way:
 * **Atomic.** A folder is built under a hidden temporary name beside its target and renamed into
   place at the end; a single file is written to a hidden temporary file and moved with
   :func:`os.replace`. An interrupted or failed command leaves nothing that looks complete.
+* **One writer per folder.** :func:`check_new` also checks that the folder can be created (its
+  parent is a writable folder, its name not too long) and takes an exclusive lock on it
+  (:func:`claim`; the lock files live in a private folder of this user, not beside outputs)
+  that the command holds until it publishes, so a second command on the same ``--out`` is
+  refused before it does any work, naming the first one's pid. The operating system drops the
+  lock when a process dies, however it dies.
+* **Nothing stale.** Temporary names carry the pid of their process
+  (``.<name>.tmp-<pid>-<random>``); the next command writing beside them removes those whose
+  process is gone (:func:`clean_stale`), so a ``kill -9`` during a save leaves nothing behind for
+  long. (Assumes one host writes a results folder: a pid is only meaningful on its own host.)
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import re
@@ -39,13 +50,16 @@ def timestamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
-def check_new(out: str | os.PathLike) -> Path:
-    """Refuse an existing, non-empty folder (or a file) as an output folder.
+def check_new(out: str | os.PathLike, *, lock: bool = True) -> Path:
+    """Refuse an output folder that exists (non-empty), cannot be created or is being written.
 
     Parameters
     ----------
     out : path
         The folder a command is about to create.
+    lock : bool
+        Also take this process's exclusive lock on ``out`` (:func:`claim`), held until the
+        folder is published (:func:`atomic_folder`) or :func:`release`.
 
     Returns
     -------
@@ -55,13 +69,284 @@ def check_new(out: str | os.PathLike) -> Path:
     Raises
     ------
     InputError
-        When ``out`` is a file or a folder with anything in it.
+        When ``out`` is a file or a folder with anything in it, when it cannot be created (a
+        file in its path, a parent that is not writable, a name too long for the file system)
+        or when another process holds its lock.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    try:
+        full = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    except OSError as exc:
+        raise InputError(f"cannot use this output folder: {exc.strerror}", file=str(out)) from None
+    if full:
         raise InputError("output folder already exists and is not empty; choose another --out "
                          "(runs never overwrite each other)", file=str(out))
+    check_creatable(out)
+    if lock:
+        claim(out)
     return out
+
+
+#: Bytes that hidden temporary siblings add to a name (``.<name>.tmp-<pid>-<8 hex>``).
+_SIBLING_EXTRA = 32
+
+
+def check_creatable(path: str | os.PathLike) -> Path:
+    """Refuse a path that cannot be created as a file or folder, before any work is done.
+
+    The nearest existing ancestor must be a folder this process can write into, and every name
+    (with room for the hidden temporary siblings) must fit the file system's limits.
+
+    Parameters
+    ----------
+    path : path
+        The file or folder a command is about to create.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    InputError
+        One line naming ``path`` and the problem.
+    """
+    path = Path(path)
+    anc = Path(os.path.abspath(path)).parent
+    try:
+        while not os.path.lexists(anc) and anc != anc.parent:
+            anc = anc.parent
+        if not anc.is_dir():
+            raise InputError(f"cannot create it: {anc} is a file, not a folder", file=str(path))
+        try:
+            name_max = os.pathconf(anc, "PC_NAME_MAX")
+        except (OSError, ValueError, AttributeError):  # pragma: no cover - no pathconf
+            name_max = 255
+        parts = Path(os.path.abspath(path)).relative_to(anc).parts
+        for k, part in enumerate(parts):
+            limit = name_max - (_SIBLING_EXTRA if k == len(parts) - 1 else 0)
+            if len(os.fsencode(part)) > limit:
+                raise InputError(f"name too long: {len(os.fsencode(part))} bytes (at most "
+                                 f"{limit} here)", file=str(path)[:120] + "...")
+        if not os.access(anc, os.W_OK | os.X_OK):
+            raise InputError(f"cannot create it: {anc} is not writable", file=str(path))
+    except OSError as exc:
+        raise InputError(f"cannot create it: {exc.strerror}", file=str(path)) from None
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# One writer per output: an exclusive lock, dropped by the OS when its process dies
+# ---------------------------------------------------------------------------------------------
+
+#: Locks this process holds: lock file -> (open file descriptor, the output it locks).
+_HELD: dict[str, tuple[int, str]] = {}
+
+
+def _lock_dir() -> Path | None:
+    """This user's lock folder (``<tmp>/imsim-locks-<uid>``, mode 0700), or None if unusable."""
+    import stat
+    import tempfile
+
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    d = Path(tempfile.gettempdir()) / f"imsim-locks-{uid}"
+    try:
+        d.mkdir(mode=0o700, exist_ok=True)
+        st = d.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != uid):
+        return None                          # not ours: do without locks
+    return d
+
+
+def lock_path(out: str | os.PathLike) -> Path | None:
+    """The lock file of output ``out`` (keyed by its real path), or None where locks are off.
+
+    Lock files live in this user's lock folder (:func:`_lock_dir`), never beside the outputs,
+    so a command that fails or dies leaves nothing in the user's folders.
+    """
+    import hashlib
+
+    d = _lock_dir()
+    if d is None:
+        return None
+    out = Path(out)
+    full = os.path.join(os.path.realpath(out.parent), out.name)
+    return d / (hashlib.sha256(os.fsencode(full)).hexdigest()[:40] + ".lock")
+
+
+def claim(out: str | os.PathLike) -> bool:
+    """Take the exclusive lock of output ``out`` for this process (re-entrant).
+
+    The lock (``flock`` on :func:`lock_path`, which records the holder's pid) is held until
+    :func:`release`, :func:`release_all` or the process's end -- the operating system drops it
+    when a process dies, even by SIGKILL, so a stale lock never blocks anyone. A no-op where
+    ``fcntl`` or a private lock folder is missing (Windows; a shared ``/tmp`` taken by another
+    user): atomic renames still let only one writer publish.
+
+    Parameters
+    ----------
+    out : path
+        The output folder (or sweep) to claim.
+
+    Returns
+    -------
+    bool
+        True if this call took the lock, False if this process already held it (or locks are
+        off).
+
+    Raises
+    ------
+    InputError
+        When another process holds it (its pid is named).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return False
+    path = lock_path(out)
+    if path is None or str(path) in _HELD:
+        return False
+    key = str(path)
+    while True:
+        try:
+            fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:  # pragma: no cover - lock folder unusable: do without
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise InputError(f"another imsim command (pid {holder}) is writing this output "
+                             "right now; wait for it to finish or choose another --out",
+                             file=str(out)) from None
+        try:                                    # the file we locked is still the lock file?
+            same = os.path.samestat(os.fstat(fd), os.stat(key))
+        except FileNotFoundError:
+            same = False
+        if not same:                            # its holder released (unlinked) it meanwhile
+            os.close(fd)
+            continue
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD[key] = (fd, str(out))
+        return True
+
+
+def holds(out: str | os.PathLike) -> bool:
+    """Whether this process holds the lock of output ``out`` (:func:`claim`).
+
+    Parameters
+    ----------
+    out : path
+        The output folder.
+
+    Returns
+    -------
+    bool
+        True if this process holds it.
+    """
+    path = lock_path(out)
+    return path is not None and str(path) in _HELD
+
+
+def release(out: str | os.PathLike) -> None:
+    """Give up this process's lock of ``out`` (and remove the lock file); a no-op if not held.
+
+    Parameters
+    ----------
+    out : path
+        The output claimed with :func:`claim`.
+    """
+    path = lock_path(out)
+    held = _HELD.pop(str(path), None) if path is not None else None
+    if held is None:
+        return
+    try:
+        os.unlink(path)                         # while still holding it
+    except OSError:
+        pass
+    os.close(held[0])
+
+
+def release_all() -> None:
+    """Give up every lock this process holds (the command line calls it on exit)."""
+    for key in list(_HELD):
+        fd, _out = _HELD.pop(key)
+        try:
+            os.unlink(key)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+#: Hidden temporary names: ``.<name>.<tag>-<pid>-<8 hex>[.ext]`` (see :func:`_hidden_sibling`).
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<tag>tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}(\.[^.]*)?$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:                             # e.g. another user's process: it exists
+        return True
+    return True
+
+
+def clean_stale(folder: str | os.PathLike) -> list[Path]:
+    """Remove what dead imsim processes left in ``folder``: their temporary files and folders.
+
+    A hidden temporary file or folder (``.<name>.tmp-<pid>-<random>``, ``.<name>.old-...``)
+    whose process no longer exists is removed, and with it its target ``<name>`` if that is an
+    empty folder (a default name claimed by the dead process). Anything of a live process is
+    left alone.
+
+    Parameters
+    ----------
+    folder : path
+        The folder to tidy (missing: nothing to do).
+
+    Returns
+    -------
+    list of Path
+        What was removed.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        m = _TEMP_NAME.match(e.name)
+        if m is None or _alive(int(m.group("pid"))):
+            continue
+        path = Path(e.path)
+        if e.is_dir(follow_symlinks=False):
+            if m.group("tag") == "old":        # a swapped-out folder: old/<name>, the previous
+                inner = path / m.group("name")  # version, if the swap did not finish
+                target = folder / m.group("name")
+                if inner.is_dir() and not os.path.lexists(target):
+                    os.replace(inner, target)
+            shutil.rmtree(path, ignore_errors=True)
+            target = folder / m.group("name")
+            try:
+                if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+                    target.rmdir()
+            except OSError:
+                pass
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def check_new_file(path: str | os.PathLike) -> Path:
@@ -144,7 +429,7 @@ def _hidden_sibling(path: Path, tag: str, *, folder: bool) -> Path:
     from it (``np.save``, ``savefig``) still work.
     """
     while True:
-        token = secrets.token_hex(4)
+        token = f"{os.getpid()}-{secrets.token_hex(4)}"    # the pid: see clean_stale
         if folder:
             tmp = path.with_name(f".{path.name}.{tag}-{token}")
         else:
@@ -264,14 +549,26 @@ def atomic_folder(out: str | os.PathLike | None = None, *, name: str | None = No
     if claimed:
         if name is None:
             raise TypeError("atomic_folder needs out or name")
+        check_creatable(Path(parent) / "x")
+        clean_stale(parent)
         target = new_folder(name, parent)
+        took = False
     else:
         target = Path(out)
         if not replace:
+            took = not holds(target)
             check_new(target)
-        elif target.exists() and not target.is_dir():
-            raise InputError("output exists and is not a folder", file=str(target))
-        target.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            if target.exists() and not target.is_dir():
+                raise InputError("output exists and is not a folder", file=str(target))
+            check_creatable(target)
+            took = claim(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            release(target)
+            raise InputError(f"cannot create it: {exc.strerror}", file=str(target)) from None
+        clean_stale(target.parent)
     try:
         tmp = _hidden_sibling(target, "tmp", folder=True)
         try:
@@ -286,7 +583,10 @@ def atomic_folder(out: str | os.PathLike | None = None, *, name: str | None = No
                 target.rmdir()       # only if still empty
             except OSError:
                 pass
+        elif took:
+            release(target)
         raise
+    release(target)                  # published: the next writer is refused as "exists"
 
 
 @contextmanager
