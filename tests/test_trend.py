@@ -208,3 +208,25 @@ def test_a_users_single_years_update_the_trend_and_are_all_accounted_for(tmp_pat
     assert rc == 0
     assert "2 used, 2 replaced, 2 ignored" in out
     assert "ignored: 1 row(s), AK, 2020: a single year of one race" in out
+
+
+def test_years_note_says_observed_and_projected():
+    from imsim.output.runfolder import years_note
+
+    assert years_note([2013, 2015]).startswith("2013-2015: observed")
+    assert years_note([2026, 2030]).startswith("2026-2030: projected")
+    mixed = years_note([2022, 2026])
+    assert mixed.startswith("2022-2023 observed, 2024-2026 projected")
+
+
+def test_report_says_which_years_are_projected(tmp_path):
+    from imsim.output.runfolder import save_result
+
+    sc = parse_scenario({"name": "t", "years": [2022, 2025], "states": ["VT"], "seed": 1,
+                         "strategies": {"safe_sleep": {"coverage": 0.5}}})
+    out = save_result(imsim.run(sc), tmp_path / "r")
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "2022-2023 observed, 2024-2025 projected" in html
+    by_year = pd.read_csv(out / "by_year.csv")
+    assert by_year.groupby("year")["projected"].first().to_dict() == {
+        2022: False, 2023: False, 2024: True, 2025: True}

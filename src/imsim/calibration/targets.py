@@ -115,8 +115,7 @@ class CalibratedTargets:
 
         parts = [self.imr, self.imr_draws, self.cause_share, self.ga_shift]
         if self.trend is not None:
-            blob = json.dumps(self.trend.to_dict(), sort_keys=True).encode("utf-8")
-            parts.append(np.frombuffer(blob, dtype=np.uint8))
+            parts.append(np.frombuffer(self.trend.digest.encode(), dtype=np.uint8))
         return array_digest(*parts)
 
     @property

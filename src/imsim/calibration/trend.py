@@ -510,6 +510,19 @@ class TrendModel:
         kappa = l0 * np.exp(nat) / modelled
         return kappa[:, None, None] * f
 
+    @property
+    def digest(self) -> str:
+        """A hash of the model's content (for the calibration's content hash); computed once
+        per object (the model is not changed after fitting or loading)."""
+        d = self.__dict__.get("_digest")
+        if d is None:
+            import hashlib
+            import json
+
+            blob = json.dumps(self.to_dict(), sort_keys=True).encode("utf-8")
+            d = self.__dict__["_digest"] = hashlib.blake2b(blob, digest_size=16).hexdigest()
+        return d
+
     # -- storage -------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """A JSON-ready dict (read back by :meth:`from_dict`)."""

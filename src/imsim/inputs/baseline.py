@@ -223,6 +223,14 @@ class Baseline:
         se = self.births_slope_se[cells.s_idx]
         return np.where(cells.projected, np.exp(z[cells.s_idx] * se * h), 1.0)
 
+    def births_stack(self, years) -> np.ndarray:
+        """Births of every state x race in each of ``years`` (float ``[Y, 51, 5]``; cached)."""
+        key = tuple(int(y) for y in years)
+        memo = self.__dict__.setdefault("_births_stack", {})
+        if key not in memo:
+            memo[key] = np.stack([self.births_grid(y) for y in key])
+        return memo[key]
+
     def births_grid(self, year: int) -> np.ndarray:
         """Return the births of every state x race in ``year`` (float ``[51, 5]``): the data
         year's, the first data year's before it, the projection (:meth:`births_projection`)
@@ -430,7 +438,10 @@ class Baseline:
             c = expected(build_tables(g))
             return c[:, OUT_DEATHS:OUT_DEATHS + 3 * N_BANDS].sum(axis=1)
 
-        base = imr(self._grid_params(effects, fit))
+        bkey = ("imr", key[1], key[2])
+        base = self._grid_cache.get(bkey)
+        if base is None:
+            base = self._grid_cache[bkey] = imr(self._grid_params(effects, fit))
         rho = imr(self._grid_params(effects, fit, int(year))) / np.maximum(base, 1e-300)
         self._grid_cache[key] = rho
         return rho
@@ -448,7 +459,18 @@ class Baseline:
         if hit is not None:
             cache.move_to_end(key)
             return hit
-        params = self._compute_params(self.pooled_cells(), effects, fit, factors)
+        if factors:
+            # Another year's exposures: the baseline period's grid with the exposure
+            # probabilities of that year. The cut-points stay those solved for the baseline
+            # period, so the GA distribution follows the exposures (less smoking, fewer
+            # preterm births) as the death probabilities do.
+            params = self._grid_params(effects, fit).copy()
+            s_idx, r_idx = np.divmod(np.arange(N_S * N_R), N_R)
+            p_exp, p_us = self._conditionals(factors)
+            params.p_exp = p_exp[s_idx, r_idx].copy()
+            params.p_us = p_us[s_idx, r_idx].copy()
+        else:
+            params = self._compute_params(self.pooled_cells(), effects, fit)
         cache[key] = params
         if len(cache) > 256:
             cache.popitem(last=False)

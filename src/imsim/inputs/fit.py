@@ -62,8 +62,15 @@ class Fit:
 
         if self.year_mult is None:
             return array_digest(self.ga_shift, self.m_cause)
-        return array_digest(self.ga_shift, self.m_cause, self.year_mult,
-                            np.array([self.year0], dtype=np.int64))
+        # The year multipliers are set once by calibrated_fit and never changed (fits are
+        # shared from the cache read-only): their digest is kept with them.
+        ym = self.__dict__.get("_ym_digest")
+        if ym is None or ym[0] is not self.year_mult:
+            ym = (self.year_mult, array_digest(self.year_mult,
+                                               np.array([self.year0], dtype=np.int64)))
+            self.__dict__["_ym_digest"] = ym
+        return array_digest(self.ga_shift, self.m_cause,
+                            np.frombuffer(ym[1].encode(), dtype=np.uint8))
 
     def year_multiplier(self, year, s_idx, r_idx) -> np.ndarray | None:
         """Return the trend multiplier of cells (year, state, race), or None without a trend.
@@ -296,7 +303,7 @@ def calibrated_fit(baseline: Baseline, effects: dict[str, float], targets, draw:
     trend = getattr(targets, "trend", None)
     if trend is not None:
         years = np.arange(TREND_YEARS[0], TREND_YEARS[1] + 1)
-        grid_births = np.stack([baseline.births_grid(int(y)) for y in years])
+        grid_births = baseline.births_stack(years)
         ref = births.reshape(N_S, N_R)
         fit.year_mult = trend.multipliers(years, grid_births, targets.cell_imr(draw), ref, draw)
         fit.year0 = int(years[0])

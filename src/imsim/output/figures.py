@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imsim.core.constants import ALL, RACE_LABELS
+from imsim.core.constants import ALL, RACE_LABELS, STATES
 
 FIGURES = {
     "deaths_averted_by_state.png": "Deaths averted by state over the horizon (95% interval)",
@@ -104,8 +104,26 @@ def imr_by_year_figure(result):
     both = has_strategies(result)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=False)
     nat = by[by.race == ALL]
+    if "imr_baseline_lo" in nat and nat["imr_baseline_lo"].notna().any():
+        axes[0].fill_between(nat.year, nat.imr_baseline_lo, nat.imr_baseline_hi, color="#777",
+                             alpha=0.18, lw=0, label="baseline 95% interval")
     axes[0].plot(nat.year, nat.imr_baseline, ls="--", marker="o", ms=3, color="#777",
                  label="baseline")
+    if len(result.inputs.cells.year) and set(result.scenario.state_list) == set(STATES):
+        # The observed national series beside a national run (CDC WONDER; the trend model's data).
+        from imsim.calibration.trend import national_series
+
+        obs = national_series()
+        obs = obs[obs.year.between(nat.year.min() - 6, nat.year.max())]
+        axes[0].plot(obs.year, 1000.0 * obs.deaths / obs.births, ls="", marker="s", ms=3.5,
+                     color="#d62728", label="observed (CDC WONDER)")
+    if "projected" in nat and nat["projected"].any():
+        first = int(nat.loc[nat["projected"], "year"].min())
+        for ax in axes:
+            ax.axvspan(first - 0.5, int(nat.year.max()) + 0.5, color="#f2e8c9", alpha=0.5, lw=0,
+                       zorder=0)
+        axes[0].text(first - 0.4, 0.02, "projected", transform=axes[0].get_xaxis_transform(),
+                     fontsize=7, color="#8a6d1f")
     if both:
         axes[0].plot(nat.year, nat.imr_scenario, marker="o", ms=3, color="#2b7bba",
                      label="with the strategies")

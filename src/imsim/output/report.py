@@ -108,6 +108,7 @@ def write_report(result, out: Path) -> Path:
     tot = s[(s.state == ALL) & (s.race == ALL)].iloc[0]
     sc = result.scenario
     from imsim.analysis.results import MIN_INTERVAL_DRAWS, headline
+    from imsim.output.runfolder import years_note
 
     h = headline(result, tot)
     ok = h["interval_reliable"]
@@ -167,6 +168,7 @@ td:first-child,th:first-child{{text-align:left}} figure{{margin:1rem 0}} img{{ma
 <h1>{html.escape(sc.name)}</h1>
 <p>{html.escape(sc.description or '')}</p>
 {headline_p}
+<p class="note" id="years">Years {html.escape(years_note(sc.years))}.</p>
 {warn}
 {note if both else ""}
 <h2>By race/Hispanic origin of the mother</h2>
