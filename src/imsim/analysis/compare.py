@@ -118,6 +118,8 @@ def load_run(path) -> RunFolder:
     """
     import yaml
 
+    from imsim.core.validation import parse_yaml, read_text_file
+
     p = Path(path)
     if not p.exists():
         raise InputError("run folder not found", file=str(p))
@@ -132,7 +134,8 @@ def load_run(path) -> RunFolder:
         by_year = pd.read_csv(p / "by_year.csv", keep_default_na=False, na_values=[""])
         disp = pd.read_csv(p / "disparities.csv", keep_default_na=False, na_values=[""])
         manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
-        scenario = yaml.safe_load((p / "scenario.resolved.yaml").read_text(encoding="utf-8"))
+        scenario = parse_yaml(read_text_file(p / "scenario.resolved.yaml", "resolved scenario"),
+                              p / "scenario.resolved.yaml", "resolved scenario")
     except (ValueError, OSError, yaml.YAMLError) as exc:
         raise InputError(f"cannot read run folder: {str(exc).splitlines()[0]}",
                          file=str(p)) from None

@@ -39,7 +39,16 @@ class InputError(Exception):
         if self.where:
             parts.append(self.where)
         prefix = ": ".join(parts)
-        return f"{prefix}: {self.message}" if prefix else self.message
+        text = f"{prefix}: {self.message}" if prefix else self.message
+        return _one_line(text)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (a file name or value
+    holding a newline must not split the one-line message)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def did_you_mean(value: str, allowed: Iterable[str]) -> str:

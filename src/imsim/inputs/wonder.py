@@ -721,6 +721,9 @@ def validate_targets(df_or_path) -> pd.DataFrame:
                 fail(f"{col} {ascii(shown)} is not a number; allowed: a plain decimal number "
                      "such as 812 or 5.81 (no nan or inf, at most 15 digits before the point)")
             v[col] = float(text) if text else math.nan
+            if math.isinf(v[col]):
+                fail(f"{col} {ascii(text[:20])} is not a finite number; allowed: a plain "
+                     "decimal number such as 812 or 5.81")
             if v[col] < 0:
                 fail(f"{col} is negative ({text}); counts and rates must be >= 0")
             if col != "rate" and text and v[col] != int(v[col]):
@@ -732,16 +735,16 @@ def validate_targets(df_or_path) -> pd.DataFrame:
             fail(f"year_start {int(v['year_start'])} is after year_end {int(v['year_end'])}")
         if row["measure"] == "imr" and v["rate"] > 1000:
             fail(f"rate {texts['rate']} is out of range; an IMR is per 1,000 live births, 0-1000")
-        value = "rate" if row["measure"] == "imr" else "births"
-        if row["flag"] in ("ok", "unreliable") and math.isnan(v[value]):
-            fail(f"flag '{row['flag']}' but no {value}; use flag 'suppressed' or 'missing' for absent values")
         d, b, r = v["deaths"], v["births"], v["rate"]
-        if row["flag"] in ("ok", "unreliable") and b == 0:
-            fail(f"births is 0 with flag '{row['flag']}'; a rate needs births > 0 (use flag "
-                 "'missing')")
         if d == d and b == b and d > b:
             fail(f"deaths {texts['deaths']} exceed births {texts['births']}; infant deaths are "
                  "counted among the births of the same cell")
+        value = "rate" if row["measure"] == "imr" else "births"
+        if row["flag"] in ("ok", "unreliable") and math.isnan(v[value]):
+            fail(f"flag '{row['flag']}' but no {value}; use flag 'suppressed' or 'missing' for absent values")
+        if row["flag"] in ("ok", "unreliable") and b == 0:
+            fail(f"births is 0 with flag '{row['flag']}'; a rate needs births > 0 (use flag "
+                 "'missing')")
         if row["measure"] == "imr" and d == d and b == b and r == r and b > 0:
             implied = 1000.0 * d / b
             tol = _rounding(texts["rate"]) + 1e-9 * max(1.0, implied)
