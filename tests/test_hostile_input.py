@@ -764,3 +764,19 @@ def test_fuzz_long(tmp_path, data, surface):
     _dump(tmp_path / "s.yaml", SWEEP_SCENARIO)
     doc, _, old, new = data.draw(mutated(base))
     _check_loader(load, _dump(tmp_path / name, doc), old, new)
+
+
+def test_recommend_with_non_finite_deaths_averted_writes_nothing():
+    import pandas as pd
+
+    from imsim.output.recommendation import _check_finite
+
+    class Plan:
+        file = "p.yaml"
+
+    ok = pd.DataFrame({"state": ["AL"], "portfolio": ["safe_sleep"], "deaths_averted": [3.0]})
+    _check_finite(Plan(), {"portfolios": ok})
+    bad = ok.assign(deaths_averted=[math.nan])
+    with pytest.raises(InputError, match="non-finite deaths_averted") as info:
+        _check_finite(Plan(), {"portfolios": ok, "recommendations": bad})
+    assert "p.yaml" in str(info.value) and "AL" in str(info.value)

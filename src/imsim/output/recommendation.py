@@ -58,6 +58,26 @@ def _csv(df: pd.DataFrame, path: Path) -> None:
     df.to_csv(path, index=False, float_format="%.6g")
 
 
+def _check_finite(rp: ResolvedPlan, tables: dict[str, pd.DataFrame]) -> None:
+    """Refuse deaths averted that are not finite numbers (one line; nothing is written)."""
+    import numpy as np
+
+    from imsim.core.errors import InputError
+
+    for name, df in tables.items():
+        if "deaths_averted" not in df.columns or not len(df):
+            continue
+        v = pd.to_numeric(df["deaths_averted"], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(v)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            where = ", ".join(f"{k} {df[k].iloc[i]}" for k in ("state", "portfolio")
+                              if k in df.columns)
+            raise InputError(f"the evaluation gave a non-finite deaths_averted ({v[i]}) in "
+                             f"{name} ({where}; {int(bad.sum())} row(s)); nothing was written -- "
+                             "check the plan's effects", file=rp.file)
+
+
 def save(rec: Recommendation, out: str | os.PathLike | None = None,
          figures: bool = True) -> Path:
     """Write every output of a recommendation into a new folder, atomically.
@@ -85,6 +105,8 @@ def save(rec: Recommendation, out: str | os.PathLike | None = None,
     import yaml
 
     rp, an, ev = rec.plan, rec.analysis, rec.evaluation
+    _check_finite(rp, {"portfolios": an.portfolios, "recommendations": an.recommendations,
+                       "allocation": an.allocation})      # before anything is written
     with atomic_folder(out, name=_folder_name(rp), parent=RESULTS) as st:
         tmp = st.tmp
         t0 = time.perf_counter()
