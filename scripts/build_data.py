@@ -2176,6 +2176,11 @@ MODULE_TABLES = [
      "National infant deaths by the infant's race and Hispanic origin over births by the mother's, in blocks 2011-2017, "
      "2018-2019, 2020-2022 and January-June 2023: the race slopes of the IMR trend model",
      ["CDC WONDER mchtrends__infant_mortality_race_* and mchtrends__natality_race_11_15", "births.csv"]),
+    ("region_imr_blocks",
+     "Infant deaths by census region of residence (Multiple Cause of Death; 2022 provisional) and births of the "
+     "region's states, in blocks 2011-2017, 2018-2019 and 2020-2022: the out-of-sample check of the state trends",
+     ["CDC WONDER mchtrends__infant_mortality_census_11_17 / _18_19 / _20_22", "births.csv",
+      "state_imr_series.csv births 2011-2012"]),
     ("exposure_trends",
      "Published trends of exposure prevalence by race (smoking during pregnancy 2016 and 2021): exposure prevalences "
      "follow them after the 2013-2015 baseline",

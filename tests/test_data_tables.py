@@ -35,6 +35,7 @@ MODULE_COLUMNS = {
     "race_imr_blocks": ["period", "year_mid", "race", "deaths", "births", "all_deaths", "all_births",
                         "extra_sd", "source"],
     "exposure_trends": ["exposure", "race", "year", "percent", "source", "note"],
+    "region_imr_blocks": ["period", "year_first", "year_last", "region", "deaths", "births", "source"],
 }
 
 

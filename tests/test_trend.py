@@ -230,3 +230,16 @@ def test_report_says_which_years_are_projected(tmp_path):
     by_year = pd.read_csv(out / "by_year.csv")
     assert by_year.groupby("year")["projected"].first().to_dict() == {
         2022: False, 2023: False, 2024: True, 2025: True}
+
+
+def test_state_trends_beat_carry_forward_on_census_regions_after_2017(cal):
+    """Out of sample: the state series end in 2017; census regions run through 2022."""
+    from imsim.calibration.trend import region_check
+    from imsim.inputs.data import load_table
+
+    rc = region_check(cal.trend, load_table("births"))
+    assert rc["n"] == 8
+    assert rc["mae_model_pct"] < rc["mae_carry_pct"]
+    for rows in rc["blocks"].values():
+        obs = [r["observed"] for r in rows.values()]
+        assert 0.7 < min(obs) and max(obs) < 1.3

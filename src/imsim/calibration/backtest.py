@@ -246,7 +246,14 @@ def backtest(cal=None, origins=DEFAULT_ORIGINS, obs=None, effects=None, seed: in
             "within_interval", "model_in_sample", "naive", "naive_lo", "naive_hi", "naive_error",
             "naive_within", "trend", "trend_lo", "trend_hi", "trend_error", "trend_within"]
     table = table[cols].sort_values(["origin", "year", "state"]).reset_index(drop=True)
-    return BacktestResult(table, metrics(table))
+    m = metrics(table)
+    trend = getattr(cal, "trend", None)
+    if trend is not None:
+        from imsim.calibration.trend import region_check
+        from imsim.inputs.data import load_table
+
+        m["regions"] = region_check(trend, load_table("births"))
+    return BacktestResult(table, m)
 
 
 def _block(g: pd.DataFrame) -> dict:
@@ -371,6 +378,12 @@ def format_summary(m: dict) -> str:
     lines.append("(the trend model is refitted through each origin; * marks in-sample years; MAE "
                  "per 1,000 live births; coverage of 95% intervals)")
     lines += [om["verdict"] for om in m.get("origins", {}).values()]
+    reg = m.get("regions")
+    if reg:
+        lines.append(f"after the state series end: census-region IMR relative to the nation, "
+                     f"2018-2019 and 2020-2022 ({reg['n']} region-blocks): the trend model's "
+                     f"mean absolute error {reg['mae_model_pct']:.2f}% vs {reg['mae_carry_pct']:.2f}% "
+                     f"for carrying 2011-2017 forward")
     return "\n".join(lines)
 
 

@@ -690,8 +690,9 @@ def forecast_states(series: pd.DataFrame, origin: int, years, window: int = WIND
     return pd.DataFrame(rows)
 
 
-def derive_tables(shared_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Derive :data:`NATIONAL_FILE` and :data:`RACE_FILE` from the shared WONDER exports.
+def derive_tables(shared_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Derive :data:`NATIONAL_FILE`, :data:`RACE_FILE` and :data:`REGION_FILE` from the shared
+    WONDER exports.
 
     National deaths: the Multiple Cause of Death files (``mchtrends__infant_mortality_yearly_00_17``
     for 2007-2017, ``..._18_22`` for 2018-2022, ``..._race_first_half_23`` for January-June 2023,
@@ -784,7 +785,111 @@ def derive_tables(shared_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                         "source": src.format(fname) + "; deaths by infant's race, births by "
                         "mother's race (births.csv"
                         + (" and natality_race_11_15" if yrs is None else "") + ")"})
-    return national, pd.DataFrame(out)
+    regions = []
+    for period, fname, yrs in (("2011-2017", "mchtrends__infant_mortality_census_11_17.txt", (2011, 2017)),
+                               ("2018-2019", "mchtrends__infant_mortality_census_18_19.txt", (2018, 2019)),
+                               ("2020-2022", "mchtrends__infant_mortality_census_20_22.txt", (2020, 2022))):
+        t = parse_wonder(ext / fname)
+        col = next(c for c in t.group_by if "Census Region" in c)
+        for r in t.data.to_dict("records"):
+            region = str(r[col]).split(":")[-1].strip()
+            states = [s_ for s_, g in CENSUS_REGIONS.items() if g == region]
+            births_r = 0.0
+            for y in range(yrs[0], yrs[1] + 1):
+                if y in births_year.index:
+                    births_r += float(b[(b["year"] == y) & b["state"].isin(states)]["births"].sum())
+                else:                                  # 2011-2012: the state series' births
+                    old_y = packaged_series()
+                    births_r += float(old_y[(old_y["year"] == y)
+                                            & old_y["state"].isin(states)]["births"].sum())
+            regions.append({"period": period, "year_first": yrs[0], "year_last": yrs[1],
+                            "region": region, "deaths": float(r["Deaths"]), "births": births_r,
+                            "source": src.format(fname) + "; deaths by census region of "
+                            "residence, births by state (births.csv, state_imr_series.csv)"})
+    return national, pd.DataFrame(out), pd.DataFrame(regions)
+
+
+#: U.S. Census Bureau regions (the grouping of the CDC WONDER census-region exports).
+CENSUS_REGIONS = {
+    **{s: "Northeast" for s in ("CT", "ME", "MA", "NH", "RI", "VT", "NJ", "NY", "PA")},
+    **{s: "Midwest" for s in ("IL", "IN", "MI", "OH", "WI", "IA", "KS", "MN", "MO", "NE", "ND",
+                              "SD")},
+    **{s: "South" for s in ("DE", "DC", "FL", "GA", "MD", "NC", "SC", "VA", "WV", "AL", "KY", "MS",
+                            "TN", "AR", "LA", "OK", "TX")},
+    **{s: "West" for s in ("AZ", "CO", "ID", "MT", "NV", "NM", "UT", "WY", "AK", "CA", "HI", "OR",
+                           "WA")},
+}
+#: Packaged census-region blocks (``period, year_first, year_last, region, deaths, births,
+#: source``): the out-of-sample check of the state trends after 2017.
+REGION_FILE = "region_imr_blocks.csv"
+
+
+def region_check(model: TrendModel, births: pd.DataFrame, blocks: pd.DataFrame | None = None) -> dict:
+    """Check the state trends after their data end: census regions 2018-2019 and 2020-2022.
+
+    The state series end in 2017; the regions' infant deaths (CDC WONDER, by residence) run
+    through 2022. Each region's IMR *relative to the nation* in a block is compared with (a) the
+    trend model's -- births-weighted state levels and slopes of the region over those of all
+    states, the national level cancelling -- and (b) carry-forward of the region's 2011-2017
+    ratio. Errors are in percent of the ratio.
+
+    Parameters
+    ----------
+    model : TrendModel
+    births : pandas.DataFrame
+        ``state, year, births`` (the packaged births.csv rows).
+    blocks : pandas.DataFrame, optional
+        Default: the packaged :data:`REGION_FILE`.
+
+    Returns
+    -------
+    dict
+        ``blocks`` -> period -> region -> observed, model, carry_forward ratios and errors; and
+        ``mae_model_pct``, ``mae_carry_pct``, ``n``.
+    """
+    blocks = _read_packaged(REGION_FILE) if blocks is None else blocks
+    st = model.states
+    pos = {s: i for i, s in enumerate(st.states)}
+    b = births.groupby(["state", "year"])["births"].sum()
+    base = blocks[blocks["period"] == "2011-2017"].set_index("region")
+    base_ratio = (base["deaths"] / base["births"]) / (base["deaths"].sum() / base["births"].sum())
+    out, e_m, e_c = {}, [], []
+    for period, g in blocks[blocks["period"] != "2011-2017"].groupby("period"):
+        g = g.set_index("region")
+        obs = (g["deaths"] / g["births"]) / (g["deaths"].sum() / g["births"].sum())
+        y0, y1 = int(g["year_first"].iloc[0]), int(g["year_last"].iloc[0])
+        num = {r: 0.0 for r in g.index}
+        den = {r: 0.0 for r in g.index}
+        tot_num = tot_den = 0.0
+        for s, region in CENSUS_REGIONS.items():
+            if s not in pos:
+                continue
+            i = pos[s]
+            for y in range(y0, y1 + 1):
+                bb = float(b.get((s, y), 0.0))
+                rate = np.exp(st.level[i] + st.slope[i] * (y - st.centre))
+                num[region] += bb * rate
+                den[region] += bb
+                tot_num += bb * rate
+                tot_den += bb
+        rows = {}
+        for region in g.index:
+            model_ratio = (num[region] / den[region]) / (tot_num / tot_den)
+            em = 100 * (model_ratio / obs[region] - 1)
+            ec = 100 * (base_ratio[region] / obs[region] - 1)
+            e_m.append(abs(em))
+            e_c.append(abs(ec))
+            rows[region] = {"observed": round(float(obs[region]), 4),
+                            "model": round(float(model_ratio), 4),
+                            "carry_forward": round(float(base_ratio[region]), 4),
+                            "model_error_pct": round(float(em), 2),
+                            "carry_forward_error_pct": round(float(ec), 2)}
+        out[period] = rows
+    return {"what": "census-region IMR relative to the nation after the state series end "
+                    "(2018-2022): the trend model's state levels and slopes vs carrying the "
+                    "2011-2017 ratio forward",
+            "blocks": out, "n": len(e_m), "mae_model_pct": round(float(np.mean(e_m)), 2),
+            "mae_carry_pct": round(float(np.mean(e_c)), 2)}
 
 
 def main(argv=None) -> int:
@@ -793,8 +898,8 @@ def main(argv=None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     shared = Path(argv[0]) if argv else Path(__file__).parents[4] / "shared" / "data"
-    national, blocks = derive_tables(shared)
-    for df, name in ((national, NATIONAL_FILE), (blocks, RACE_FILE)):
+    national, blocks, regions = derive_tables(shared)
+    for df, name in ((national, NATIONAL_FILE), (blocks, RACE_FILE), (regions, REGION_FILE)):
         dst = Path(__file__).parents[1] / "inputs" / "data" / name
         with atomic_file(dst) as tmp:
             df.to_csv(tmp, index=False, float_format="%.8g")
