@@ -424,7 +424,10 @@ def build_table(result, name: str) -> pd.DataFrame:
         One of :data:`TABLES`: ``summary`` (per state x race, with ``ALL`` rows),
         ``by_year``, ``by_cause`` (cause x GA band, all cells), ``preterm``, ``disparities``
         (each race against the same state's non-Hispanic white rate), ``attribution``
-        (Shapley deaths averted per strategy) or ``coverage`` (year x state x strategy).
+        (Shapley deaths averted per strategy), ``coverage`` (year x state x strategy),
+        ``decomposition`` (each group's gap to NH white split into GA distribution and
+        GA-specific mortality) or ``periods_of_risk`` (excess deaths by GA group x age at
+        death); see :mod:`imsim.analysis.decomposition`.
 
     Returns
     -------
@@ -452,8 +455,17 @@ def build_table(result, name: str) -> pd.DataFrame:
         return attribution(result)
     if name == "coverage":
         return _coverage(result)
+    if name == "decomposition":
+        from imsim.analysis.decomposition import decomposition
+
+        return decomposition(result)
+    if name == "periods_of_risk":
+        from imsim.analysis.decomposition import periods_of_risk
+
+        return periods_of_risk(result)
     raise KeyError(name)
 
 
-TABLES = ("summary", "by_year", "by_cause", "preterm", "disparities", "attribution", "coverage")
+TABLES = ("summary", "by_year", "by_cause", "preterm", "disparities", "attribution", "coverage",
+          "decomposition", "periods_of_risk")
 
