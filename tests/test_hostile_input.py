@@ -780,3 +780,62 @@ def test_recommend_with_non_finite_deaths_averted_writes_nothing():
     with pytest.raises(InputError, match="non-finite deaths_averted") as info:
         _check_finite(Plan(), {"portfolios": ok, "recommendations": bad})
     assert "p.yaml" in str(info.value) and "AL" in str(info.value)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(hs.data(), hs.sampled_from(["scenario", "collaborative", "plan", "sweep"]))
+def test_fuzz_through_the_command_line_writes_nothing(tmp_path_factory, data, surface):
+    """A fuzzed file the loader refuses is refused by its command too: exit 2, one line naming
+    the file, no traceback, and no output folder (nor ``.partial``, nor temporary sibling)."""
+    from imsim.config.plan import load_plan
+    from imsim.config.scenario import load_scenario
+    from imsim.config.sweepfile import load_sweep
+
+    base, load, name, argv = {
+        "scenario": (SCENARIO, load_scenario, "s.yaml", ["run", "s.yaml", "--no-figures"]),
+        "collaborative": (COLLABORATIVE, load_scenario, "s.yaml", ["run", "s.yaml"]),
+        "plan": (PLAN, load_plan, "p.yaml", ["recommend", "p.yaml"]),
+        "sweep": (SWEEP, load_sweep, "w.yaml", ["sweep", "w.yaml"])}[surface]
+    tmp = tmp_path_factory.mktemp("cli")
+    _dump(tmp / "s.yaml", SWEEP_SCENARIO)
+    doc, _, old, new = data.draw(mutated(base))
+    _dump(tmp / name, doc)
+    try:
+        load(tmp / name)
+        return                        # still valid: running it is not this test's business
+    except InputError:
+        pass
+    before = {p.name for p in tmp.iterdir()}
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    err, out = io.StringIO(), io.StringIO()
+    old_cwd = os.getcwd()
+    os.chdir(tmp)
+    try:
+        with redirect_stderr(err), redirect_stdout(out):
+            code = main([*argv, "--out", "out"])
+    finally:
+        os.chdir(old_cwd)
+    refused(code, err.getvalue(), name)
+    assert {p.name for p in tmp.iterdir()} - before <= {".out.lock"}
+
+
+def test_huge_sweep_refused_before_work(tmp_path, capsys):
+    _dump(tmp_path / "s.yaml", SWEEP_SCENARIO)
+    data = copy.deepcopy(SWEEP)
+    data.update(method="sobol", samples=1 << 16)
+    _dump(tmp_path / "w.yaml", data)
+    code, _, err = cli(["sweep", "w.yaml", "--out", "out", "--workers", "1"], capsys, tmp_path)
+    refused(code, err, "w.yaml", "262,144 evaluations", "--allow-large")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+    from imsim.analysis.budget import sweep_rows
+    from imsim.config.sweepfile import load_sweep
+
+    sw = load_sweep(tmp_path / "w.yaml")
+    assert sweep_rows(sw) == sw.unit_sample().shape[0] if sw.samples <= 1024 else True
+    small = copy.deepcopy(data)
+    small.update(samples=64)
+    sw = load_sweep(_dump(tmp_path / "w2.yaml", small))
+    assert sweep_rows(sw) == sw.unit_sample().shape[0] == 64 * 4

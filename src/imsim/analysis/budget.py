@@ -166,3 +166,62 @@ def check_run(scenario, engine: str | None = None, replicates: int | None = None
                          "--replicates, the years or the states, or add --allow-large to run "
                          "it anyway", file=file)
     return est
+
+
+#: Seconds per cell x evaluation of a sweep row, per worker (the evaluator refits per row):
+#: ``sweeps``-style PSA of scenarios/safe_sleep.yaml (1,275 cells), 512 rows on 2 workers in
+#: 127 s while other tests ran (December 2026): 3.9e-4.
+SWEEP_S_PER_CELL_EVAL = 4.0e-4
+#: Memory of one sweep worker process (issue 17 measured about 270 MB each).
+SWEEP_BYTES_PER_WORKER = 300e6
+
+
+def sweep_rows(sweep) -> int:
+    """Return the number of rows (model evaluations) a sweep file asks for, without sampling."""
+    g = len(set(sweep.groups))
+    if sweep.method == "sobol":
+        return sweep.samples * ((2 * g + 2) if sweep.second_order else (g + 2))
+    if sweep.method == "morris":
+        return sweep.samples * (g + 1)
+    return sweep.samples
+
+
+def check_sweep(sweep, workers: int, *, allow_large: bool = False) -> Estimate:
+    """Refuse a sweep predicted to exceed the time or memory limit, unless ``allow_large``.
+
+    Parameters
+    ----------
+    sweep : imsim.config.sweepfile.Sweep
+        The sweep.
+    workers : int
+        Local worker processes.
+    allow_large : bool
+        Accept any size (``imsim sweep --allow-large``).
+
+    Returns
+    -------
+    Estimate
+        The prediction (``replicates`` holds the rows, ``engine`` is ``"sweep"``).
+
+    Raises
+    ------
+    InputError
+        One line: the estimate, the limits and the flag that accepts it.
+    """
+    from imsim.inputs.baseline import get_baseline
+
+    sc = sweep.scenario
+    cells = get_baseline().cells(sc.year_list, sc.state_list)
+    rows = sweep_rows(sweep)
+    seconds = SWEEP_S_PER_CELL_EVAL * cells.n * rows / max(workers, 1)
+    mem = (BASE_BYTES + SWEEP_BYTES_PER_WORKER * workers
+           + 16.0 * rows * (2 * sweep.n_params + len(sweep.outputs)))
+    est = Estimate(seconds, mem, int(cells.n), int(cells.births.sum()), rows, "sweep")
+    mem_limit = limit_bytes()
+    if not allow_large and (seconds > LIMIT_SECONDS or mem > mem_limit):
+        raise InputError(f"this sweep asks for about {_duration(seconds)} and {_size(mem)} "
+                         f"({rows:,} evaluations x {cells.n:,} cells on {workers} worker(s)); "
+                         f"the limits are {_duration(LIMIT_SECONDS)} and {_size(mem_limit)} -- "
+                         "lower samples, the years or the states, add --workers, or add "
+                         "--allow-large to run it anyway", file=sweep.file)
+    return est

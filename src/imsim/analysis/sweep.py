@@ -249,8 +249,24 @@ def _dask_client(scheduler: str):
         finally:
             comm.abort()
 
+    def probe():            # in its own thread: callers may have an event loop (Jupyter)
+        try:
+            box["info"] = asyncio.run(asyncio.wait_for(identify(), t))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            box["exc"] = exc
+
+    import threading
+
+    box: dict = {}
+    th = threading.Thread(target=probe, name="imsim-dask-probe", daemon=True)
+    th.start()
+    th.join(t + 5.0)
     try:
-        info = asyncio.run(asyncio.wait_for(identify(), t))
+        if "exc" in box:
+            raise box["exc"]
+        if "info" not in box:
+            raise TimeoutError("no answer")
+        info = box["info"]
     except (OSError, asyncio.TimeoutError, TimeoutError, ValueError, TypeError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"no Dask scheduler answered within {t:g} s ({why}); is the address "
@@ -339,7 +355,8 @@ def _partial_of(out: Path) -> Path:
 
 def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = None,
               scheduler: str | None = None, resume=None, evaluator=None, progress: bool = True,
-              figures: bool = True, on_chunk=None, discard_partial: bool = False) -> dict:
+              figures: bool = True, on_chunk=None, discard_partial: bool = False,
+              allow_large: bool = True) -> dict:
     """Run a sweep and write its results folder.
 
     Parameters
@@ -369,6 +386,9 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
         Delete an interrupted sweep's ``<out>.partial`` (its finished chunks) and start again,
         instead of refusing to run (``--discard-partial``). A ``.partial`` that holds no
         finished work (its sweep was killed while starting) is always replaced, with a note.
+    allow_large : bool
+        Skip the resource guard (:func:`imsim.analysis.budget.check_sweep`); the command line
+        applies it unless ``--allow-large`` (library callers: pass False to apply it).
 
     Returns
     -------
@@ -455,6 +475,10 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
             sweep = load_sweep(sweep)
         if workers is not None and workers < 1:
             raise InputError(f"--workers must be at least 1, got {workers}")
+        if not allow_large and evaluator is None and scheduler is None and fresh:
+            from imsim.analysis.budget import check_sweep
+
+            check_sweep(sweep, workers or os.cpu_count() or 1)   # before any work
         if evaluator is None:
             from imsim.analysis.evaluate import Evaluator
 
@@ -495,6 +519,7 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
                     shutil.rmtree(partial, ignore_errors=True)
                     raise
             chunks_dir = partial / "chunks"
+            clean_stale(partial)             # temporaries of a process killed mid-write
             clean_stale(chunks_dir)
             n_rows = X.shape[0]
             cs = sweep.chunk_size
@@ -676,6 +701,9 @@ def add_parser(subparsers):
     p.add_argument("--discard-partial", action="store_true",
                    help="delete an interrupted sweep's <out>.partial (its finished chunks) and "
                         "start again, instead of refusing to run")
+    p.add_argument("--allow-large", action="store_true",
+                   help="run even when the estimated time (> 30 min) or memory (> 8 GB, or 75%% "
+                        "of this machine's) is past the limits (local workers only)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
     return p
@@ -702,7 +730,8 @@ def cmd_sweep(args) -> int:
     """
     res = run_sweep(args.file, out=args.out, workers=args.workers, scheduler=args.scheduler,
                     resume=args.resume, progress=not getattr(args, "quiet", False),
-                    discard_partial=getattr(args, "discard_partial", False))
+                    discard_partial=getattr(args, "discard_partial", False),
+                    allow_large=getattr(args, "allow_large", False))
     m = res["manifest"]
     eps = m["evaluations_per_second"]
     if not getattr(args, "quiet", False):
