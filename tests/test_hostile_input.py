@@ -301,7 +301,7 @@ def test_exponent_numbers_are_numbers(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["safe_sleep_empty", "components_empty", "team_outside_states",
-                                  "sweep_unused_strategy"])
+                                  "capacity_outside_states", "sweep_unused_strategy"])
 def test_silent_no_ops_refused(tmp_path, capsys, case):
     if case == "safe_sleep_empty":
         data = {"name": "t", "years": [2026, 2026], "states": ["AL"],
@@ -314,7 +314,11 @@ def test_silent_no_ops_refused(tmp_path, capsys, case):
     elif case == "team_outside_states":
         data = copy.deepcopy(COLLABORATIVE)
         data["collaborative"]["teams"]["TX"] = ["safe_sleep"]
-        needle = "collaborative.teams.TX: team TX is not in states"
+        needle = "collaborative.teams.TX: team for TX, which is not in states"
+    elif case == "capacity_outside_states":
+        data = copy.deepcopy(COLLABORATIVE)
+        data["collaborative"]["capacity"]["WY"] = 0.9
+        needle = "collaborative.capacity.WY: capacity for WY, which is not in states"
     else:
         _sweep_files(tmp_path, {}, pid="strategies.social_determinants.coverage")
         code, _, err = cli(["sweep", "w.yaml", "--out", "out"], capsys, tmp_path)

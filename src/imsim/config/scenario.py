@@ -513,13 +513,15 @@ def parse_scenario(data: Any, file: str | None = None, *,
         from imsim.collaborative.config import parse_collaborative
 
         parse_collaborative(scenario.collaborative, file=file)
-        teams = scenario.collaborative.get("teams")
-        if isinstance(teams, dict) and scenario.states != "all":
-            for st in teams:                 # a team outside `states` would never run
-                if st not in scenario.states:
-                    raise InputError(f"team {st} is not in states; allowed: "
-                                     f"{', '.join(scenario.states)} (or add {st} to states)",
-                                     file=file, where=f"collaborative.teams.{st}")
+        if scenario.states != "all":        # a setting for a state outside `states` is never used
+            for key, what in (("teams", "team"), ("capacity", "capacity"),
+                              ("starting_coverage", "starting coverage")):
+                block = scenario.collaborative.get(key)
+                for st in (block if isinstance(block, dict) else ()):
+                    if st in STATES and st not in scenario.states:
+                        raise InputError(f"{what} for {st}, which is not in states; allowed: "
+                                         f"{', '.join(scenario.states)} (or add {st} to states)",
+                                         file=file, where=f"collaborative.{key}.{st}")
     return scenario
 
 
