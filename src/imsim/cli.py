@@ -315,7 +315,17 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from imsim.core import procs
 
-    procs.install_signal_handlers()          # SIGTERM/SIGHUP clean up like Ctrl-C
+    handlers = procs.install_signal_handlers()   # SIGTERM/SIGHUP clean up like Ctrl-C
+    try:
+        return _main(argv)
+    finally:
+        procs.restore_signal_handlers(handlers)
+
+
+def _main(argv: list[str]) -> int:
+    """:func:`main` with the signal handlers installed."""
+    from imsim.core import procs
+
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
         parser = build_parser(command)       # imports the command's modules

@@ -47,18 +47,37 @@ def _raise_terminated(signum, frame):  # noqa: ARG001 - the signal handler signa
     raise Terminated(signum)
 
 
-def install_signal_handlers() -> None:
+def install_signal_handlers() -> dict:
     """Make SIGTERM and SIGHUP raise :class:`Terminated` in the main thread.
 
     Only from the main thread (Python delivers signals there); elsewhere a no-op. Signals the
     caller chose to ignore (``SIG_IGN``, e.g. under ``nohup``) stay ignored.
+
+    Returns
+    -------
+    dict
+        The handlers replaced (signal -> handler), for :func:`restore_signal_handlers`.
     """
+    previous = {}
     if threading.current_thread() is not threading.main_thread():
-        return
+        return previous
     for name in ("SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, _raise_terminated)
+            previous[sig] = signal.signal(sig, _raise_terminated)
+    return previous
+
+
+def restore_signal_handlers(previous: dict) -> None:
+    """Put back the handlers :func:`install_signal_handlers` replaced.
+
+    Parameters
+    ----------
+    previous : dict
+        Its return value.
+    """
+    for sig, handler in previous.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def exit_code(exc: KeyboardInterrupt) -> int:
