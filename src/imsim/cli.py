@@ -210,6 +210,8 @@ LAZY_COMMANDS = {
               "compare the model with published figures not used to fit it"),
     "compare": ("imsim.output.comparefolder", "add_parser", "cmd_compare",
                 "differences of two run folders (B - A), with paired intervals"),
+    "serve": ("imsim.output.web", "add_parser", "cmd_serve",
+              "a planner's workbench in the browser (local, offline; pip install 'imsim[web]')"),
 }
 
 

@@ -518,7 +518,8 @@ def get_calibration(name=None, scenario_dir=None):
 
 
 def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
-        replicates: int | None = None, progress: bool = False, calibration=None) -> Result:
+        replicates: int | None = None, progress: bool = False, calibration=None,
+        on_draw=None) -> Result:
     """Run ``scenario`` through one engine, both arms, for every uncertainty draw.
 
     Arguments given here override the scenario's own settings.
@@ -538,6 +539,9 @@ def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
     calibration : str or path or CalibratedTargets, optional
         A calibration name or folder (default: the scenario's, else the packaged default fit);
         ``"direct"`` fits the baseline directly to the observed cells instead.
+    on_draw : callable, optional
+        Called as ``on_draw(done, total)`` after each draw (the browser workbench's progress);
+        an exception it raises stops the run.
 
     Returns
     -------
@@ -611,6 +615,8 @@ def run(scenario: Scenario, engine: str | None = None, seed: int | None = None,
         t_engine += time.perf_counter() - te
         if bar is not None:
             bar.update(1)
+        if on_draw is not None:
+            on_draw(d + 1, n_draws)
     if bar is not None:
         bar.close()
     t2 = time.perf_counter()
