@@ -90,15 +90,45 @@ def _cmd_run(args) -> int:
                       report=not args.no_figures)
     if not args.quiet:
         from imsim.output.runfolder import headline_text
+        from imsim.output.statepages import has_strategies
 
         s = result.summary
         row = s[(s.state == "ALL") & (s.race == "ALL")].iloc[0]
-        print(f"{scenario.name}: {row.births:,.0f} births, {row.deaths_baseline:,.0f} deaths in "
-              f"the baseline (IMR {row.imr_baseline:.2f}); {headline_text(result, row)}; "
-              f"IMR {row.imr_scenario:.2f}")
+        if has_strategies(result):
+            print(f"{scenario.name}: {row.births:,.0f} births, {row.deaths_baseline:,.0f} deaths "
+                  f"in the baseline (IMR {row.imr_baseline:.2f}); {headline_text(result, row)}; "
+                  f"IMR {row.imr_scenario:.2f}")
+        else:
+            print(baseline_summary(scenario, result))
+        from imsim.output.runfolder import years_note
+
+        print(f"years {years_note(scenario.years)}")
         print(f"wrote {out}/ in {time.perf_counter() - t0:.1f} s "
               f"({result.engine} engine, seed {result.seed}, {result.replicates} replicate(s))")
     return 0
+
+
+def baseline_summary(scenario, result) -> str:
+    """The printed headline of a run without strategies: the baseline itself (births, infant
+    deaths, IMR overall and by race with 95% intervals, the NH black / NH white ratio), never
+    "0 deaths averted" (as the report's headline, imsim.output.report)."""
+    from imsim.output.statepages import baseline_intervals, race_label
+
+    b = baseline_intervals(result).set_index("race")
+    tot = b.loc["ALL"]
+    how = ("95% intervals: uncertainty draws" if b.kind.iloc[0] == "draws" else
+           "95% intervals: Poisson, too few draws for a model interval")
+    races = "; ".join(f"{race_label(r)} {v.imr_baseline:.2f} ({v.imr_lo:.2f}-{v.imr_hi:.2f})"
+                      for r, v in b.iterrows() if r != "ALL")
+    ratio = ""
+    if {"nh_black", "nh_white"} <= set(b.index) and b.loc["nh_white", "imr_baseline"] > 0:
+        bl, wh = b.loc["nh_black"], b.loc["nh_white"]
+        ratio = (f"; NH black / NH white IMR ratio {bl.imr_baseline / wh.imr_baseline:.2f}, "
+                 f"difference {bl.imr_baseline - wh.imr_baseline:.2f} per 1,000")
+    y0, y1 = scenario.years
+    return (f"{scenario.name}: baseline {y0}-{y1}, no strategies: {tot.births:,.0f} births, "
+            f"{tot.deaths_baseline:,.0f} infant deaths, IMR {tot.imr_baseline:.2f} per 1,000 "
+            f"({tot.imr_lo:.2f}-{tot.imr_hi:.2f}); by race: {races}{ratio} ({how})")
 
 
 def _resolve_calibration(name, scenario_file):
@@ -161,6 +191,27 @@ def _cmd_data(args) -> int:
             rng = "" if e.dist == "fixed" else f" ({e.dist} {e.lo:g}-{e.hi:g})"
             print(f"{k:36s} {e.point:<8g}{rng}{tag}\n    {e.description}\n    {e.citation[:110]}")
         return 0
+    if args.what == "costs":
+        from imsim.analysis.economics import load_cost_library
+
+        if args.files:
+            raise InputError("imsim data costs takes no argument, got "
+                             f"{' '.join(args.files)}")
+        lib = load_cost_library()
+        print("cost library of imsim recommend (costs.csv; a plan uses it with costs: library): "
+              "USD per birth reached, low-high range, price year, status "
+              "(sourced / derived / illustrative)")
+        for r in lib.itertuples(index=False):
+            py = f"{int(r.price_year)} USD" if r.price_year == r.price_year else "no price year"
+            tag = " [ILLUSTRATIVE]" if r.status == "illustrative" else f" [{r.status}]"
+            print(f"\n{r.strategy:22s} {r.usd_per_birth_reached:>8,.0f}  (range {r.low:,.0f}-"
+                  f"{r.high:,.0f}, {py}){tag}")
+            print(f"    per: {r.birth_reached}"
+                  + (f"; priced for {r.priced_option}" if isinstance(r.priced_option, str)
+                     else ""))
+            print(f"    source: {r.source}\n    url: {r.url}\n    quote: {r.quote}"
+                  f"\n    note: {r.note}")
+        return 0
     if args.what == "import-wonder":
         from imsim.inputs.wonder import import_wonder, write_targets
 
@@ -181,6 +232,9 @@ def _cmd_data(args) -> int:
         print(f"\n{t['name']} ({t['file']}, {t['rows']} rows): {t['description']}")
         for s in t.get("sources", []):
             print(f"  - {s}")
+    print("\ncosts (costs.csv): the cost library of imsim recommend (USD per birth reached per "
+          "strategy, with range and source; not a model input, not in the data hash): "
+          "imsim data costs")
     return 0
 
 
@@ -264,19 +318,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                "  # then, first line of a scenario file (VS Code / YAML language server):\n"
                "  # yaml-language-server: $schema=scenario.schema.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = sub.add_parser("data", help="list packaged tables and sources; evidence; import-wonder",
+    d = sub.add_parser("data", help="list packaged tables and sources; evidence; costs; "
+                                    "import-wonder",
                        description=_fill("Without arguments: list the packaged tables and "
                                          "their sources. `imsim data evidence [FILTER]` lists "
                                          "every effect, or only those whose id, description "
                                          "or strategy area contains FILTER "
-                                         "(case-insensitive). `imsim data import-wonder "
+                                         "(case-insensitive). `imsim data costs` lists the "
+                                         "cost library of imsim recommend (per strategy: "
+                                         "USD per birth reached, range, price year, source). "
+                                         "`imsim data import-wonder "
                                          "FILE... --out targets.csv` reads CDC WONDER exports."),
                        epilog="examples:\n  imsim data\n  imsim data evidence safe_sleep\n"
+                              "  imsim data costs\n"
                               "  imsim data import-wonder export.txt --out targets.csv\n"
                               "  imsim data import-wonder bridged.txt --out targets.csv "
                               "--bridged-race-as-non-hispanic",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    d.add_argument("what", nargs="?", choices=["tables", "evidence", "import-wonder"],
+    d.add_argument("what", nargs="?", choices=["tables", "evidence", "costs", "import-wonder"],
                    default="tables")
     d.add_argument("files", nargs="*", metavar="FILE_OR_FILTER",
                    help="WONDER export files (import-wonder); one FILTER (evidence)")
