@@ -843,3 +843,19 @@ def test_huge_sweep_refused_before_work(tmp_path, capsys):
     small.update(samples=64)
     sw = load_sweep(_dump(tmp_path / "w2.yaml", small))
     assert sweep_rows(sw) == sw.unit_sample().shape[0] == 64 * 4
+
+
+@pytest.mark.parametrize("flags,needle", [(["--draws", "100000000"], "--draws 100000000"),
+                                          (["--draws", "1"], "--draws 1"),
+                                          (["--seed", "-1"], "--seed -1")])
+def test_calibrate_flags_bounded(tmp_path, capsys, flags, needle):
+    code, _, err = cli(["calibrate", "--out", "out", *flags], capsys, tmp_path)
+    refused(code, err, needle, "out of range")
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_workers_count_is_bounded_by_the_memory_guard(tmp_path, capsys):
+    _sweep_files(tmp_path, {})
+    code, _, err = cli(["sweep", "w.yaml", "--out", "out", "--workers", "100000"], capsys,
+                       tmp_path)
+    refused(code, err, "100000 worker(s)", "--allow-large")

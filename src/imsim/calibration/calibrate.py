@@ -95,6 +95,11 @@ from imsim.calibration.targets import (  # noqa: E402  (re-exported: what a run 
 # Calibrate: fit, report, write
 # =============================================================================================
 
+#: Most posterior draws per cell ``imsim calibrate --draws`` accepts (runs use at most 10,000
+#: replicates; the default is 200).
+MAX_DRAWS = 10_000
+
+
 def build_targets(obs: Observations, settings: dict | None = None, name: str = "default",
                   rate_fit: RateFit | None = None) -> tuple[CalibratedTargets, dict]:
     """Fit both stages to ``obs``; return the targets and fit diagnostics (nothing is written).
@@ -428,8 +433,10 @@ def cmd_calibrate(args) -> int:
         For ``--draws`` below 2, ``--replace`` without ``--out``, or any error of
         :func:`calibrate` (the CLI prints it and exits with code 2).
     """
-    if args.draws < 2:
-        raise InputError(f"--draws must be at least 2, got {args.draws}")
+    if not 2 <= args.draws <= MAX_DRAWS:
+        raise InputError(f"--draws {args.draws} is out of range; allowed: 2 to {MAX_DRAWS:,}")
+    if not 0 <= args.seed <= 2**63 - 1:
+        raise InputError(f"--seed {args.seed} is out of range; allowed: 0 to 2**63 - 1")
     if args.replace and not args.out:
         raise InputError("--replace needs --out (the calibration folder to replace)")
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
