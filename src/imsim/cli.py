@@ -264,6 +264,8 @@ LAZY_COMMANDS = {
               "compare the model with published figures not used to fit it"),
     "compare": ("imsim.output.comparefolder", "add_parser", "cmd_compare",
                 "differences of two run folders (B - A), with paired intervals"),
+    "detect": ("imsim.output.detectfolder", "add_parser", "cmd_detect",
+               "will the vital statistics show it: P(observed decline), power, MDE by state"),
     "serve": ("imsim.output.web", "add_parser", "cmd_serve",
               "a planner's workbench in the browser (local, offline; pip install 'imsim[web]')"),
 }
