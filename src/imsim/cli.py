@@ -25,6 +25,8 @@ examples:
   imsim run scenarios/safe_sleep.yaml --calibration calibration/my_state
   imsim sweep sweeps/safe_sleep_sobol.yaml --workers 2
   imsim recommend plans/southeast.yaml
+  imsim target scenarios/safe_sleep_south.yaml --imr 7.5 --state AL
+  imsim replay --out results/replay
 
 Docs: README.md (scenario format, outputs, data), docs/reliability.md. Exit codes: 0 ok,
 1 system error, 2 bad input, 3 sweep aborted (resumable), 130 Ctrl-C, 143 SIGTERM.
@@ -264,8 +266,10 @@ LAZY_COMMANDS = {
               "compare the model with published figures not used to fit it"),
     "compare": ("imsim.output.comparefolder", "add_parser", "cmd_compare",
                 "differences of two run folders (B - A), with paired intervals"),
-    "detect": ("imsim.output.detectfolder", "add_parser", "cmd_detect",
-               "will the vital statistics show it: P(observed decline), power, MDE by state"),
+    "target": ("imsim.output.targetfolder", "add_parser", "cmd_target",
+               "coverage needed to reach an IMR, disparity or deaths-averted target"),
+    "replay": ("imsim.output.replayfolder", "add_parser", "cmd_replay",
+               "replay 2013-2017 (expansion, smoking trend, CoIIN) against observed change"),
     "serve": ("imsim.output.web", "add_parser", "cmd_serve",
               "a planner's workbench in the browser (local, offline; pip install 'imsim[web]')"),
 }

@@ -64,6 +64,8 @@ STREAMS: dict[str, str] = {
     "cost_draw": "uncertainty draw d of a strategy's cost per birth reached from the cost library "
                  "(index: strategy id; one uniform per draw, mapped through the triangular "
                  "low-value-high quantile function)",
+    "replay": "Poisson noise of the observed deaths in the replay's predictive interval of the "
+              "observed 2013-2017 change (index: uncertainty draw d)",
 }
 
 
