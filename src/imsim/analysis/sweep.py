@@ -144,6 +144,18 @@ def _partial_state(partial: Path) -> str:
     return "started"
 
 
+def _drop_leftover(out_dir: Path, partial: Path) -> None:
+    """Remove the ``.partial`` of a sweep that finished (``<out>`` has its manifest) but was
+    killed before it removed its working folder -- unless a live process holds ``<out>``."""
+    took = claim(out_dir)
+    try:
+        shutil.rmtree(partial)
+        _note(f"removed {partial}: the working folder of the finished sweep in {out_dir}")
+    finally:
+        if took:
+            release(out_dir)
+
+
 def _n_chunks(partial: Path) -> int:
     return len(list((partial / "chunks").glob("chunk-*.npy")))
 
@@ -446,6 +458,11 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
             out_dir = Path(out)
             partial = _partial_of(out_dir)
         if out_dir is not None:
+            if (out_dir / "manifest.json").is_file() and partial.is_dir():
+                _drop_leftover(out_dir, partial)   # killed between publishing and tidying
+            if resume is not None and (out_dir / "manifest.json").is_file():
+                raise InputError("this sweep already finished; nothing to resume",
+                                 file=str(out_dir))
             took_lock = not holds(out_dir)
             check_new(out_dir)          # and lock it: a running sweep holds its lock
             clean_stale(out_dir.parent)
