@@ -290,7 +290,7 @@ _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<tag>tmp|old)-(?P<pid>\d+)-[0-9a-f
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name == "nt":   # Windows: os.kill(pid, 0) is not a probe
         return True
     try:
         os.kill(pid, 0)
