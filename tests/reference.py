@@ -4,8 +4,9 @@ It works from the *named* parameters (:class:`imsim.birth.params.CellParams`), n
 tables of :func:`imsim.birth.params.build_tables`, and re-derives every step from the model definition
 (DESIGN.md "The model of one birth", :mod:`imsim.birth.params` docstring):
 
-* Philox4x32-10 written again, vectorised over births with uint64 arithmetic (checked against
-  the Random123 known-answer vectors in ``test_kernels.py``);
+* Philox4x32 written again with any number of rounds, vectorised over births with uint64
+  arithmetic (checked against the Random123 known-answer vectors for 7 and 10 rounds in
+  ``test_kernels.py``); the microsim draws with Philox4x32-7;
 * the draws of birth ``b`` of a cell: counter ``(b, cell uid, block, replicate)``, key ``(seed low
   32 bits, seed high 32 bits)``; block 0 -> low income, smoking, prior preterm, short IPI; block 1
   -> elective early term, unsafe sleep, gestational age, death; block 2 -> progesterone, social
@@ -44,15 +45,21 @@ def _mulhilo(a, b):
     return prod >> np.uint64(32), prod & _MASK32
 
 
-def philox4x32_10(ctr, key):
-    """Philox4x32-10 over arrays: ``ctr`` 4 arrays, ``key`` 2 arrays (32-bit values).
+#: Rounds of the microsim's generator (Philox4x32-7), restated from the kernels module docstring.
+ROUNDS = 7
 
-    Returns the four output words as uint64 arrays (Salmon et al. 2011, Random123 ``philox.h``).
+
+def philox4x32(ctr, key, rounds):
+    """Philox4x32 with ``rounds`` rounds over arrays: ``ctr`` 4 arrays, ``key`` 2 arrays (32-bit
+    values).
+
+    Returns the four output words as uint64 arrays (Salmon et al. 2011, Random123 ``philox.h``:
+    the key is bumped by the Weyl constants before every round but the first).
     """
     x = [np.asarray(c, dtype=np.uint64) & _MASK32 for c in ctr]
     x = list(np.broadcast_arrays(*x))
     k = [np.asarray(kk, dtype=np.uint64) & _MASK32 for kk in key]
-    for rnd in range(10):
+    for rnd in range(rounds):
         if rnd > 0:                                    # bump the key before rounds 2..10
             k = [(k[0] + _PHILOX_W[0]) & _MASK32, (k[1] + _PHILOX_W[1]) & _MASK32]
         hi0, lo0 = _mulhilo(_PHILOX_M[0], x[0])
@@ -61,11 +68,21 @@ def philox4x32_10(ctr, key):
     return x
 
 
+def philox4x32_10(ctr, key):
+    """Philox4x32-10, the Random123 default (the known-answer vectors' reference)."""
+    return philox4x32(ctr, key, 10)
+
+
+def philox4x32_7(ctr, key):
+    """Philox4x32-7, the microsim's generator."""
+    return philox4x32(ctr, key, ROUNDS)
+
+
 def uniforms(n_births, uid, block, seed, replicate):
     """The four uniforms of ``block`` for births ``0 .. n_births-1`` of the cell ``uid``."""
     seed = int(seed)
     b = np.arange(n_births, dtype=np.uint64)
-    words = philox4x32_10(
+    words = philox4x32_7(
         (b, np.uint64(uid), np.uint64(block), np.uint64(replicate)),
         (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32)))
     return [(w.astype(np.float64) + 0.5) / 2.0**32 for w in words]

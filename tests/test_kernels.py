@@ -12,38 +12,65 @@ import pytest
 import reference as ref
 from conftest import random_params
 from imsim.birth import engines
-from imsim.birth.kernels import N_OUT, philox4x32
+from imsim.birth.kernels import N_OUT, ROUNDS, philox4x32, philox4x32_7
+from imsim.birth.kernels import _fill_uniforms as _fill_uniforms_py
 from imsim.birth.params import build_tables
 
-# Random123 known-answer vectors for Philox4x32-10: (counter, key) -> output.
-KAT = [
+# Random123 known-answer vectors (the ``kat_vectors`` file of the Random123 distribution, D. E.
+# Shaw Research, https://github.com/DEShawResearch/random123/blob/main/tests/kat_vectors):
+# (counter, key) -> output, for Philox4x32-10 (the default) and Philox4x32-7 (the microsim's).
+KAT_10 = [
     ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
     ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
     ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
      (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
 ]
+KAT_7 = [
+    ((0, 0, 0, 0), (0, 0), (0x5F6FB709, 0x0D893F64, 0x4F121F81, 0x4F730A48)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x5207DDC2, 0x45165E59, 0x4D8EE751, 0x8C52F662)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0x4DFCCABA, 0x190A87F0, 0xC47362BA, 0xB6B5242A)),
+]
+KAT = [(10, *v) for v in KAT_10] + [(7, *v) for v in KAT_7]
+KERNEL = {10: philox4x32, 7: philox4x32_7}
 
 
-@pytest.mark.parametrize("ctr,key,expect", KAT)
-def test_philox_known_answers_kernel(ctr, key, expect):
-    words = philox4x32(*(np.uint64(x) for x in ctr), *(np.uint64(k) for k in key))
+def test_microsim_generator_is_philox4x32_7():
+    assert ROUNDS == 7 and ref.ROUNDS == ROUNDS
+
+
+@pytest.mark.parametrize("rounds,ctr,key,expect", KAT)
+def test_philox_known_answers_kernel(rounds, ctr, key, expect):
+    words = KERNEL[rounds](*(np.uint64(x) for x in ctr), *(np.uint64(k) for k in key))
     assert tuple(int(w) for w in words) == expect
 
 
-@pytest.mark.parametrize("ctr,key,expect", KAT)
-def test_philox_known_answers_reference(ctr, key, expect):
-    words = ref.philox4x32_10(ctr, key)
+@pytest.mark.parametrize("rounds,ctr,key,expect", KAT)
+def test_philox_known_answers_reference(rounds, ctr, key, expect):
+    words = ref.philox4x32(ctr, key, rounds)
     assert tuple(int(w) for w in words) == expect
 
 
-def test_philox_reference_matches_kernel_on_random_counters():
+@pytest.mark.parametrize("rounds", [7, 10])
+def test_philox_reference_matches_kernel_on_random_counters(rounds):
     rng = np.random.default_rng(11)
     ctr = rng.integers(0, 2**32, (4, 200), dtype=np.uint64)
     key = rng.integers(0, 2**32, (2, 200), dtype=np.uint64)
-    got = np.array(ref.philox4x32_10(ctr, key))
+    got = np.array(ref.philox4x32(ctr, key, rounds))
     for j in range(200):
-        want = philox4x32(*(ctr[:, j]), *(key[:, j]))
+        want = KERNEL[rounds](*(ctr[:, j]), *(key[:, j]))
         assert tuple(int(w) for w in want) == tuple(int(w) for w in got[:, j])
+
+
+def test_kernel_uniforms_are_philox4x32_7_words():
+    """The tile generator the microsim reads fills (x + 0.5) / 2**32 of Philox4x32-7's words."""
+    m, uid, block, rep, k0, k1 = 300, 12345, 1, 2, 0xDEADBEEF, 7
+    bufs = [np.empty(m) for _ in range(4)]
+    _fill_uniforms_py(5, m, np.uint64(uid), np.uint64(block), np.uint64(rep), np.uint64(k0),
+                      np.uint64(k1), *bufs)
+    words = ref.philox4x32((np.arange(5, 5 + m, dtype=np.uint64), uid, block, rep), (k0, k1), 7)
+    for b, w in zip(bufs, words):
+        np.testing.assert_array_equal(b, (w.astype(np.float64) + 0.5) / 2.0**32)
 
 
 # Seeds span both 32-bit key words; replicate > 0 exercises counter word 3.

@@ -487,8 +487,8 @@ def scenario_params(inputs: RunInputs, base: CellParams, effects,
 def get_calibration(name=None, scenario_dir=None):
     """Return the calibration to fit the baseline to.
 
-    Loaded from disk every time (about 20 ms): nothing is cached by name, so a recalibration is
-    always seen.
+    Parsed once per folder and reused while its files are unchanged (size, mtime, inode:
+    :meth:`imsim.calibration.targets.CalibratedTargets.load`), so a recalibration is always seen.
 
     Parameters
     ----------

@@ -8,6 +8,7 @@ is :mod:`imsim.calibration.calibrate`.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import warnings
@@ -198,6 +199,24 @@ class CalibratedTargets:
             not positive.
         """
         folder_s = str(folder)
+        key = _files_key(folder)
+        hit = _LOADED.get(folder_s) if key is not None else None
+        if hit is not None and hit[0] == key:
+            # Unchanged files (same size, mtime and inode): a shallow copy of the parsed fit
+            # (its arrays are never edited in place; ``path``/``meta`` may be set per copy).
+            cal = copy.copy(hit[1])
+            cal.meta = dict(cal.meta)
+            return cal
+        cal = cls._read(folder, folder_s)
+        if key is not None:
+            _LOADED[folder_s] = (key, cal)
+            cal = copy.copy(cal)
+            cal.meta = dict(cal.meta)
+        return cal
+
+    @classmethod
+    def _read(cls, folder, folder_s) -> CalibratedTargets:
+        """Parse a fit folder (see :meth:`load`)."""
 
         def read_csv(name):
             with folder.joinpath(name).open("r", encoding="utf-8") as fh:
@@ -243,6 +262,26 @@ class CalibratedTargets:
         meta["state_columns"] = {c: states[c].to_numpy() for c in states.columns if c != "state"}
         return cls(grid["imr"], grid["imr_lo"], grid["imr_hi"], d, share, grid["ga_shift"], cells,
                    meta, path=folder_s, trend=trend)
+
+
+#: Parsed fit folders by path: (file key, CalibratedTargets). A re-fit changes the key.
+_LOADED: dict = {}
+
+
+def _files_key(folder):
+    """(size, mtime, inode) of every file of a fit folder, or None when one cannot be stat'ed
+    (then nothing is cached)."""
+    key = []
+    for name in FIT_FILES:
+        try:
+            st = os.stat(str(folder.joinpath(name)))
+        except (OSError, TypeError, ValueError):
+            if name == "trend.json":
+                key.append(None)
+                continue
+            return None
+        key.append((st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(key)
 
 
 def _json_default(o):
