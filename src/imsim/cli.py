@@ -68,6 +68,10 @@ def _add_run(sub):
                         "calibration/ when run from inside it); a missing one lists where it "
                         "looked")
     p.add_argument("--no-figures", action="store_true", help="skip figures and report.html")
+    p.add_argument("--allow-large", action="store_true",
+                   help="run even when the estimated time (> 30 min) or memory (> 8 GB, or 75%% "
+                        "of this machine's) is past the limits; without it such a run is "
+                        "refused before it starts, with the estimate")
     p.add_argument("--quiet", action="store_true", help="no progress bar or headline")
 
 
@@ -80,6 +84,14 @@ def _cmd_run(args) -> int:
     if args.out:
         check_new(args.out)                  # before any work
     scenario = load_scenario(args.file)
+    if args.replicates is not None and not 1 <= args.replicates <= 10_000:
+        raise InputError(f"--replicates {args.replicates} is out of range; allowed: 1 to 10000")
+    if args.seed is not None and not 0 <= args.seed <= 2**63 - 1:
+        raise InputError(f"--seed {args.seed} is out of range; allowed: 0 to 2**63 - 1")
+    from imsim.analysis.budget import check_run
+
+    check_run(scenario, args.engine, args.replicates, allow_large=args.allow_large,
+              file=args.file)                # before any work
     for w in scenario.horizon_warnings():
         print(f"imsim: warning: {w}", file=sys.stderr)
     calibration = _resolve_calibration(args.calibration or scenario.calibration, args.file)
@@ -266,6 +278,8 @@ LAZY_COMMANDS = {
               "compare the model with published figures not used to fit it"),
     "compare": ("imsim.output.comparefolder", "add_parser", "cmd_compare",
                 "differences of two run folders (B - A), with paired intervals"),
+    "detect": ("imsim.output.detectfolder", "add_parser", "cmd_detect",
+               "will the vital statistics show it: P(observed decline), power, MDE by state"),
     "target": ("imsim.output.targetfolder", "add_parser", "cmd_target",
                "coverage needed to reach an IMR, disparity or deaths-averted target"),
     "replay": ("imsim.output.replayfolder", "add_parser", "cmd_replay",
