@@ -98,5 +98,7 @@ def test_gap_sentence_words():
         {"gap_per_1000": 5.0, "ga_distribution": 4.0, "ga_specific_mortality": 1.0})
     assert "mostly mortality given gestational age" in gap_sentence(
         {"gap_per_1000": 5.0, "ga_distribution": 1.0, "ga_specific_mortality": 4.0})
+    assert gap_sentence({"gap_per_1000": 0.02, "ga_distribution": 0.01,
+                         "ga_specific_mortality": 0.01}).startswith("about the NH white rate")
     assert gap_sentence({"gap_per_1000": -1.0, "ga_distribution": -0.5,
                          "ga_specific_mortality": -0.5}).startswith("no gap")

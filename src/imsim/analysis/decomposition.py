@@ -39,6 +39,9 @@ GA_GROUPS = {"<32": (0, 1), "32-36": (2, 3), "37+": (4, 5)}
 #: Age at death: name -> causes (indices of CAUSES: neonatal, suid, other_postneonatal).
 AGES_AT_DEATH = {"neonatal": (0,), "postneonatal": (1, 2)}
 REFERENCE = "nh_white"
+#: A gap smaller than this (per 1,000 live births) is described as no gap in words (its split is
+#: still in decomposition.csv).
+NEGLIGIBLE_GAP = 0.1
 
 
 def kitagawa(births_g, deaths_g, births_r, deaths_r):
@@ -177,6 +180,9 @@ def gap_sentence(row) -> str:
     gap, dist, mort = row["gap_per_1000"], row["ga_distribution"], row["ga_specific_mortality"]
     if not np.isfinite(gap):
         return "no births"
+    if abs(gap) < NEGLIGIBLE_GAP:
+        return (f"about the NH white rate: gap {gap:+.2f} per 1,000 (GA distribution {dist:+.2f}, "
+                f"mortality given GA {mort:+.2f})")
     if gap <= 0:
         return (f"no gap: {-gap:.2f} per 1,000 below NH white (GA distribution {dist:+.2f}, "
                 f"mortality given GA {mort:+.2f})")
