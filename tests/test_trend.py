@@ -211,7 +211,7 @@ def test_a_users_single_years_update_the_trend_and_are_all_accounted_for(tmp_pat
 
 
 def test_years_note_says_observed_and_projected():
-    from imsim.output.runfolder import years_note
+    from imsim.output.report import years_note
 
     assert years_note([2013, 2015]).startswith("2013-2015: observed")
     assert years_note([2026, 2030]).startswith("2026-2030: projected")

@@ -114,7 +114,7 @@ def _cmd_run(args) -> int:
                   f"IMR {row.imr_scenario:.2f}")
         else:
             print(baseline_summary(scenario, result))
-        from imsim.output.runfolder import years_note
+        from imsim.output.report import years_note
 
         print(f"years {years_note(scenario.years)}")
         print(f"wrote {out}/ in {time.perf_counter() - t0:.1f} s "

@@ -289,13 +289,14 @@ def _apply_user_targets(user, name, imr, imr_year, births):
     new_year_rows = []
     national_rows = []
     ledger = []
-    from imsim.calibration.series import packaged_series
-    from imsim.calibration.trend import national_series
+    from imsim.inputs.data import load_table
 
+    # The packaged single-year tables of the trend model (imsim.calibration.series / .trend),
+    # read directly: the calibration modules above this one import it.
     series_keys = set(zip(imr_year["state"], imr_year["year"].astype(int)))
-    old = packaged_series()
+    old = load_table("state_imr_series")
     series_keys |= set(zip(old["state"], old["year"].astype(int)))
-    national_years = set(national_series()["year"].astype(int))
+    national_years = set(load_table("national_imr_series")["year"].astype(int))
     for r in user.itertuples():
         where = f"row {r.row}"
         pooled = r.year_start == y0 and r.year_end == y1

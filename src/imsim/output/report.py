@@ -86,6 +86,33 @@ def _table(df, cols, nd=1) -> str:
             f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
+def years_note(years) -> str:
+    """Say which of a run's years are observed and which projected (one sentence).
+
+    Births and infant mortality are observed through :data:`imsim.core.constants.DATA_YEARS`'s
+    last year (2023; 2022-2023 national deaths provisional); later years are projections: births
+    by each state's trend, rates by the calibration's trend model, both with their uncertainty
+    in the intervals.
+
+    Parameters
+    ----------
+    years : sequence of int
+        First and last year of the run.
+    """
+    from imsim.core.constants import DATA_YEARS
+
+    y0, y1 = int(years[0]), int(years[-1])
+    last = max(DATA_YEARS)
+    span = (lambda a, b: f"{a}" if a == b else f"{a}-{b}")
+    proj = ("projected (births by each state's 2014-2023 trend, rates by the trend model; "
+            "their uncertainty is in the intervals)")
+    if y1 <= last:
+        return f"{span(y0, y1)}: observed years (data through {last})"
+    if y0 > last:
+        return f"{span(y0, y1)}: {proj}; observed data end in {last}"
+    return f"{span(y0, last)} observed, {span(last + 1, y1)} {proj}"
+
+
 def write_report(result, out: Path) -> Path:
     """Write ``report.html``: headline numbers, tables and the run's figures, self-contained.
 
@@ -108,7 +135,6 @@ def write_report(result, out: Path) -> Path:
     tot = s[(s.state == ALL) & (s.race == ALL)].iloc[0]
     sc = result.scenario
     from imsim.analysis.results import MIN_INTERVAL_DRAWS, headline
-    from imsim.output.runfolder import years_note
 
     h = headline(result, tot)
     ok = h["interval_reliable"]

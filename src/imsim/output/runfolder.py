@@ -112,33 +112,6 @@ def whole(x) -> str:
     return f"{round(float(x)) + 0:,.0f}"
 
 
-def years_note(years) -> str:
-    """Say which of a run's years are observed and which projected (one sentence).
-
-    Births and infant mortality are observed through :data:`imsim.core.constants.DATA_YEARS`'s
-    last year (2023; 2022-2023 national deaths provisional); later years are projections: births
-    by each state's trend, rates by the calibration's trend model, both with their uncertainty
-    in the intervals.
-
-    Parameters
-    ----------
-    years : sequence of int
-        First and last year of the run.
-    """
-    from imsim.core.constants import DATA_YEARS
-
-    y0, y1 = int(years[0]), int(years[-1])
-    last = max(DATA_YEARS)
-    span = (lambda a, b: f"{a}" if a == b else f"{a}-{b}")
-    proj = ("projected (births by each state's 2014-2023 trend, rates by the trend model; "
-            "their uncertainty is in the intervals)")
-    if y1 <= last:
-        return f"{span(y0, y1)}: observed years (data through {last})"
-    if y0 > last:
-        return f"{span(y0, y1)}: {proj}; observed data end in {last}"
-    return f"{span(y0, last)} observed, {span(last + 1, y1)} {proj}"
-
-
 def headline_text(result, row) -> str:
     """The headline of a summary row in words: deaths averted, the statistic, the interval.
 
