@@ -158,7 +158,7 @@ def test_deaths_at_white_rate_uses_same_state_nh_white_baseline_rate(scenario_su
 # ---------------------------------------------------------------------------------------------
 
 def _best_state_imr(national: pd.DataFrame) -> float:
-    """The lowest all-race baseline IMR (per 1,000) of the 51 jurisdictions, 2013-2015."""
+    """The lowest all-race baseline IMR (per 1,000) of the 51 jurisdictions of a national run."""
     states = national[(national.state != ALL) & (national.race == ALL)]
     assert len(states) == 51
     imr = 1000.0 * states.deaths_baseline / states.births
@@ -173,11 +173,17 @@ def test_deaths_at_best_state_rate_in_national_run(national):
                                national.births * best / 1000.0, rtol=RTOL)
 
 
-def test_deaths_at_best_state_rate_is_lowest_of_all_states_not_of_the_run(national,
+@pytest.fixture(scope="module")
+def national_spec_years():
+    """All 51 jurisdictions over SPEC's years, no strategies."""
+    return _run({"name": "national", "years": SPEC["years"], "states": "all"}).summary
+
+
+def test_deaths_at_best_state_rate_is_lowest_of_all_states_not_of_the_run(national_spec_years,
                                                                           scenario_summary):
-    """The reference is the lowest 2013-2015 state IMR (the model's observed period), the same
-    whatever the run's states, horizon, strategies or engine."""
-    best = _best_state_imr(national)
+    """The reference is the lowest state IMR of all 51 jurisdictions in the run's years (rates
+    move with time), the same whatever the run's states, strategies or engine."""
+    best = _best_state_imr(national_spec_years)
     s = scenario_summary
     own = s[(s.state != ALL) & (s.race == ALL)]
     assert (1000.0 * own.deaths_baseline / own.births).min() > best * 1.001
@@ -265,7 +271,8 @@ def test_gap_closed_pct_is_about_zero_when_the_rate_difference_barely_moves():
     # The premise: many Hispanic deaths averted, yet a rate difference that barely moves.
     assert h.deaths_averted > 20
     assert dh.rate_difference_baseline > 0
-    assert abs(dh.rate_difference_change) < 0.01          # per 1,000 live births
+    # per 1,000 live births: under 3% of the 0.87 gap (0.018 since rates move with time)
+    assert abs(dh.rate_difference_change) < 0.03
     old = 100.0 * h.deaths_averted / (h.deaths_baseline - h.deaths_at_white_rate)
     assert old > 10.0
     assert abs(h.gap_closed_pct) < 3.0

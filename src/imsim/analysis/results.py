@@ -295,11 +295,12 @@ def _white_rate_deaths(result, keys, idx) -> np.ndarray:
 
 
 def _best_state_imr(result) -> float:
-    """The lowest all-race baseline IMR of the 51 jurisdictions (fitted model, point values)."""
+    """The lowest all-race baseline IMR of the 51 jurisdictions over the run's years (fitted
+    model with its trend, point values, projected births), whatever the run's states."""
     from imsim.inputs.fit import expected_deaths
 
     inputs = result.inputs
-    cells = inputs.baseline.pooled_cells()
+    cells = inputs.baseline.cells(sorted({int(y) for y in inputs.cells.year}))
     from imsim.inputs.fit import fit_for
 
     effects = result.effects[0]
