@@ -11,6 +11,7 @@ import argparse
 import os
 import socket
 import sys
+import textwrap
 from pathlib import Path
 
 from imsim.core.errors import InputError
@@ -22,15 +23,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
     """Add ``imsim serve`` to the command line's subparsers."""
     p = sub.add_parser(
         "serve", help="a planner's workbench in the browser (local, offline)",
-        description="Start a local web application: pick states (list or tile map), "
+        description=textwrap.fill(
+                    "Start a local web application: pick states (list or tile map), "
                     "strategies with coverage (a number or a ramp), reach by race and program "
                     "options; see deaths averted (expected engine at point values, updated as "
                     "you type; uncertainty draws in the background with progress), IMR by race "
                     "before and after, the NH black - NH white gap, attribution by strategy and "
-                    "a by-state map and table. Save and load scenario YAML (the command line's "
-                    "validation and one-line messages), save run folders and open existing run "
-                    "and recommend folders. The server reads and writes only inside --results "
-                    "and needs no internet (install with: pip install 'imsim[web]').",
+                    "a by-state map and table; the collaborative's coverage trajectories. Save "
+                    "and load scenario YAML (the command line's validation and one-line "
+                    "messages), save run folders, run recommend for the page's states and open "
+                    "existing run and recommend folders (reports, briefs). The server reads and "
+                    "writes only inside --results and needs no internet (install with: pip "
+                    "install 'imsim[web]').", 92),
         epilog="examples:\n  imsim serve                      # http://127.0.0.1:8765\n"
                "  imsim serve --port 9000 --results results/workbench\n"
                "  imsim serve --host 0.0.0.0       # reachable from other machines (no login!)",

@@ -11,9 +11,15 @@ from pathlib import Path
 
 import solara
 import solara.lab
+import solara.util
 
-from imsim.config.scenario import (OHPC_EFFECTS, PRETERM_COMPONENTS, PRETERM_DEFAULT_COMPONENTS,
-                                   SD_POLICIES, SMOKING_PROGRAMS)
+from imsim.config.scenario import (
+    OHPC_EFFECTS,
+    PRETERM_COMPONENTS,
+    PRETERM_DEFAULT_COMPONENTS,
+    SD_POLICIES,
+    SMOKING_PROGRAMS,
+)
 from imsim.core.constants import STATES, STRATEGIES
 from imsim.core.errors import InputError
 from imsim.output.web import logic as L
@@ -65,6 +71,7 @@ def _color(change_pct):
 
 @solara.component
 def TileMap(spec, out):
+    """A U.S. tile map: click to add or remove a state; coloured by its IMR change."""
     selected = spec.value.get("states")
     selected = set(STATES) if selected == "all" else set(selected or [])
     change = {r["state"]: r["imr_change_pct"] for r in (out.by_state if out else [])}
@@ -84,6 +91,7 @@ def TileMap(spec, out):
 
 @solara.component
 def StrategyControls(spec, sid: str):
+    """One strategy: on/off, coverage, reach by race and its program options."""
     strategies = spec.value.get("strategies") or {}
     block = strategies.get(sid)
     label = L.STRATEGY_LABELS[sid]
@@ -124,6 +132,7 @@ def StrategyControls(spec, sid: str):
 
 @solara.component
 def Controls(spec, draws):
+    """The page's inputs: name, years, states, strategies, draws."""
     s = spec.value
     solara.InputText("Scenario name", value=str(s.get("name", "")),
                      on_value=lambda t: spec.set(L.with_value(spec.value, ("name",), t)),
@@ -177,7 +186,7 @@ def Results(spec, key, out, error, draws):
 
         def tick(done, total):
             if cancel.is_set():
-                raise RuntimeError("cancelled")
+                raise solara.util.CancelledError()   # a newer page state supersedes it
             if time.monotonic() - last[0] > 0.5 or done == total:   # a few updates, not 1/draw
                 last[0] = time.monotonic()
                 progress.set(done / total)
@@ -252,10 +261,36 @@ def Results(spec, key, out, error, draws):
         [[r["state"], _n(r["births"]), _n(r["deaths_averted"], 1),
           _interval(r["lo"], r["hi"], 1), _n(r["imr_baseline"], 2), _n(r["imr_scenario"], 2),
           f"{_n(r['imr_change_pct'], 1)}%"] for r in rows]) + "</div>")
+    if out.trajectories:
+        Trajectories(out.trajectories)
+
+
+@solara.component
+def Trajectories(rows):
+    """The collaborative's coverage by quarter: mean over its teams per strategy (range shaded)."""
+    from matplotlib.figure import Figure
+
+    _p("<b>Collaborative: coverage trajectories</b> (mean over the teams working on each "
+       "strategy; shaded: lowest to highest team)")
+    fig = Figure(figsize=(7, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    for sid in STRATEGIES:
+        pts = [r for r in rows if r["strategy"] == sid]
+        if not pts:
+            continue
+        t = [r["t"] for r in pts]
+        line, = ax.plot(t, [r["mean"] for r in pts], label=L.STRATEGY_LABELS[sid])
+        ax.fill_between(t, [r["min"] for r in pts], [r["max"] for r in pts], alpha=0.12,
+                        color=line.get_color())
+    ax.set_xlabel("year")
+    ax.set_ylabel("coverage")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    solara.FigureMatplotlib(fig, format="png")
 
 
 @solara.component
 def FilePanel(spec, draws):
+    """Save/load/drop/apply scenario YAML and save the run folder, inside the results folder."""
     name = solara.use_reactive("workbench.yaml")
     message = solara.use_reactive(("", ""))
     text = solara.use_reactive(L.spec_yaml(spec.value))
@@ -319,8 +354,47 @@ def FilePanel(spec, draws):
 
 
 @solara.component
-def RunsPanel():
+def RecommendPanel(spec, draws, refresh):
+    """Run `imsim recommend` for the page's states and strategies (cost library), in a thread."""
+    trigger = solara.use_reactive(0)
+    message = solara.use_reactive(("", ""))
+
+    def work():
+        if trigger.value == 0:
+            return
+        try:
+            path = L.run_recommend(ROOT, spec.value, draws.value)
+        except InputError as exc:
+            message.set(("error", exc.format()))
+        else:
+            message.set(("ok", f"wrote {path}; open it below"))
+            refresh.set(refresh.value + 1)
+        return
+
+    job = solara.use_thread(work, dependencies=[trigger.value], intrusive_cancel=False)
+    _p("<b>Recommend</b> for the page's states: every portfolio of up to three of its strategies "
+       "(their coverage and options as set), costs from the cost library, the page's number "
+       "of draws; the folder (index and one brief per state) opens below.")
+    running = trigger.value > 0 and job.state in (solara.ResultState.STARTING,
+                                                  solara.ResultState.RUNNING)
+    solara.Button("Run recommend", on_click=lambda: (message.set(("", "")),
+                                                      trigger.set(trigger.value + 1)),
+                  disabled=running)
+    if running:
+        solara.Text("recommend is running (tens of seconds)...")
+        solara.ProgressLinear(True)
+    kind, msg = message.value
+    if kind == "error":
+        solara.Error(msg, classes=["imsim-recommend-error"])
+    elif kind == "ok":
+        solara.Success(msg)
+
+
+@solara.component
+def RunsPanel(spec, draws):
+    """Recommend, and the run and recommend folders of the results folder, read-only."""
     refresh = solara.use_reactive(0)
+    RecommendPanel(spec, draws, refresh)
     chosen = solara.use_reactive("")
     page = solara.use_reactive("")
     folders = solara.use_memo(lambda: L.run_folders(ROOT), [refresh.value])
@@ -356,6 +430,7 @@ def RunsPanel():
 
 @solara.component
 def Page():
+    """The workbench: inputs on the left, results, files and folders in tabs on the right."""
     spec = solara.use_reactive(dict(L.DEFAULT_SPEC))
     draws = solara.use_reactive(L.MIN_DRAWS)
     key = L.spec_yaml(spec.value)
@@ -367,12 +442,11 @@ def Page():
     with solara.Columns([5, 7]):
         with solara.Column():
             Controls(spec, draws)
-        with solara.Column():
-            with solara.lab.Tabs():
-                with solara.lab.Tab("Results"):
-                    Results(spec, key, out, error, draws)
-                    TileMap(spec, out)
-                with solara.lab.Tab("Scenario file"):
-                    FilePanel(spec, draws)
-                with solara.lab.Tab("Run folders"):
-                    RunsPanel()
+        with solara.Column(), solara.lab.Tabs():
+            with solara.lab.Tab("Results"):
+                Results(spec, key, out, error, draws)
+                TileMap(spec, out)
+            with solara.lab.Tab("Scenario file"):
+                FilePanel(spec, draws)
+            with solara.lab.Tab("Run folders and recommend"):
+                RunsPanel(spec, draws)

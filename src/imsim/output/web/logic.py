@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import math
 import mimetypes
 import re
 import time
@@ -208,6 +209,7 @@ def parse_reach(text: str) -> Any:
 
 
 def format_reach(value: Any) -> str:
+    """The reach field's text for a scenario's reach value."""
     if isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in value.items())
     return "" if value is None else str(value)
@@ -278,11 +280,12 @@ class Outcome:
     seconds: float
     draws: int = 0
     attribution: list[dict] = field(default_factory=list)
+    trajectories: list[dict] = field(default_factory=list)
 
 
 def _f(x) -> float | None:
     x = float(x)
-    return None if x != x else x
+    return None if math.isnan(x) else x
 
 
 def outcome(result, seconds: float) -> Outcome:
@@ -326,7 +329,8 @@ def outcome(result, seconds: float) -> Outcome:
                  "imr_baseline": _f(r.imr_baseline), "imr_scenario": _f(r.imr_scenario),
                  "imr_change_pct": _f(r.imr_change_pct)} for r in st.itertuples()]
     return Outcome(headline=head, by_race=by_race, disparity=disparity, by_state=by_state,
-                   warnings=list(result.warnings), seconds=seconds, draws=R.n_draws(result))
+                   warnings=list(result.warnings), seconds=seconds, draws=R.n_draws(result),
+                   trajectories=trajectories(result))
 
 
 def instant(spec: dict) -> tuple[Outcome | None, str | None]:
@@ -457,3 +461,53 @@ def page_html(root: str | Path, name: str) -> str:
         return f'{m.group(1)}="data:{mime};base64,{data}"'
 
     return _SRC.sub(inline, text)
+
+
+# ---------------------------------------------------------------------------------------------
+# The collaborative's coverage trajectories, and recommend for the page's states
+# ---------------------------------------------------------------------------------------------
+
+def trajectories(result) -> list[dict]:
+    """Mean coverage of the collaborative's team-strategy pairs by quarter and strategy
+    (empty without a ``collaborative`` block)."""
+    if result.scenario.collaborative is None:
+        return []
+    c = result.table("coverage")
+    if c.empty or "quarter" not in c:
+        return []
+    g = c.groupby(["year", "quarter", "strategy"], sort=True)["coverage"].agg(["mean", "min",
+                                                                                "max", "size"])
+    return [{"t": y + (q - 1) / 4, "year": int(y), "quarter": int(q), "strategy": s,
+             "mean": float(r["mean"]), "min": float(r["min"]), "max": float(r["max"]),
+             "teams": int(r["size"])} for (y, q, s), r in g.iterrows()]
+
+
+def recommend_plan(spec: dict, draws: int, max_strategies: int = 3) -> dict:
+    """A ``recommend`` plan from the page: its states, years and strategies (as candidates, with
+    their coverage and options), the cost library, ``draws`` draws, the page's seed."""
+    keep = ("name", "description", "states", "years", "strategies", "collaborative", "seed",
+            "effects", "births_change_per_year")
+    plan = {k: copy.deepcopy(spec[k]) for k in keep if k in spec}
+    n = len(spec.get("strategies") or {}) if isinstance(spec.get("strategies"), dict) else 0
+    plan.update(max_strategies=max(1, min(int(max_strategies), n or 1)), costs="library",
+                draws=int(draws))
+    return plan
+
+
+def run_recommend(root: str | Path, spec: dict, draws: int) -> Path:
+    """Run ``imsim recommend`` on :func:`recommend_plan` and write its folder inside ``root``.
+
+    Raises
+    ------
+    InputError
+        The plan's one-line message (the same as ``imsim recommend`` gives).
+    """
+    from imsim.analysis.recommend import parse_plan, recommend
+    from imsim.core.folders import new_folder
+    from imsim.output.recommendation import save
+
+    rp = parse_plan(recommend_plan(spec, draws))
+    rec = recommend(rp)
+    name = str(spec.get("name") or "workbench")
+    out = new_folder(f"recommend-{name}", parent=Path(root))
+    return save(rec, out)
