@@ -42,9 +42,10 @@ from imsim.birth.strategies import Levers, apply
 from imsim.inputs.fit import fit_for
 from imsim.inputs.baseline import Baseline, Cells
 from imsim.core.constants import RACES, STATES, STRATEGIES
-from imsim.birth.engines import expected
+from imsim.birth.engines import expected, expected_rows
 from imsim.birth.kernels import N_OUT, OUT_BIRTHS, OUT_DEATHS, OUT_LI, OUT_LT32, OUT_SMK
-from imsim.birth.params import CellParams, Tables, build_tables, build_tables_reusing
+from imsim.birth.params import (CellParams, Tables, build_tables, death_cumulative,
+                                ga_cumulative, tables_sharing)
 
 #: CellParams fields copied straight into the kernel tables (everything else feeds ga_cum or
 #: death_cum through build_tables).
@@ -238,17 +239,34 @@ def _layout(setup: Setup, portfolios) -> _Layout:
     return _Layout(rep, weight, u_state, u_race, cov, src, lever_rows)
 
 
-def _arm_tables(arm: CellParams, universal: CellParams, t_univ: Tables, src: np.ndarray) -> Tables:
-    """Kernel tables of the stacked arm rows, sharing the universal GA/death tables."""
+def _arm_tables(arm: CellParams, universal: CellParams, t_univ: Tables, src: np.ndarray):
+    """Kernel tables of the stacked arm rows and the GA/death table row each arm row reads.
+
+    The universal rows are shared, never copied (arm rows outnumber them 41 to 1); only arm rows
+    whose GA or death parameters differ from their universal row get rows of their own.
+    """
     n = arm.n
     differ = np.zeros(n, dtype=bool)
-    for f in fields(arm):
-        if f.name in DIRECT_FIELDS:
-            continue
-        a, b = getattr(arm, f.name), getattr(universal, f.name)[src]
+    table_fields = [f.name for f in fields(arm) if f.name not in DIRECT_FIELDS]
+    for name in table_fields:
+        a, b = getattr(arm, name), getattr(universal, name)[src]
         differ |= (a != b).reshape(n, -1).any(axis=1)
-    # `differ` is never set with the current levers; kept so a future lever stays correct.
-    return build_tables_reusing(arm, t_univ.ga_cum[src], t_univ.death_cum[src], differ)
+    # Rows whose GA or death parameters a lever changed get their own table rows, appended
+    # after the universal ones; every other row reads its universal row in place.
+    rows = np.array(src, dtype=np.int64)
+    ga_cum, death_cum = t_univ.ga_cum, t_univ.death_cum
+    if differ.any():
+        idx = np.flatnonzero(differ)
+        # Many changed rows are the same cell under the same lever (e.g. progesterone in every
+        # portfolio holding preterm prevention): build each distinct parameter row once.
+        key = np.concatenate([np.asarray(getattr(arm, name), dtype=float)[idx].reshape(idx.size, -1)
+                              for name in table_fields], axis=1)
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        sub = arm.take(idx[first])
+        ga_cum = np.concatenate([ga_cum, ga_cumulative(sub)])
+        death_cum = np.concatenate([death_cum, death_cumulative(sub)])
+        rows[idx] = t_univ.ga_cum.shape[0] + inverse.reshape(-1)
+    return tables_sharing(arm, ga_cum, death_cum), rows
 
 
 def _aggregate(out: np.ndarray, group: np.ndarray, n_groups: int):
@@ -338,10 +356,10 @@ def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
         arm = apply(universal.take(lay.src), levers_arm, effects)
         t3 = time.perf_counter()
         t_univ = build_tables(universal)
-        t_arm = _arm_tables(arm, universal, t_univ, lay.src)
+        t_arm, arm_rows = _arm_tables(arm, universal, t_univ, lay.src)
         t4 = time.perf_counter()
         out_b = expected(t_univ)               # exact baseline (p_prog = p_sd = 0)
-        out_a = expected(t_arm)
+        out_a = expected_rows(t_arm, arm_rows)
         # Projected births carry their trend's uncertainty in draws d >= 1 (as imsim run).
         if d > 0 and seed is not None:
             fb = baseline.births_factor(setup.cells, seed, draw.index)[lay.rep]

@@ -21,6 +21,33 @@ _SEED_MAX = 2**64 - 1
 SERIAL_BELOW = 8192
 
 
+def expected_rows(tables: Tables, rows: np.ndarray) -> np.ndarray:
+    """Return :func:`expected` of cells whose GA and death tables are shared rows.
+
+    Parameters
+    ----------
+    tables : Tables
+        Kernel tables of ``n`` cells, except ``ga_cum`` and ``death_cum``, which hold ``m`` rows.
+    rows : numpy.ndarray
+        int ``[n]``: the row of ``ga_cum``/``death_cum`` each cell reads, in ``0 .. m-1``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[n, N_OUT]``, equal to :func:`expected` on tables with
+        ``ga_cum[rows]`` and ``death_cum[rows]`` (which it never builds).
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    m = tables.ga_cum.shape[0]
+    if rows.shape != tables.births.shape or (rows.size and (rows.min() < 0 or rows.max() >= m)):
+        raise ValueError("rows must give one table row in [0, m) per cell")
+    out = np.zeros((rows.shape[0], K.N_OUT))
+    K.expected_counts_rows(tables.births.astype(np.float64), tables.p_li, tables.p_exp,
+                           tables.p_us, tables.p_prog, tables.p_sd, tables.p_l3, tables.ga_cum,
+                           tables.death_cum, rows, out)
+    return out
+
+
 def expected(tables: Tables) -> np.ndarray:
     """Return the exact expected outcome counts of every cell.
 
@@ -159,4 +186,5 @@ def warm_up() -> None:
     )
     tables = build_tables(params)
     expected(tables)
+    expected_rows(tables, np.zeros(n, dtype=np.int64))
     microsim(tables, 0)

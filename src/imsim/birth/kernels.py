@@ -400,7 +400,7 @@ def simulate_counts(chunk_cell, chunk_start, chunk_len, cell_uid, key0, key1, re
 
 
 @nb.njit(inline="always", **JIT_OPTIONS)
-def _band_distribution(c, li, smk, sd, p_exp, p_prog, ga_cum, band_p):
+def _band_distribution(c, g, li, smk, sd, p_exp, p_prog, ga_cum, band_p):
     """Death-row probabilities of cell ``c`` given (low income, smoking, SD reach) into
     ``band_p[7]`` (GA bands 0-5, elective early-term row 6), summed over prior preterm, short
     IPI, progesterone and elective early-term delivery; returns P(prior preterm) and
@@ -422,7 +422,7 @@ def _band_distribution(c, li, smk, sd, p_exp, p_prog, ga_cum, band_p):
                 combo = smk + 2 * pp + 4 * ipi + 8 * li + 16 * prog + 32 * sd
                 prev = 0.0
                 for k in range(N_CUTS):
-                    cum = ga_cum[c, combo, k]
+                    cum = ga_cum[g, combo, k]
                     band_p[k] += w * (cum - prev)
                     prev = cum
                 band_p[N_BANDS - 1] += w * (1.0 - prev)
@@ -436,8 +436,9 @@ def _band_distribution(c, li, smk, sd, p_exp, p_prog, ga_cum, band_p):
 
 
 @nb.njit(inline="always", **JIT_OPTIONS)
-def _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out):
-    """Expected outcome counts of cell ``c`` into ``out[c]`` (see :func:`expected_counts`)."""
+def _expected_cell(c, g, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out):
+    """Expected outcome counts of cell ``c`` into ``out[c]`` (see :func:`expected_counts`),
+    reading the GA and death tables at row ``g``."""
     acc = np.zeros(N_OUT)
     band_p = np.zeros(N_DEATH_ROWS)
     nb_ = births[c]
@@ -455,8 +456,8 @@ def _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, dea
                 if w_sd == 0.0:
                     continue
                 w_a = w_li * w_smk * w_sd
-                w_pp_tot, w_prog_tot = _band_distribution(c, li, smk, sd, p_exp, p_prog, ga_cum,
-                                                          band_p)
+                w_pp_tot, w_prog_tot = _band_distribution(c, g, li, smk, sd, p_exp, p_prog,
+                                                          ga_cum, band_p)
                 peet = p_exp[c, 3, li]
                 for us in range(2):
                     w_us = p_us[c, li, smk] if us == 1 else 1.0 - p_us[c, li, smk]
@@ -480,9 +481,9 @@ def _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, dea
                                 wl = wb * ((1.0 - p_l3[c]) if nonl3 == 1 else p_l3[c])
                             else:
                                 wl = wb
-                            t0 = death_cum[c, row, nonl3, dc, 0]
-                            t1 = death_cum[c, row, nonl3, dc, 1]
-                            t2 = death_cum[c, row, nonl3, dc, 2]
+                            t0 = death_cum[g, row, nonl3, dc, 0]
+                            t1 = death_cum[g, row, nonl3, dc, 1]
+                            t2 = death_cum[g, row, nonl3, dc, 2]
                             acc[OUT_DEATHS + band] += wl * t0
                             acc[OUT_DEATHS + N_BANDS + band] += wl * (t1 - t0)
                             acc[OUT_DEATHS + 2 * N_BANDS + band] += wl * (t2 - t1)
@@ -518,7 +519,8 @@ def expected_counts(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death
         deaths by band, expected numbers of exposed births; columns ``OUT_*``).
     """
     for c in nb.prange(births.shape[0]):
-        _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out)
+        _expected_cell(c, c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum,
+                       out)
 
 
 @nb.njit(**JIT_OPTIONS)
@@ -539,7 +541,30 @@ def expected_counts_serial(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum
         Output, as in :func:`expected_counts`.
     """
     for c in range(births.shape[0]):
-        _expected_cell(c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, out)
+        _expected_cell(c, c, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum,
+                       out)
+
+
+@nb.njit(**JIT_PARALLEL_OPTIONS)
+def expected_counts_rows(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum, rows,
+                         out):
+    """:func:`expected_counts` with shared GA and death tables: cell ``c`` reads row
+    ``rows[c]`` of ``ga_cum`` and ``death_cum`` (many cells, one table row; nothing copied).
+
+    Parameters
+    ----------
+    births, p_li, p_exp, p_us, p_prog, p_sd, p_l3 : float64 arrays
+        Cell tables with ``n`` rows, as in :func:`expected_counts`.
+    ga_cum, death_cum : float64 arrays
+        GA and death tables with ``m`` rows (shapes as in :func:`simulate_counts`).
+    rows : int64[n]
+        The table row of each cell, in ``0 .. m-1``.
+    out : float64[n, N_OUT]
+        Output, as in :func:`expected_counts`.
+    """
+    for c in nb.prange(births.shape[0]):
+        _expected_cell(c, rows[c], births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum,
+                       death_cum, out)
 
 
 @nb.njit(**JIT_OPTIONS)

@@ -497,6 +497,30 @@ def build_tables(params: CellParams) -> Tables:
     return _tables(params, ga_cumulative(params), death_cumulative(params))
 
 
+def tables_sharing(params: CellParams, ga_cum: np.ndarray, death_cum: np.ndarray) -> Tables:
+    """Return the tables of ``params`` holding the given GA and death tables as they are.
+
+    For :func:`imsim.birth.engines.expected_rows`, where each cell reads one row of tables
+    shared by many cells (the arrays are referenced, not copied).
+
+    Parameters
+    ----------
+    params : CellParams
+        Parameters of ``n`` cells (every table but the GA and death tables is built from them).
+    ga_cum : numpy.ndarray
+        float64 ``[m, 64, 5]``: GA tables, any number ``m`` of rows.
+    death_cum : numpy.ndarray
+        float64 ``[m, 7, 2, 16, 3]``: death tables with the same ``m`` rows.
+
+    Returns
+    -------
+    Tables
+        Tables whose ``ga_cum``/``death_cum`` have ``m`` rows, the others ``n``.
+    """
+    return _tables(params, np.ascontiguousarray(ga_cum, dtype=float),
+                   np.ascontiguousarray(death_cum, dtype=float))
+
+
 def build_tables_reusing(params: CellParams, ga_cum, death_cum, changed) -> Tables:
     """Return the tables of ``params``, reusing GA and death tables built for the same cells.
 
