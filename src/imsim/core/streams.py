@@ -26,7 +26,7 @@ Consequences, each tested:
 * results are the same on any number of threads, processes or Dask workers.
 
 The microsimulation kernel uses the same idea inside Numba (:mod:`imsim.birth.kernels`): a birth's
-uniforms are ``philox4x32(counter = (birth index, cell uid, block, replicate), key = seed)``, so a
+uniforms are ``philox4x32_7(counter = (birth index, cell uid, block, replicate), key = seed)``, so a
 birth meets the same luck in the baseline and the scenario arm, on any thread. Its stream
 (``microsim``) is listed here for completeness; its counter layout is documented in the kernel.
 
