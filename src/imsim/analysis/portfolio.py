@@ -247,10 +247,16 @@ def _arm_tables(arm: CellParams, universal: CellParams, t_univ: Tables, src: np.
     """
     n = arm.n
     differ = np.zeros(n, dtype=bool)
-    table_fields = [f.name for f in fields(arm) if f.name not in DIRECT_FIELDS]
-    for name in table_fields:
-        a, b = getattr(arm, name), getattr(universal, name)[src]
-        differ |= (a != b).reshape(n, -1).any(axis=1)
+    changed_cols = []                      # the columns a lever changed in some row
+    for f in fields(arm):
+        if f.name in DIRECT_FIELDS:
+            continue
+        a, b = getattr(arm, f.name), getattr(universal, f.name)[src]
+        d = (a != b).reshape(n, -1)
+        differ |= d.any(axis=1)
+        cols = d.any(axis=0)
+        if cols.any():
+            changed_cols.append(np.asarray(a, dtype=float).reshape(n, -1)[:, cols])
     # Rows whose GA or death parameters a lever changed get their own table rows, appended
     # after the universal ones; every other row reads its universal row in place.
     rows = np.array(src, dtype=np.int64)
@@ -258,9 +264,10 @@ def _arm_tables(arm: CellParams, universal: CellParams, t_univ: Tables, src: np.
     if differ.any():
         idx = np.flatnonzero(differ)
         # Many changed rows are the same cell under the same lever (e.g. progesterone in every
-        # portfolio holding preterm prevention): build each distinct parameter row once.
-        key = np.concatenate([np.asarray(getattr(arm, name), dtype=float)[idx].reshape(idx.size, -1)
-                              for name in table_fields], axis=1)
+        # portfolio holding preterm prevention): build each distinct parameter row once. Two
+        # rows of the same universal row agree on every column no lever changed, so (universal
+        # row, changed columns) identifies a row's parameters exactly.
+        key = np.column_stack([src[idx].astype(float)] + [c[idx] for c in changed_cols])
         _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
         sub = arm.take(idx[first])
         ga_cum = np.concatenate([ga_cum, ga_cumulative(sub)])
