@@ -269,7 +269,7 @@ LAZY_COMMANDS = {
     "calibrate": ("imsim.calibration.calibrate", "add_parser", "cmd_calibrate",
                   "fit the baseline to observed rates (pooled, with uncertainty) and report fit"),
     "backtest": ("imsim.calibration.backtest", "add_backtest_parser", "cmd_backtest",
-                 "fit on 2013-2015, predict 2016-2017 state IMRs, report the error"),
+                 "forecast state IMRs from 2012 and 2015 with the trend model vs carry-forward"),
     "sweep": ("imsim.analysis.sweep", "add_parser", "cmd_sweep",
               "sensitivity analysis: Sobol, Morris or probabilistic sweeps (local or Dask)"),
     "recommend": ("imsim.output.recommendation", "add_parser", "cmd_recommend",

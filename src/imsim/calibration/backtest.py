@@ -469,11 +469,12 @@ def add_backtest_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "backtest", help="forecast state IMRs from several origins; compare with naive forecasts",
         description="Back-test a calibration: from each forecast origin (fit through 2012 -> "
-                    "2013-2017, fit through 2015 -> 2016-2017) compare the calibrated model's "
-                    "state IMRs (no strategy, each year's births) with carry-forward (mean of the "
-                    "3 years before the origin) and a national log-linear trend, on the observed "
-                    "single-year state series. Writes backtest.csv, backtest.png and "
-                    "backtest.json and says, per origin, whether the model beats carry-forward.",
+                    "2013-2017, fit through 2015 -> 2016-2017) compare the trend model refitted "
+                    "through the origin with carry-forward (mean of the 3 years before the "
+                    "origin) and a national log-linear trend, on the observed single-year state "
+                    "series; then check the state trends on census regions 2018-2022. Writes "
+                    "backtest.csv, backtest.png and backtest.json and says, per origin, whether "
+                    "the model beats carry-forward.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calibration", metavar="NAME_OR_DIR", default=None,
                    help="calibration folder or name under calibration/ (default: the default fit)")

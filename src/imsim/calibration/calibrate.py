@@ -265,7 +265,7 @@ def calibrate(targets_file: str | os.PathLike | None = None,
     settings : dict, optional
         Overrides of :data:`DEFAULT_SETTINGS` (draws, seed, sigmas).
     backtest : bool
-        Run the 2016-2017 back-test and write it beside the fit.
+        Run the back-test (origins 2012 and 2015) and write it beside the fit.
     package_copy : bool
         Also copy the fit files into ``imsim/inputs/data/calibration/<out name>/`` (maintainers).
     replace : bool
@@ -359,12 +359,14 @@ examples:
 --targets: a CSV written by 'imsim data import-wonder' (columns state, race, year_start,
 year_end, measure, deaths, births, rate, flag). Measure 'imr' rows for 2013-2015 (or the three
 single years, pooled) replace the packaged IMR of the cells they cover (state x race, state ALL,
-national race); 'suppressed'/'missing' rows drop the packaged value of that cell; single-year
-2013-2017 state rows replace the back-test observations; 'births' rows for 2013-2015 replace the
-births the fit weights a cell by. Other rows are ignored (listed in calibration.json 'notes').
+national race); 'suppressed'/'missing' rows drop the packaged value of that cell; single years
+from 2007 of a state or the nation (all races) update the trend model (state series, national
+level) and the back-test observations; 'births' rows for 2013-2015 replace the births the fit
+weights a cell by. Every single-year row is printed as used, replaced or ignored with the reason
+(also in single_years.csv); other rows are listed in calibration.json 'notes'.
 
-Writes calibration.json, cells.csv, races.csv, states.csv, imr_draws.csv (what a run loads),
-fit_report.csv/png and backtest.csv/png into a new folder (default
+Writes calibration.json, cells.csv, races.csv, states.csv, imr_draws.csv, trend.json (what a run
+loads), fit_report.csv/png and backtest.csv/json/png into a new folder (default
 calibration/<targets name or 'fit'>-<timestamp>/). An existing --out is refused unless it is a
 calibration folder and --replace is given (maintainers: imsim calibrate --out calibration/default
 --replace --package-copy). Nothing is written if anything fails.
@@ -390,8 +392,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "(partial pooling: national race x state effect, so small and suppressed "
                     "cells get shrunk estimates with honest intervals), state and national "
                     "totals, preterm rates, the neonatal/postneonatal split and SUID by race. "
-                    "Writes the fit with K posterior draws per cell, a fit report and a back-test "
-                    "(2016-2017).",
+                    "Then fits the trend model that moves every rate through time (national "
+                    "level 2007-2023, pooled state and race slopes). Writes the fit with K "
+                    "posterior draws per cell, the trend model, a fit report and a back-test "
+                    "(origins 2012 and 2015).",
         epilog=CALIBRATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--targets", metavar="FILE",
                    help="your own targets CSV from 'imsim data import-wonder' (see below)")
@@ -405,7 +409,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="posterior draws per cell (default: %(default)s)")
     p.add_argument("--seed", type=int, default=DEFAULT_SETTINGS["seed"],
                    help="seed of the posterior draws (default: %(default)s)")
-    p.add_argument("--no-backtest", action="store_true", help="skip the 2016-2017 back-test")
+    p.add_argument("--no-backtest", action="store_true", help="skip the back-test (origins 2012 and 2015)")
     p.add_argument("--package-copy", action="store_true",
                    help=argparse.SUPPRESS)  # maintainers: also copy into imsim/inputs/data/calibration/
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")

@@ -139,8 +139,9 @@ def load_observations(targets_file: str | os.PathLike | None = None,
 
     User rows (measure ``imr``) for 2013-2015 replace the packaged IMR of the cells they cover
     (state x race, state ALL, national race); single years 2013, 2014 and 2015 of one cell are
-    pooled when the pooled row is absent; 2016/2017 state all-race rows replace the back-test
-    observations; ``births`` rows (2013-2015 pooled or the three single years) replace the births
+    pooled when the pooled row is absent; all-race single years from :data:`FIRST_SERIES_YEAR` of
+    a state or the nation replace or extend the trend model's series (``imr_year``,
+    ``national_year``; each single-year row's fate is in ``single_years``); ``births`` rows (2013-2015 pooled or the three single years) replace the births
     the fit weights that cell by. A ``suppressed``/``missing`` IMR row removes the cell's packaged
     value (the cell is then estimated from pooling and its state total). Other periods are
     ignored with a note. Errors raise :class:`InputError` naming file and row; nothing is written.

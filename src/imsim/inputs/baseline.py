@@ -479,45 +479,35 @@ class Baseline:
     def _conditionals(self, factors=None):
         """P(exposure | low income) [51, 5, 4, 2] and P(unsafe sleep | li, smoking) [51, 5, 2, 2].
 
-        They depend only on prevalences and the association odds ratios, so are solved once
-        (per set of exposure ``factors``, multipliers of the baseline prevalences).
+        They depend only on prevalences and the association odds ratios, so are solved once per
+        set of exposure ``factors`` (multipliers of the baseline prevalences; None: none).
         """
-        if factors:
-            key = tuple(sorted((k, np.asarray(v).tobytes()) for k, v in factors.items()))
-            memo = self.__dict__.setdefault("_cond_by_factors", {})
-            if key not in memo:
-                saved = self.prevalence
-                self.prevalence = {k: (np.clip(v * factors[k], 0.0, 1.0) if k in factors else v)
-                                   for k, v in saved.items()}
-                self.__dict__.pop("_cond", None)
-                try:
-                    memo[key] = self._conditionals()
-                finally:
-                    self.prevalence = saved
-                    self.__dict__.pop("_cond", None)
-            return memo[key]
-        if "_cond" not in self.__dict__:
+        factors = factors or {}
+        key = tuple(sorted((k, np.asarray(v).tobytes()) for k, v in factors.items()))
+        memo = self.__dict__.setdefault("_cond_memo", {})
+        if key not in memo:
+            prev = {k: (np.clip(v * factors[k], 0.0, 1.0) if k in factors else v)
+                    for k, v in self.prevalence.items()}
             a = self.associations
             cells = self.pooled_cells()
             s, r = cells.s_idx, cells.r_idx
-            p_li = self.prevalence["low_income"][s, r]
+            p_li = prev["low_income"][s, r]
             p_exp = np.empty((cells.n, 4, 2))
             for k, name in enumerate(COND_EXPOSURES):
-                p_exp[:, k, :] = conditional_on_income(self.prevalence[name][s, r], p_li,
+                p_exp[:, k, :] = conditional_on_income(prev[name][s, r], p_li,
                                                        a.get(("low_income", name), 1.0))
-            p_us = unsafe_sleep_conditional(self.prevalence["unsafe_sleep"][s, r], p_li,
+            p_us = unsafe_sleep_conditional(prev["unsafe_sleep"][s, r], p_li,
                                             p_exp[:, 0, :], a.get(("low_income", "unsafe_sleep"), 1.0),
                                             a.get(("smoking", "unsafe_sleep"), 1.0))
-            self._cond = (p_exp.reshape(N_S, N_R, 4, 2), p_us.reshape(N_S, N_R, 2, 2))
-        return self._cond
+            memo[key] = (p_exp.reshape(N_S, N_R, 4, 2), p_us.reshape(N_S, N_R, 2, 2))
+        return memo[key]
 
-    def _compute_params(self, cells: Cells, effects: dict[str, float], fit,
-                        factors=None) -> CellParams:
+    def _compute_params(self, cells: Cells, effects: dict[str, float], fit) -> CellParams:
         n = cells.n
         s, r = cells.s_idx, cells.r_idx
         e = effects
         p_li = self.prevalence["low_income"][s, r]
-        p_exp, p_us = self._conditionals(factors)
+        p_exp, p_us = self._conditionals()
         p_exp, p_us = p_exp[s, r], p_us[s, r]
 
         def cuts(values):

@@ -28,6 +28,10 @@ from imsim.birth.kernels import N_BANDS, OUT_DEATHS, rake_multipliers
 from imsim.birth.params import build_tables
 
 
+#: Years the trend multipliers are tabulated for (earlier/later years take the ends).
+TREND_YEARS = (2007, 2050)
+
+
 @dataclass
 class Fit:
     """Fitted baseline adjustments on the 51 x 5 (state x race) grid.
@@ -309,9 +313,6 @@ def calibrated_fit(baseline: Baseline, effects: dict[str, float], targets, draw:
         fit.year0 = int(years[0])
     return fit
 
-
-#: Years the trend multipliers are tabulated for (earlier/later years take the ends).
-TREND_YEARS = (2007, 2050)
 
 
 class FitCache:
