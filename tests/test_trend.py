@@ -243,3 +243,18 @@ def test_state_trends_beat_carry_forward_on_census_regions_after_2017(cal):
     for rows in rc["blocks"].values():
         obs = [r["observed"] for r in rows.values()]
         assert 0.7 < min(obs) and max(obs) < 1.3
+
+
+def test_a_state_year_without_a_national_value_is_ignored_with_its_reason(tmp_path):
+    from imsim.calibration.observations import load_observations
+
+    f = _targets(tmp_path / "t.csv", [
+        ("AK", "ALL", 2019, 2019, "imr", 110, 10000, 11.0, "ok"),
+        ("AK", "ALL", 2025, 2025, "imr", 60, 9500, 1000 * 60 / 9500, "ok"),
+    ])
+    obs = load_observations(f)
+    sy = obs.single_years.set_index("year")
+    assert sy.loc[2019, "status"] == "used"
+    assert sy.loc[2025, "status"] == "ignored"
+    assert "no national value for 2025" in sy.loc[2025, "reason"]
+    assert 2025 not in set(obs.imr_year["year"])

@@ -396,6 +396,17 @@ def _apply_user_targets(user, name, imr, imr_year, births):
             notes.append(f"{name} {where}: {r.measure} {r.state} {r.race} "
                          f"{r.year_start}-{r.year_end} not used (the fit uses {y0}-{y1} cells "
                          "and single-year totals)")
+    # A state's year is measured against the national level of that year: without a national
+    # value (packaged through 2023, or the user's own national row) it cannot inform the trend.
+    have_nat = national_years | {int(r_["year"]) for r_ in national_rows}
+    for i, (row_, st_, race_, y_, status_, _) in enumerate(ledger):
+        if st_ != ALL and race_ == ALL and status_ in ("used", "replaced") \
+                and y_ not in have_nat:
+            ledger[i] = (row_, st_, race_, y_, "ignored",
+                         f"no national value for {y_} (the packaged national series ends in "
+                         f"{max(national_years)}): add the national (state ALL) row of {y_}")
+            used -= 1
+    new_year_rows = [r_ for r_ in new_year_rows if r_["year"] in have_nat]
     if new_year_rows:
         ny = pd.DataFrame(new_year_rows)
         keys = set(zip(ny["state"], ny["year"]))
