@@ -799,3 +799,56 @@ def solve_cutpoints_kernel(w, off, eet, target, tol, out):
                     nxt = 0.5 * (lo + hi)
                 x = nxt
             out[c, k] = x
+
+
+@nb.njit(**JIT_OPTIONS)
+def mixture_expit(w, eta0, shift, out):
+    """Write ``out[i, k] = sum_j w[i, j] expit(eta0[i, j, k] + shift[i, k])``.
+
+    The share of births below each GA cut in a mixture of exposure combinations with weights
+    ``w[n, J]`` and log odds ``eta0[n, J, K]`` moved by one log-odds ``shift[n, K]`` per cut (used by
+    progesterone in :mod:`imsim.birth.strategies`). ``exp(-(eta0 + shift))`` is formed as
+    ``exp(-eta0) exp(-shift)``, as in :func:`ga_table`.
+    """
+    n, nj, nk = eta0.shape
+    for i in range(n):
+        for k in range(nk):
+            es = np.exp(-shift[i, k])
+            f = 0.0
+            for j in range(nj):
+                f += w[i, j] / (1.0 + np.exp(-eta0[i, j, k]) * es)
+            out[i, k] = f
+
+
+@nb.njit(**JIT_OPTIONS)
+def solve_mixture_shift(w, eta0, target, start, out):
+    """Solve the log-odds shift ``out[n, K]`` at which :func:`mixture_expit` equals ``target``.
+
+    Newton's method on ``logit(mixture)``, which is nearly linear in the shift (slope ~ 1), from
+    ``start``, each (cell, cut) on its own: steps clipped to +-5, at most 60 iterations, stopping
+    when a step is below 1e-13 (three or four steps in practice). ``0 < target < 1`` and ``w``
+    sums to a positive number. One exponential per step: ``exp(-(eta0 + b))`` is
+    ``exp(-eta0) exp(-b)``.
+    """
+    n, nj, nk = eta0.shape
+    e0 = np.empty(nj)
+    for i in range(n):
+        for k in range(nk):
+            for j in range(nj):
+                e0[j] = np.exp(-eta0[i, j, k])
+            t = target[i, k]
+            goal = np.log(t) - np.log1p(-t)
+            b = start[i, k]
+            for _ in range(60):
+                eb = np.exp(-b)
+                f = 0.0
+                df = 0.0
+                for j in range(nj):
+                    q = 1.0 / (1.0 + e0[j] * eb)
+                    f += w[i, j] * q
+                    df += w[i, j] * (q * (1.0 - q))
+                step = (np.log(f) - np.log1p(-f) - goal) * f * (1.0 - f) / max(df, 1e-300)
+                b -= min(max(step, -5.0), 5.0)
+                if abs(step) < 1e-13:
+                    break
+            out[i, k] = b

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imsim.birth.kernels import mixture_expit, solve_mixture_shift
 from imsim.birth.params import COND_EXPOSURES, CellParams, exposure_marginals
 from imsim.core.constants import (
     PRETERM_DEFAULT_COMPONENTS,
@@ -189,10 +190,6 @@ VAGINAL_PROGESTERONE_RR = ("vaginal_progesterone_ptb_lt28_rr", "vaginal_progeste
 _N_PT = 4                     # the preterm cuts 28, 32, 34, 37 weeks (the 39-week cut is untouched)
 
 
-def _expit(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def eligible_log_or(e: Effects, short_cervix_share, ref_cum) -> np.ndarray:
     """Return the log odds ratios ``[n, 5]`` of the progesterone-eligible exposure per GA cut.
 
@@ -254,24 +251,23 @@ def _eligible_mixture(p: CellParams):
 
 def _mixture(w, eta0, shift):
     """``sum_j w_j expit(eta0_j + shift)`` ``[n, 4]`` for a log-odds shift ``[n, 4]``."""
-    return np.einsum("nj,njk->nk", w, _expit(eta0 + shift[:, None, :]))
+    out = np.empty(shift.shape)
+    mixture_expit(np.ascontiguousarray(w, dtype=float), np.ascontiguousarray(eta0, dtype=float),
+                  np.ascontiguousarray(shift, dtype=float), out)
+    return out
 
 
 def _solve_shift(w, eta0, target, start):
     """The log-odds shift ``[n, 4]`` at which the mixture equals ``target`` (0 < target < 1).
 
-    Newton's method on ``logit(mixture)``, which is nearly linear in the shift (slope ~ 1)."""
-    b = np.array(start, dtype=float)
-    goal = np.log(target) - np.log1p(-target)
-    for _ in range(60):
-        q = _expit(eta0 + b[:, None, :])
-        f = np.einsum("nj,njk->nk", w, q)
-        df = np.einsum("nj,njk->nk", w, q * (1.0 - q))
-        step = (np.log(f) - np.log1p(-f) - goal) * f * (1.0 - f) / np.maximum(df, 1e-300)
-        b -= np.clip(step, -5.0, 5.0)
-        if np.max(np.abs(step)) < 1e-13:
-            break
-    return b
+    Newton's method on ``logit(mixture)``, which is nearly linear in the shift (slope ~ 1), each
+    cell and cut on its own (:func:`imsim.birth.kernels.solve_mixture_shift`)."""
+    out = np.empty(np.shape(target))
+    solve_mixture_shift(np.ascontiguousarray(w, dtype=float),
+                        np.ascontiguousarray(eta0, dtype=float),
+                        np.ascontiguousarray(target, dtype=float),
+                        np.ascontiguousarray(start, dtype=float), out)
+    return out
 
 
 def _progesterone(p: CellParams, c: np.ndarray, e: Effects, options: Mapping,
