@@ -40,14 +40,14 @@ def coverage_figure(result):
     cov = result.table("coverage")
     if not len(cov):
         return None
-    plt = _plt()
     c = cov.copy()
     if "quarter" in c:
         c["t"] = c["year"] + (c["quarter"] - 1) / 4.0
     else:
         c["t"] = c["year"]
     g = c.groupby(["strategy", "t"], as_index=False)["coverage"].mean()
-    fig, ax = plt.subplots(figsize=(8, 3.4))
+    fig = new_figure((8, 3.4))
+    ax = fig.subplots()
     for k, sub in g.groupby("strategy"):
         ax.plot(sub.t, sub.coverage, marker="o", ms=3, label=strategy_label(k))
     ax.set_ylim(0, 1)
@@ -67,9 +67,9 @@ def observed_vs_modelled_figure(result):
     one point per state x race cell of the run, coloured by race; the diagonal is agreement."""
     from imsim.output.statepages import observed_vs_modelled, race_label
 
-    plt = _plt()
     o = observed_vs_modelled(result)
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig = new_figure((7, 5))
+    ax = fig.subplots()
     colours = {"ALL": "#555", "nh_white": "#1f77b4", "nh_black": "#d62728",
                "hispanic": "#2ca02c", "nh_api": "#9467bd", "nh_aian": "#ff7f0e"}
     for r, sub in o.groupby("race", sort=False):
@@ -98,11 +98,11 @@ def imr_by_year_figure(result):
 
     from imsim.output.statepages import has_strategies, race_label
 
-    plt = _plt()
     by = result.table("by_year")
     by = by[by.state == ALL]
     both = has_strategies(result)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=False)
+    fig = new_figure((10, 3.6))
+    axes = fig.subplots(1, 2, sharey=False)
     nat = by[by.race == ALL]
     if "imr_baseline_lo" in nat and nat["imr_baseline_lo"].notna().any():
         axes[0].fill_between(nat.year, nat.imr_baseline_lo, nat.imr_baseline_hi, color="#777",
@@ -149,13 +149,19 @@ def imr_by_year_figure(result):
     return fig
 
 
-def _plt():
-    import matplotlib
+def new_figure(figsize) -> "matplotlib.figure.Figure":
+    """A figure of ``figsize`` inches on an Agg canvas, made without pyplot.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    The same figure as ``pyplot.figure(figsize=...)`` (same rcParams defaults, same pixels when
+    saved) without importing pyplot (~0.2 s of every save) or registering it with pyplot's
+    figure manager, so there is nothing to close: it goes when the last reference does.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    return plt
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def write_figures(result, out: Path) -> list[Path]:
@@ -176,7 +182,6 @@ def write_figures(result, out: Path) -> list[Path]:
     list of Path
         The files written.
     """
-    plt = _plt()
     fig_dir = Path(out) / "figures"
     fig_dir.mkdir(exist_ok=True)
     written = []
@@ -185,14 +190,15 @@ def write_figures(result, out: Path) -> list[Path]:
 
     st = s[(s.race == ALL) & (s.state != ALL)].sort_values("deaths_averted")
     if has_strategies(result):
-        written.append(_deaths_by_state(result, st, fig_dir, plt))
-    written += _rest(result, s, fig_dir, plt)
+        written.append(_deaths_by_state(result, st, fig_dir))
+    written += _rest(result, s, fig_dir)
     return written
 
 
-def _deaths_by_state(result, st, fig_dir, plt):
+def _deaths_by_state(result, st, fig_dir):
     h = max(3.0, 0.18 * len(st) + 1.0)
-    fig, ax = plt.subplots(figsize=(7, h))
+    fig = new_figure((7, h))
+    ax = fig.subplots()
     y = np.arange(len(st))
     ax.barh(y, st.deaths_averted, color="#2b7bba")
     if st.deaths_averted_lo.notna().any():
@@ -205,16 +211,17 @@ def _deaths_by_state(result, st, fig_dir, plt):
     ax.set_title(f"{result.scenario.name}: deaths averted by state")
     ax.axvline(0, color="#999", lw=0.5)
     fig.tight_layout()
-    return _save(fig, fig_dir / "deaths_averted_by_state.png", plt)
+    return _save(fig, fig_dir / "deaths_averted_by_state.png")
 
 
-def _rest(result, s, fig_dir, plt):
+def _rest(result, s, fig_dir):
     from imsim.output.statepages import has_strategies, strategy_label
 
     written = []
     both = has_strategies(result)
     r = s[(s.state == ALL) & (s.race != ALL)]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig = new_figure((7, 3.6))
+    ax = fig.subplots()
     x = np.arange(len(r))
     if both:
         ax.bar(x - 0.2, r.imr_baseline, 0.4, label="baseline", color="#999")
@@ -226,11 +233,12 @@ def _rest(result, s, fig_dir, plt):
     ax.set_title("Infant mortality by race/Hispanic origin of the mother")
     ax.legend()
     fig.tight_layout()
-    written.append(_save(fig, fig_dir / "imr_by_race.png", plt))
+    written.append(_save(fig, fig_dir / "imr_by_race.png"))
 
     d = result.table("disparities")
     d = d[d.state == ALL]
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig = new_figure((7, 3.4))
+    ax = fig.subplots()
     x = np.arange(len(d))
     if both:
         ax.bar(x - 0.2, d.rate_difference_baseline, 0.4, label="baseline", color="#999")
@@ -245,33 +253,33 @@ def _rest(result, s, fig_dir, plt):
     ax.set_title("Disparity: rate difference vs non-Hispanic white (U.S.)")
     ax.legend()
     fig.tight_layout()
-    written.append(_save(fig, fig_dir / "disparities.png", plt))
+    written.append(_save(fig, fig_dir / "disparities.png"))
 
     a = result.table("attribution")
     a = a[a.state == ALL]
     if len(a):
-        fig, ax = plt.subplots(figsize=(7, 0.45 * len(a) + 1.2))
+        fig = new_figure((7, 0.45 * len(a) + 1.2))
+        ax = fig.subplots()
         ax.barh([strategy_label(k) for k in a.strategy], a.deaths_averted, color="#27ae60")
         ax.set_xlabel("deaths averted (Shapley value)")
         ax.set_title("Who gets the credit: attribution within the portfolio")
         fig.tight_layout()
-        written.append(_save(fig, fig_dir / "attribution.png", plt))
+        written.append(_save(fig, fig_dir / "attribution.png"))
 
     fig = coverage_figure(result)
     if fig is not None:
-        written.append(_save(fig, fig_dir / "coverage.png", plt))
-    written.append(_save(observed_vs_modelled_figure(result), fig_dir / "observed_vs_modelled.png",
-                         plt))
-    written.append(_save(imr_by_year_figure(result), fig_dir / "imr_by_year.png", plt))
+        written.append(_save(fig, fig_dir / "coverage.png"))
+    written.append(_save(observed_vs_modelled_figure(result), fig_dir / "observed_vs_modelled.png"))
+    written.append(_save(imr_by_year_figure(result), fig_dir / "imr_by_year.png"))
     if result.inputs.collaborative is not None:
         from imsim.collaborative.abm import plot_coverage
+
 
         written.append(plot_coverage(result.inputs.collaborative,
                                      fig_dir / "coverage_trajectories.png"))
     return written
 
 
-def _save(fig, path: Path, plt) -> Path:
+def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
