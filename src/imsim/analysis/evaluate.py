@@ -33,6 +33,7 @@ to stacked copies of the cells with per-cell effect arrays, reusing the kernel t
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import fields
 
 import numpy as np
@@ -80,7 +81,7 @@ class Evaluator:
         collaborative block in the scenario.
     """
 
-    def __init__(self, scenario, parameters, outputs, calibration=None, batch: int = 8):
+    def __init__(self, scenario, parameters, outputs, calibration=None, batch: int = 64):
         self.scenario = scenario
         self.parameters = [parse_parameter(p, where=f"parameters.{p}") for p in parameters]
         self.outputs = list(outputs)
@@ -93,6 +94,9 @@ class Evaluator:
         self.calibration = calibration
         self.batch = int(batch)
         self._st = None
+        #: Identifies this evaluator across pickled copies (a sweep worker keeps the first copy
+        #: it gets, prepared, for the later chunks).
+        self.token = uuid.uuid4().hex
 
     # -- pickling: the prepared state is rebuilt lazily in each process ----------------------
     def __getstate__(self):
@@ -207,13 +211,14 @@ class _Prepared:
         for j, k in enumerate(STRATEGIES):
             opt_id[:, j] = np.where(self.uses[k], levers.option_index[k] + 1, 0)
         self.opt_id = opt_id
+        # Coverage as the levers see it (an overridden strategy: where it is used, and reach).
+        cov = np.stack([inputs.coverage[k] for k in STRATEGIES], axis=1)
+        overridden = {k for _, k in self.cov_params}
+        for j, k in enumerate(STRATEGIES):
+            if k in overridden:
+                cov[:, j] = np.where(self.uses[k], self.reach[k], -1.0)
         # Merge cells that can never differ (not with a collaborative: its coverage is per row).
         if sc.collaborative is None:
-            cov = np.stack([inputs.coverage[k] for k in STRATEGIES], axis=1)
-            overridden = {k for _, k in self.cov_params}
-            for j, k in enumerate(STRATEGIES):
-                if k in overridden:
-                    cov[:, j] = np.where(self.uses[k], self.reach[k], -1.0)
             # The year is part of the key: rates move with time (the calibration's trend).
             key = np.column_stack([cells.year, cells.s_idx, cells.r_idx, opt_id, cov,
                                    levers.cells.key()])
@@ -237,6 +242,7 @@ class _Prepared:
         self.nu = nu
         self.u_options = [inputs.options[i] for i in self.rep]
         self.u_opt_id = opt_id[self.rep]
+        self.u_cov_key = cov[self.rep]
         self.u_coverage = {k: inputs.coverage[k][self.rep].copy() for k in STRATEGIES}
         self.u_uses = {k: self.uses[k][self.rep] for k in STRATEGIES}
         self.u_reach = {k: self.reach[k][self.rep] for k in STRATEGIES}
@@ -275,7 +281,7 @@ class _Prepared:
         tp = tb if _same_params(base, pre) else build_tables(pre)
         if len(self._base_cache) > 256:
             self._base_cache.clear()
-        hit = (pre, tp, out_b)
+        hit = (pre, tp, out_b, _Groups(self, base, tb, pre, tp))
         self._base_cache[key] = hit
         return hit
 
@@ -304,13 +310,30 @@ class _Prepared:
 
     # -- a batch of rows ------------------------------------------------------------------------
     def evaluate(self, X: np.ndarray) -> np.ndarray:
-        from imsim.birth.engines import expected
-
+        """Outputs ``[k, O]`` of rows ``X[k, P]``: the grouped path (:class:`_Groups`) where it
+        applies, else :meth:`evaluate_plain`. Both give the same numbers (to rounding)."""
         _set_threads_1()
-        k = X.shape[0]
-        nu = self.nu
+        if self.col_params:
+            return self.evaluate_plain(X)
+        rows = self._rows(X)
+        Y = np.empty((X.shape[0], len(self.ev.outputs)))
+        # Rows of one fit share one grouping of the cells.
+        by_fit: dict = {}
+        for i, (eff, draw) in enumerate(rows):
+            key = (tuple(eff[k] for k in BASELINE_EFFECTS if k in eff), draw)
+            by_fit.setdefault(key, []).append(i)
+        for idx in by_fit.values():
+            eff, draw = rows[idx[0]]
+            grp = self._base(eff, draw)[3]
+            sub = X[idx]
+            y = grp.evaluate(sub) if grp.ok else None
+            Y[idx] = self.evaluate_plain(sub) if y is None else y
+        return Y
+
+    def _rows(self, X: np.ndarray) -> list:
+        """(effects, calibration draw) of each row."""
         rows = []
-        for i in range(k):
+        for i in range(X.shape[0]):
             eff = dict(self.point_effects)
             for j, eid in self.eff_params:
                 eff[eid] = float(X[i, j])
@@ -320,6 +343,17 @@ class _Prepared:
                 if np.isfinite(u):
                     draw = posterior_index(u, self.calib_k)
             rows.append((eff, draw))
+        return rows
+
+    def evaluate_plain(self, X: np.ndarray) -> np.ndarray:
+        """Outputs ``[k, O]``: every unique cell of every row through the levers and the
+        expected engine (the general path; the collaborative's per-row coverage takes it)."""
+        from imsim.birth.engines import expected
+
+        _set_threads_1()
+        k = X.shape[0]
+        nu = self.nu
+        rows = self._rows(X)
         # Baseline arm per row (cached by fit).
         bases = [self._base(eff, draw) for eff, draw in rows]
         # Scenario arm: stack the rows' pre-lever params as extra cells.
@@ -376,15 +410,8 @@ class _Prepared:
         return np.stack([self._outputs_row(out_b[i], out_s[i]) for i in range(out_b.shape[0])])
 
     def _outputs_row(self, ob: np.ndarray, os_: np.ndarray) -> np.ndarray:
-        from imsim.birth.kernels import N_BANDS, N_CAUSES, OUT_BIRTHS, OUT_DEATHS
-
-        def agg(out):
-            births = out[:, OUT_BIRTHS:OUT_BIRTHS + N_BANDS].sum(axis=1)
-            deaths = out[:, OUT_DEATHS:OUT_DEATHS + N_CAUSES * N_BANDS].sum(axis=1)
-            return births, deaths
-
-        bb, db = agg(ob)
-        bs, ds = agg(os_)
+        bb, db = _births_deaths(ob)
+        bs, ds = _births_deaths(os_)
 
         def by(group, n_groups, x):
             return np.array([np.sum(x[group == g]) for g in range(n_groups)])
@@ -392,17 +419,27 @@ class _Prepared:
         nr = len(RACES)
         race_db, race_ds = by(self.race_of, nr, db), by(self.race_of, nr, ds)
         race_bb, race_bs = by(self.race_of, nr, bb), by(self.race_of, nr, bs)
+        state_cache = None
+        if any(o.split(".", 1)[-1] in self.state_names for o in self.ev.outputs):
+            state_cache = (by(self.state_of, self.n_states, db)
+                           - by(self.state_of, self.n_states, ds))
+        return self._output_columns(np.sum(db), np.sum(ds), np.sum(bb), np.sum(bs), race_db,
+                                    race_ds, race_bb, race_bs, state_cache)
+
+    def _output_columns(self, db, ds, bb, bs, race_db, race_ds, race_bb, race_bs,
+                        state_averted) -> np.ndarray:
+        """The outputs of one row from its totals: deaths and births of both arms, by race, and
+        deaths averted by state (None if no output needs them)."""
         w, b = RACES.index("nh_white"), RACES.index("nh_black")
         with np.errstate(divide="ignore", invalid="ignore"):
             rate_b = 1000.0 * race_db / race_bb
             rate_s = 1000.0 * race_ds / race_bs
-            imr_b = 1000.0 * np.sum(db) / np.sum(bb)
-            imr_s = 1000.0 * np.sum(ds) / np.sum(bs)
+            imr_b = 1000.0 * db / bb
+            imr_s = 1000.0 * ds / bs
         cols = []
-        state_cache = None
         for o in self.ev.outputs:
             if o == "deaths_averted":
-                cols.append(np.sum(db) - np.sum(ds))
+                cols.append(db - ds)
             elif o == "imr_change_pct":
                 cols.append(100.0 * (imr_s - imr_b) / imr_b)
             elif o == "bw_rate_ratio_change":
@@ -415,11 +452,178 @@ class _Prepared:
                     r = RACES.index(what)
                     cols.append(race_db[r] - race_ds[r])
                 else:
-                    if state_cache is None:
-                        state_cache = (by(self.state_of, self.n_states, db)
-                                       - by(self.state_of, self.n_states, ds))
-                    cols.append(state_cache[self.state_names.index(what)])
+                    cols.append(state_averted[self.state_names.index(what)])
         return np.array(cols, dtype=float)
+
+
+#: CellParams fields that differ between cells of one group (:class:`_Groups`); no lever edits
+#: them (checked on every batch).
+_GROUP_FREE = ("births", "uid", "q_neo", "q_suid", "q_oth")
+#: Death-table inputs a lever may change (social-determinants reach's risk ratio aside).
+_DEATH_RATIOS = ("or_nonl3", "or_us_suid", "rr_smk_suid", "or_us_smk", "rr_li_pn",
+                 "rr_eet_death", "rr_smk_neo")
+
+
+class _Grouping:
+    """Cells grouped by equal key rows: ``group[c]``, representatives ``rep[g]`` (first
+    member), and the members of group ``g`` as ``members[member_start[g]:member_start[g + 1]]``
+    (each group's cells in cell order)."""
+
+    def __init__(self, key: np.ndarray):
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        self.group = rank[inverse].astype(np.int64)
+        self.rep = first[order]
+        self.n = self.rep.size
+        self.members = np.argsort(self.group, kind="stable").astype(np.int64)
+        self.member_start = np.concatenate(
+            [[0], np.cumsum(np.bincount(self.group, minlength=self.n))]).astype(np.int64)
+
+
+def _param_key(params, nu: int) -> list:
+    """Key columns of every CellParams field except :data:`_GROUP_FREE` (scalars: same in every
+    cell, no column)."""
+    cols = []
+    for f in fields(params):
+        a = np.asarray(getattr(params, f.name))
+        if f.name not in _GROUP_FREE and a.ndim:
+            cols.append(a.reshape(nu, -1).astype(float))
+    return cols
+
+
+def _row_sums(x: np.ndarray, group, n_groups: int) -> np.ndarray:
+    """``[k, n_groups]`` sums of ``x[k, n]`` by ``group[n]``, each row on its own in cell order."""
+    from imsim.birth.kernels import row_group_sums
+
+    out = np.zeros((x.shape[0], n_groups))
+    row_group_sums(np.ascontiguousarray(x, dtype=float), np.asarray(group, dtype=np.int64),
+                   n_groups, out)
+    return out
+
+
+def _grouped_deaths(rows, k: int, grouping: _Grouping, cells, t2, use) -> np.ndarray:
+    """Expected deaths ``[k, n_cells]``: :func:`imsim.birth.kernels.expected_deaths_grouped` on
+    group-row parameters ``rows`` (``k * grouping.n`` of them), with each cell's death rates
+    from ``cells`` (CellParams of every cell), its death table's ``t2`` and ``use`` per
+    group-row."""
+    from imsim.birth import kernels as K
+    from imsim.birth.params import RISK_CAP
+
+    f = np.ascontiguousarray
+    m = rows.n
+
+    def col(name):
+        return f(np.broadcast_to(getattr(rows, name), (m,)), dtype=float)
+
+    out = np.zeros((k, cells.n))
+    K.expected_deaths_grouped(
+        col("p_li"), f(rows.p_exp, dtype=float), f(rows.p_us, dtype=float), col("p_prog"),
+        col("p_sd"), col("p_l3"), *(f(getattr(rows, name), dtype=float) for name in GA_FIELDS),
+        *(col(name) for name in _DEATH_RATIOS[:5]), col("rr_sd_death"),
+        *(col(name) for name in _DEATH_RATIOS[5:]), f(use, dtype=np.int64),
+        f(cells.births, dtype=float), *(f(getattr(cells, name), dtype=float)
+                                        for name in ("q_neo", "q_suid", "q_oth")),
+        t2, grouping.member_start, grouping.members, RISK_CAP, out)
+    return out
+
+
+class _Groups:
+    """The sweep's fast path for one fit: levers applied once per group of cells, not per cell.
+
+    A group is a set of unique cells that agree in everything the levers read or write --
+    options, coverage, eligibility attributes (race among them) and every pre-lever parameter --
+    except their reference death probabilities ``q_*`` and births: typically one race in every
+    year of a projected horizon and in every state whose structure is the national one, which
+    differ only by the trend's and the state's death rates. Per batch of rows the levers run on
+    ``k x n_groups`` group-rows, the GA part of the expected engine runs once per group-row, and
+    :func:`imsim.birth.kernels.expected_deaths_grouped` sums each member cell's deaths with its
+    own death rates, reading its precomputed death table wherever the group-row's odds and risk
+    ratios are those the table was built with. The baseline arm goes through the same kernel
+    (grouped on its own parameters), so a row that changes nothing averts exactly 0. Outputs
+    need deaths by cell only (births do not change between arms). If a batch's levers changed
+    a ``q_*`` field (no strategy does today) :meth:`evaluate` returns None and the batch takes
+    :meth:`_Prepared.evaluate_plain`.
+    """
+
+    def __init__(self, prep: _Prepared, base, tb, pre, tp):
+        self.prep = prep
+        nu = prep.nu
+        # Not the state or race: cells of different states that agree in all of these are
+        # evaluated alike (race-specific effects read the race attribute, which is in the key).
+        self.grouping = g = _Grouping(np.column_stack(
+            [prep.u_opt_id, prep.u_cov_key, prep.u_inputs.levers.cells.key()]
+            + _param_key(pre, nu)))
+        self.ng = g.n
+        self.pre_g = pre.take(g.rep)
+        self.pre = pre
+        self.t2 = np.ascontiguousarray(tp.death_cum[..., 2])
+        # The baseline arm, through the same kernel.
+        gb = _Grouping(np.column_stack(_param_key(base, nu)))
+        db = _grouped_deaths(base.take(gb.rep), 1, gb, base,
+                             np.ascontiguousarray(tb.death_cum[..., 2]),
+                             np.full(gb.n, 2, dtype=np.int64))[0]
+        bb = np.asarray(base.births, dtype=float)
+        pr = prep
+        # Sums in the scenario arm's order (so equal deaths give an exact 0).
+        self.race_db = _row_sums(db[None, :], pr.race_of, len(RACES))[0]
+        self.race_bb = _row_sums(bb[None, :], pr.race_of, len(RACES))[0]
+        self.state_db = _row_sums(db[None, :], pr.state_of, pr.n_states)[0]
+        self.db = _row_sums(db[None, :], np.zeros(nu), 1)[0, 0]
+        self.bb = _row_sums(bb[None, :], np.zeros(nu), 1)[0, 0]
+        self.want_states = any(o.split(".", 1)[-1] in pr.state_names for o in pr.ev.outputs)
+        self.ok = True
+
+    def evaluate(self, X: np.ndarray):
+        """Outputs ``[k, O]`` of rows ``X`` (all of this fit), or None to take the plain path."""
+        pr = self.prep
+        k, ng = X.shape[0], self.ng
+        tile = np.tile(np.arange(ng), k)
+        pre = self.pre_g.take(tile)
+        scen = pre.copy()
+        u_rep = self.grouping.rep[tile]                     # unique cell of each group-row
+        levers = pr.u_inputs.levers.take(u_rep)
+        for j, s in pr.cov_params:
+            v = np.clip(X[:, j], 0.0, 1.0)
+            levers = levers.with_coverage(
+                s, np.where(pr.u_uses[s][u_rep], np.repeat(v, ng) * pr.u_reach[s][u_rep], 0.0))
+        E = dict(pr.point_effects)
+        for j, eid in pr.eff_params:
+            E[eid] = np.repeat(X[:, j].astype(float), ng)
+        apply(scen, levers, E, exposures=False)
+        for name in _GROUP_FREE:
+            a, b = getattr(scen, name), getattr(pre, name)
+            if a is not b and not np.array_equal(a, b):
+                return None
+        # Where each group-row may read the cells' death tables (built with pre's ratios).
+        m = scen.n
+        same = np.ones(m, dtype=bool)
+        for fname in _DEATH_RATIOS:
+            a, b = getattr(scen, fname), getattr(pre, fname)
+            if a is not b:
+                same &= np.broadcast_to(a == b, (m,))
+        same_sd = np.broadcast_to(scen.rr_sd_death == pre.rr_sd_death, (m,))
+        use = np.where(same, np.where(same_sd, 2, 1), 0).astype(np.int64)
+        deaths = _grouped_deaths(scen, k, self.grouping, self.pre, self.t2, use)
+        race_ds = _row_sums(deaths, pr.race_of, len(RACES))
+        state_ds = _row_sums(deaths, pr.state_of, pr.n_states) if self.want_states else None
+        total = _row_sums(deaths, np.zeros(pr.nu), 1)
+        return np.stack([
+            pr._output_columns(self.db, total[i, 0], self.bb, self.bb, self.race_db, race_ds[i],
+                               self.race_bb, self.race_bb,
+                               None if state_ds is None else self.state_db - state_ds[i])
+            for i in range(k)])
+
+
+def _births_deaths(out: np.ndarray):
+    """Births and deaths (every band and cause) of each cell from expected counts."""
+    from imsim.birth.kernels import N_BANDS, N_CAUSES, OUT_BIRTHS, OUT_DEATHS
+
+    births = out[:, OUT_BIRTHS:OUT_BIRTHS + N_BANDS].sum(axis=1)
+    deaths = out[:, OUT_DEATHS:OUT_DEATHS + N_CAUSES * N_BANDS].sum(axis=1)
+    return births, deaths
 
 
 def _same_params(a, b) -> bool:

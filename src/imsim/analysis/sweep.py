@@ -53,6 +53,12 @@ __all__ = ["DEFAULT_CHUNK", "DISTS", "METHODS", "SPEC_KEYS", "TOP_KEYS", "Dist",
 # Execution
 # ---------------------------------------------------------------------------------------------
 
+#: The evaluator a worker process last used, by its token: each chunk arrives with a pickled
+#: copy whose prepared state (inputs, fits, groups) is not pickled, so without this every chunk
+#: would prepare it again.
+_WORKER_EVALUATOR: dict = {}
+
+
 def _eval_chunk(evaluator, X):
     """Evaluate one chunk (runs in a worker; numba kept single-threaded)."""
     try:
@@ -62,6 +68,14 @@ def _eval_chunk(evaluator, X):
             numba.set_num_threads(1)
     except Exception:  # pragma: no cover
         pass
+    token = getattr(evaluator, "token", None)
+    if token is not None:
+        kept = _WORKER_EVALUATOR.get(token)
+        if kept is None:
+            _WORKER_EVALUATOR.clear()
+            _WORKER_EVALUATOR[token] = evaluator
+        else:
+            evaluator = kept
     return np.asarray(evaluator(X), dtype=float)
 
 

@@ -647,27 +647,36 @@ def ga_table(theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd, ou
     prod = np.empty(64)
     fac = np.empty(6)
     for c in range(n):
-        for k in range(N_CUTS):
-            # exp(-eta) of every combination as a product of per-bit factors (64 products
-            # instead of 64 exponentials); bit order smk, pp, ipi, li, prog, sd.
-            fac[0] = np.exp(-beta_smk[c, k])
-            fac[1] = np.exp(-beta_pp[c, k])
-            fac[2] = np.exp(-beta_ipi[c, k])
-            fac[3] = np.exp(-beta_li[c, k])
-            fac[4] = np.exp(-beta_prog[c, k])
-            fac[5] = np.exp(-beta_sd[c, k])
-            prod[0] = np.exp(-theta[c, k])
-            size = 1
-            for b in range(6):
-                for j in range(size):
-                    prod[size + j] = prod[j] * fac[b]
-                size *= 2
-            for combo in range(64):
-                out[c, combo, k] = 1.0 / (1.0 + prod[combo])
+        _ga_cell(c, c, theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd, prod, fac,
+                 out)
+
+
+@nb.njit(inline="always", **JIT_OPTIONS)
+def _ga_cell(c, o, theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd, prod, fac,
+             out):
+    """Row ``o`` of :func:`ga_table`'s output from the parameters of cell ``c`` (scratch arrays
+    ``prod[64]`` and ``fac[6]``)."""
+    for k in range(N_CUTS):
+        # exp(-eta) of every combination as a product of per-bit factors (64 products
+        # instead of 64 exponentials); bit order smk, pp, ipi, li, prog, sd.
+        fac[0] = np.exp(-beta_smk[c, k])
+        fac[1] = np.exp(-beta_pp[c, k])
+        fac[2] = np.exp(-beta_ipi[c, k])
+        fac[3] = np.exp(-beta_li[c, k])
+        fac[4] = np.exp(-beta_prog[c, k])
+        fac[5] = np.exp(-beta_sd[c, k])
+        prod[0] = np.exp(-theta[c, k])
+        size = 1
+        for b in range(6):
+            for j in range(size):
+                prod[size + j] = prod[j] * fac[b]
+            size *= 2
         for combo in range(64):
-            for k in range(1, N_CUTS):
-                if out[c, combo, k] < out[c, combo, k - 1]:
-                    out[c, combo, k] = out[c, combo, k - 1]
+            out[o, combo, k] = 1.0 / (1.0 + prod[combo])
+    for combo in range(64):
+        for k in range(1, N_CUTS):
+            if out[o, combo, k] < out[o, combo, k - 1]:
+                out[o, combo, k] = out[o, combo, k - 1]
 
 
 @nb.njit(inline="always", **JIT_OPTIONS)
@@ -703,40 +712,52 @@ def death_table(q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid, or_us_s
     n = q_neo.shape[0]
     for c in range(n):
         for row in range(N_DEATH_ROWS):
-            eet = row == EET_ROW
-            band = N_BANDS - 1 if eet else row
-            rr_e = rr_eet_death[c] if eet else 1.0
             for nonl3 in range(2):
                 for dc in range(16):
-                    smk = dc & 1
-                    us = (dc >> 1) & 1
-                    li = (dc >> 2) & 1
-                    sd = (dc >> 3) & 1
-                    rr_sd = (rr_sd_death[c] if sd == 1 else 1.0) * rr_e
-                    p = q_neo[c, band]
-                    if band < 2 and nonl3 == 1:
-                        p = _apply_or(p, or_nonl3[c])
-                    rr_n = rr_smk_neo[c] if (smk == 1 and band >= TERM_BAND) else 1.0
-                    p_neo = min(p * rr_sd * rr_n, cap)
-                    o = 1.0
-                    if us == 1:
-                        o *= or_us_suid[c]
-                        if smk == 1:
-                            o *= or_us_smk[c]
-                    rr = rr_sd
-                    if smk == 1:
-                        rr *= rr_smk_suid[c]
-                    if li == 1:
-                        rr *= rr_li_pn[c]
-                    p_suid = min(_apply_or(q_suid[c, band], o) * rr, cap)
-                    rr_o = rr_sd * (rr_li_pn[c] if li == 1 else 1.0)
-                    p_oth = min(q_oth[c, band] * rr_o, cap)
-                    t0 = p_neo
-                    t1 = t0 + (1.0 - p_neo) * p_suid
-                    t2 = t1 + (1.0 - p_neo) * (1.0 - p_suid) * p_oth
+                    t0, t1, t2 = _death_entry(c, c, row, nonl3, dc, q_neo, q_suid, q_oth,
+                                              or_nonl3, or_us_suid, rr_smk_suid, or_us_smk,
+                                              rr_li_pn, rr_sd_death, rr_eet_death, rr_smk_neo,
+                                              cap)
                     out[c, row, nonl3, dc, 0] = t0
                     out[c, row, nonl3, dc, 1] = t1
                     out[c, row, nonl3, dc, 2] = t2
+
+
+@nb.njit(inline="always", **JIT_OPTIONS)
+def _death_entry(c, f, row, nonl3, dc, q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid,
+                 or_us_smk, rr_li_pn, rr_sd_death, rr_eet_death, rr_smk_neo, cap):
+    """The cumulative death thresholds ``(t0, t1, t2)`` of one entry of :func:`death_table`:
+    reference probabilities of cell ``c`` (``q_*[c]``), odds and risk ratios of row ``f``."""
+    eet = row == EET_ROW
+    band = N_BANDS - 1 if eet else row
+    rr_e = rr_eet_death[f] if eet else 1.0
+    smk = dc & 1
+    us = (dc >> 1) & 1
+    li = (dc >> 2) & 1
+    sd = (dc >> 3) & 1
+    rr_sd = (rr_sd_death[f] if sd == 1 else 1.0) * rr_e
+    p = q_neo[c, band]
+    if band < 2 and nonl3 == 1:
+        p = _apply_or(p, or_nonl3[f])
+    rr_n = rr_smk_neo[f] if (smk == 1 and band >= TERM_BAND) else 1.0
+    p_neo = min(p * rr_sd * rr_n, cap)
+    o = 1.0
+    if us == 1:
+        o *= or_us_suid[f]
+        if smk == 1:
+            o *= or_us_smk[f]
+    rr = rr_sd
+    if smk == 1:
+        rr *= rr_smk_suid[f]
+    if li == 1:
+        rr *= rr_li_pn[f]
+    p_suid = min(_apply_or(q_suid[c, band], o) * rr, cap)
+    rr_o = rr_sd * (rr_li_pn[f] if li == 1 else 1.0)
+    p_oth = min(q_oth[c, band] * rr_o, cap)
+    t0 = p_neo
+    t1 = t0 + (1.0 - p_neo) * p_suid
+    t2 = t1 + (1.0 - p_neo) * (1.0 - p_suid) * p_oth
+    return t0, t1, t2
 
 
 @nb.njit(**JIT_OPTIONS)
@@ -801,54 +822,269 @@ def solve_cutpoints_kernel(w, off, eet, target, tol, out):
             out[c, k] = x
 
 
-@nb.njit(**JIT_OPTIONS)
-def mixture_expit(w, eta0, shift, out):
-    """Write ``out[i, k] = sum_j w[i, j] expit(eta0[i, j, k] + shift[i, k])``.
+@nb.njit(**JIT_PARALLEL_OPTIONS)
+def expected_deaths_grouped(p_li, p_exp, p_us, p_prog, p_sd, p_l3, theta, beta_smk, beta_pp,
+                            beta_ipi, beta_li, beta_prog, beta_sd, or_nonl3, or_us_suid,
+                            rr_smk_suid, or_us_smk, rr_li_pn, rr_sd_death, rr_eet_death,
+                            rr_smk_neo, table_use, births, q_neo, q_suid, q_oth, t2_table,
+                            member_start, members, cap, out):
+    """Expected deaths of many cells in many rows, where cells share all but their death rates.
 
-    The share of births below each GA cut in a mixture of exposure combinations with weights
-    ``w[n, J]`` and log odds ``eta0[n, J, K]`` moved by one log-odds ``shift[n, K]`` per cut (used by
-    progesterone in :mod:`imsim.birth.strategies`). ``exp(-(eta0 + shift))`` is formed as
-    ``exp(-eta0) exp(-shift)``, as in :func:`ga_table`.
+    For sweeps: ``n_groups`` groups of cells (e.g. one state and race in every year of a
+    horizon) agree in every parameter except the reference death probabilities ``q_*``; a row
+    is one set of parameter values. Parameter arrays have ``m = k * n_groups`` group-rows
+    (``gr = r * n_groups + g``); the GA part (band distribution of each low-income x smoking x
+    SD-reach stratum) is computed once per group-row and used for every member cell. Deaths are
+    the same sums as :func:`expected_counts` (every cause and band), with death thresholds from
+    :func:`_death_entry`, or read from ``t2_table`` -- the cells' own death table built with the
+    group's odds and risk ratios -- where ``table_use[gr]`` says that is valid: 2 for every
+    entry, 1 for the entries without SD reach (``rr_sd_death`` differs), 0 none.
+
+    Parameters
+    ----------
+    p_li, p_exp, p_us, p_prog, p_sd, p_l3 : float64 arrays
+        ``[m, ...]`` group-row parameters, shapes as in :func:`expected_counts`.
+    theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd : float64[m, 5]
+        GA parameters of each group-row (its GA table is built as by :func:`ga_table`).
+    or_nonl3, or_us_suid, rr_smk_suid, or_us_smk, rr_li_pn, rr_sd_death, rr_eet_death, rr_smk_neo : float64[m]
+        Group-row odds and risk ratios (:func:`death_table`).
+    table_use : int64[m]
+        Where ``t2_table`` may be read (above).
+    births : float64[nc]
+        Births of each cell.
+    q_neo, q_suid, q_oth : float64[nc, 6]
+        Reference death probabilities of each cell.
+    t2_table : float64[nc, 7, 2, 16]
+        Total death threshold ``t2`` of each cell's death table.
+    member_start, members : int64 arrays
+        Cells of group ``g``: ``members[member_start[g]:member_start[g + 1]]``.
+    cap : float
+        Risk cap (:func:`death_table`).
+    out : float64[k, nc]
+        Output: expected deaths of cell ``c`` in row ``r`` (cells in no group are not written).
+    """
+    m = p_li.shape[0]
+    n_groups = member_start.shape[0] - 1
+    for gr in nb.prange(m):
+        r = gr // n_groups
+        g = gr - r * n_groups
+        band = np.zeros((2, 2, 2, N_DEATH_ROWS))
+        tmp = np.zeros(N_DEATH_ROWS)
+        ga = np.empty((1, 64, N_CUTS))
+        prod = np.empty(64)
+        fac = np.empty(6)
+        _ga_cell(gr, 0, theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd, prod,
+                 fac, ga)
+        for li in range(2):
+            for smk in range(2):
+                for sd in range(2):
+                    _band_distribution(gr, 0, li, smk, sd, p_exp, p_prog, ga, tmp)
+                    for row in range(N_DEATH_ROWS):
+                        band[li, smk, sd, row] = tmp[row]
+        use = table_use[gr]
+        pl3 = p_l3[gr]
+        for idx in range(member_start[g], member_start[g + 1]):
+            c = members[idx]
+            acc = 0.0
+            for li in range(2):
+                w_li = p_li[gr] if li == 1 else 1.0 - p_li[gr]
+                if w_li == 0.0:
+                    continue
+                psd = p_sd[gr] if li == 1 else 0.0
+                for smk in range(2):
+                    w_smk = p_exp[gr, 0, li] if smk == 1 else 1.0 - p_exp[gr, 0, li]
+                    if w_smk == 0.0:
+                        continue
+                    for sd in range(2):
+                        w_sd = psd if sd == 1 else 1.0 - psd
+                        if w_sd == 0.0:
+                            continue
+                        from_table = use == 2 or (use == 1 and sd == 0)
+                        w_a = w_li * w_smk * w_sd
+                        for us in range(2):
+                            w_us = p_us[gr, li, smk] if us == 1 else 1.0 - p_us[gr, li, smk]
+                            if w_us == 0.0:
+                                continue
+                            w = births[c] * w_a * w_us
+                            dc = smk + 2 * us + 4 * li + 8 * sd
+                            for row in range(N_DEATH_ROWS):
+                                bnd = EET_BAND if row == EET_ROW else row
+                                wb = w * band[li, smk, sd, row]
+                                parts = 2 if bnd < 2 else 1
+                                for nonl3 in range(parts):
+                                    if bnd < 2:
+                                        wl = wb * ((1.0 - pl3) if nonl3 == 1 else pl3)
+                                    else:
+                                        wl = wb
+                                    if from_table:
+                                        t2 = t2_table[c, row, nonl3, dc]
+                                    else:
+                                        _t0, _t1, t2 = _death_entry(
+                                            c, gr, row, nonl3, dc, q_neo, q_suid, q_oth,
+                                            or_nonl3, or_us_suid, rr_smk_suid, or_us_smk,
+                                            rr_li_pn, rr_sd_death, rr_eet_death, rr_smk_neo,
+                                            cap)
+                                    acc += wl * t2
+            out[r, c] = acc
+
+
+@nb.njit(**JIT_OPTIONS)
+def row_group_sums(x, group, n_groups, out):
+    """``out[r, j] = sum of x[r, c] over cells c with group[c] == j``, in cell order (each row's
+    sums are independent of the other rows)."""
+    k, n = x.shape
+    for r in range(k):
+        for j in range(n_groups):
+            out[r, j] = 0.0
+        for c in range(n):
+            out[r, group[c]] += x[r, c]
+
+
+@nb.njit(**JIT_OPTIONS)
+def eligible_mixture(p_li, p_exp, p_sd, theta, beta_smk, beta_ipi, beta_li, beta_sd, w, eta0):
+    """Write the weights ``w[n, 16]`` of the (smoking, short IPI, low income, SD reach)
+    combinations among progesterone-eligible births and their log odds ``eta0[n, 16, 4]`` of GA
+    below the four preterm cuts (see :func:`imsim.birth.strategies._eligible_mixture`, whose
+    NumPy formulas these are, operation for operation)."""
+    n = p_li.shape[0]
+    nk = eta0.shape[2]
+    for i in range(n):
+        j0 = (1.0 - p_li[i]) * p_exp[i, 1, 0]
+        j1 = p_li[i] * p_exp[i, 1, 1]
+        tot = j0 + j1
+        for j in range(16):
+            smk = j & 1
+            ipi = (j >> 1) & 1
+            li = (j >> 2) & 1
+            sd = (j >> 3) & 1
+            if tot > 0:
+                pl = (j1 if li == 1 else j0) / tot
+            else:
+                pl = 0.0
+            ps = p_exp[i, 0, li]
+            pi = p_exp[i, 2, li]
+            pd = p_sd[i] * li
+            w[i, j] = (pl * (ps if smk == 1 else 1.0 - ps) * (pi if ipi == 1 else 1.0 - pi)
+                       * (pd if sd == 1 else 1.0 - pd))
+            for k in range(nk):
+                eta0[i, j, k] = (theta[i, k] + smk * beta_smk[i, k] + ipi * beta_ipi[i, k]
+                                 + li * beta_li[i, k] + sd * beta_sd[i, k])
+
+
+@nb.njit(inline="always", **JIT_OPTIONS)
+def _mix_e0(i, w, e0, nj, shift):
+    es = np.exp(-shift)
+    f = 0.0
+    for j in range(nj):
+        f += w[i, j] / (1.0 + e0[j] * es)
+    return f
+
+
+@nb.njit(inline="always", **JIT_OPTIONS)
+def _solve_e0(i, w, e0, nj, t, start):
+    """Newton's method on ``logit(mixture)`` for the shift at which the mixture is ``t``, from
+    ``start`` (steps clipped to +-5, at most 60, until a step is below 1e-13)."""
+    goal = np.log(t / (1.0 - t))
+    b = start
+    for _ in range(60):
+        eb = np.exp(-b)
+        f = 0.0
+        df = 0.0
+        for j in range(nj):
+            q = 1.0 / (1.0 + e0[j] * eb)
+            f += w[i, j] * q
+            df += w[i, j] * (q * (1.0 - q))
+        step = (np.log(f / (1.0 - f)) - goal) * f * (1.0 - f) / max(df, 1e-300)
+        b -= min(max(step, -5.0), 5.0)
+        if abs(step) < 1e-13:
+            break
+    return b
+
+
+@nb.njit(**JIT_OPTIONS)
+def progesterone_shifts(w, eta0, s, a, b, q, rr_v, rr_o, beta_pp, log_or_sc, new_pp, beta_t):
+    """Progesterone's new log odds ratios per cut, in one pass per cell (see
+    :func:`imsim.birth.strategies._progesterone`, whose NumPy steps these are).
+
+    The eligible births' cumulative P(GA < cut) (``A``, mixture at shift ``beta_pp``), the
+    short-cervix births' (``S``, shift ``log_or_sc``) and, as the rest, the prior-preterm
+    births' (``P``); treated births get their subgroup's probability times its risk ratio
+    (``a`` short-cervix and ``b`` prior-preterm shares, ``q = a + b``), the untreated keep
+    theirs; both are made non-decreasing over the cuts and solved back to a shift by Newton's
+    method on ``logit(mixture)`` (:func:`_solve_e0`), started where the near-unit slope of the
+    logit in the shift says: ``new_pp`` (untreated; ``beta_pp`` where all are
+    treated) and ``beta_t`` (treated).
+
+    Parameters
+    ----------
+    w, eta0 : float64[n, 16], float64[n, 16, 4]
+        Eligible births' mixture (:func:`eligible_mixture`).
+    s, a, b, q : float64[n]
+        Short-cervix share of eligible births; treated short-cervix and prior-preterm shares;
+        ``q`` their (clipped) sum, the treated share (> 0).
+    rr_v, rr_o : float64[n, 4]
+        Risk ratios of vaginal progesterone and 17-OHPC at the four preterm cuts.
+    beta_pp, log_or_sc : float64[n, 4]
+        Current prior-preterm log odds ratios; short cervix's log odds ratios.
+    new_pp, beta_t : float64[n, 4]
+        Outputs (overwritten).
     """
     n, nj, nk = eta0.shape
+    e0 = np.empty((nk, nj))
+    big_s = np.empty(nk)
+    big_p = np.empty(nk)
+    big_a = np.empty(nk)
     for i in range(n):
         for k in range(nk):
-            es = np.exp(-shift[i, k])
-            f = 0.0
             for j in range(nj):
-                f += w[i, j] / (1.0 + np.exp(-eta0[i, j, k]) * es)
-            out[i, k] = f
+                e0[k, j] = np.exp(-eta0[i, j, k])
+        si = s[i]
+        for k in range(nk):
+            big_a[k] = _mix_e0(i, w, e0[k], nj, beta_pp[i, k])
+            big_s[k] = _mix_e0(i, w, e0[k], nj, log_or_sc[i, k])
+            if si < 1.0:
+                bp = (big_a[k] - si * big_s[k]) / (1.0 - si)
+            else:
+                bp = big_a[k]
+            big_p[k] = min(max(bp, 1e-12), 1.0 - 1e-12)
+        some_untreated = q[i] < 1.0 - 1e-12
+        den = max(1.0 - q[i], 1e-300)
+        tr_prev = -1.0
+        un_prev = -1.0
+        for k in range(nk):
+            tr = (a[i] * rr_v[i, k] * big_s[k] + b[i] * rr_o[i, k] * big_p[k]) / q[i]
+            tr = max(min(max(tr, 1e-12), 1.0 - 1e-12), tr_prev)
+            tr_prev = tr
+            # The logit of the mixture moves almost one for one with the shift: start each
+            # Newton solve where that line says (the mixture at beta_pp is A).
+            la = np.log(big_a[k] / (1.0 - big_a[k]))
+            if some_untreated:
+                un = (big_a[k] - a[i] * big_s[k] - b[i] * big_p[k]) / den
+                un = max(min(max(un, 1e-12), 1.0 - 1e-12), un_prev)
+                un_prev = un
+                lu = np.log(un / (1.0 - un))
+                npp = _solve_e0(i, w, e0[k], nj, un, beta_pp[i, k] + (lu - la))
+            else:
+                lu = la
+                npp = beta_pp[i, k]
+            new_pp[i, k] = npp
+            beta_t[i, k] = _solve_e0(i, w, e0[k], nj, tr, npp + (np.log(tr / (1.0 - tr)) - lu))
 
 
 @nb.njit(**JIT_OPTIONS)
-def solve_mixture_shift(w, eta0, target, start, out):
-    """Solve the log-odds shift ``out[n, K]`` at which :func:`mixture_expit` equals ``target``.
-
-    Newton's method on ``logit(mixture)``, which is nearly linear in the shift (slope ~ 1), from
-    ``start``, each (cell, cut) on its own: steps clipped to +-5, at most 60 iterations, stopping
-    when a step is below 1e-13 (three or four steps in practice). ``0 < target < 1`` and ``w``
-    sums to a positive number. One exponential per step: ``exp(-(eta0 + b))`` is
-    ``exp(-eta0) exp(-b)``.
-    """
-    n, nj, nk = eta0.shape
-    e0 = np.empty(nj)
+def hash_rows(x, h):
+    """Mix the bit patterns of each row of ``x[n, m]`` (float64) into the running 64-bit hash
+    ``h[n]`` (FNV-1a over 64-bit words, then a SplitMix64 finaliser). Used to find rows with
+    equal inputs (candidates only: callers check equality)."""
+    n, m = x.shape
+    v = x.view(np.uint64)
     for i in range(n):
-        for k in range(nk):
-            for j in range(nj):
-                e0[j] = np.exp(-eta0[i, j, k])
-            t = target[i, k]
-            goal = np.log(t) - np.log1p(-t)
-            b = start[i, k]
-            for _ in range(60):
-                eb = np.exp(-b)
-                f = 0.0
-                df = 0.0
-                for j in range(nj):
-                    q = 1.0 / (1.0 + e0[j] * eb)
-                    f += w[i, j] * q
-                    df += w[i, j] * (q * (1.0 - q))
-                step = (np.log(f) - np.log1p(-f) - goal) * f * (1.0 - f) / max(df, 1e-300)
-                b -= min(max(step, -5.0), 5.0)
-                if abs(step) < 1e-13:
-                    break
-            out[i, k] = b
+        a = h[i]
+        for j in range(m):
+            a = (a ^ v[i, j]) * np.uint64(0x100000001B3)
+        a ^= a >> np.uint64(30)
+        a *= np.uint64(0xBF58476D1CE4E5B9)
+        a ^= a >> np.uint64(27)
+        a *= np.uint64(0x94D049BB133111EB)
+        a ^= a >> np.uint64(31)
+        h[i] = a

@@ -51,7 +51,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from imsim.birth.kernels import mixture_expit, solve_mixture_shift
+from imsim.birth.kernels import (
+    eligible_mixture,
+    hash_rows,
+    progesterone_shifts,
+)
 from imsim.birth.params import COND_EXPOSURES, CellParams, exposure_marginals
 from imsim.core.constants import (
     PRETERM_DEFAULT_COMPONENTS,
@@ -230,44 +234,44 @@ def _eligible_mixture(p: CellParams):
     progesterone-eligible births, and their log odds of GA below the preterm cuts without the
     eligibility and treatment terms ``[n, 16, 4]`` (as the kernels draw them: every exposure
     given low income, SD reach only for low-income births)."""
-    bits = (np.arange(16)[:, None] >> np.arange(4)[None, :]) & 1   # smk, ipi, li, sd
-    smk, ipi, li, sd = (bits[:, k] for k in range(4))
-    pe = p.p_exp
-    joint = np.stack([(1.0 - p.p_li) * pe[:, 1, 0], p.p_li * pe[:, 1, 1]], axis=1)   # P(li, elig.)
-    tot = joint.sum(axis=1, keepdims=True)
-    p_li_e = np.where(tot > 0, joint / np.where(tot > 0, tot, 1.0), 0.0)
-
-    def bern(prob, x):
-        return np.where(x[None, :] == 1, prob, 1.0 - prob)
-
-    w = (p_li_e[:, li] * bern(pe[:, 0, :][:, li], smk) * bern(pe[:, 2, :][:, li], ipi)
-         * bern(p.p_sd[:, None] * li[None, :], sd))
-    k = slice(0, _N_PT)
-    eta0 = (p.theta[:, None, k] + smk[None, :, None] * p.beta_smk[:, None, k]
-            + ipi[None, :, None] * p.beta_ipi[:, None, k] + li[None, :, None] * p.beta_li[:, None, k]
-            + sd[None, :, None] * p.beta_sd[:, None, k])
+    n = p.n
+    w = np.empty((n, 16))
+    eta0 = np.empty((n, 16, _N_PT))
+    f = np.ascontiguousarray
+    eligible_mixture(f(np.broadcast_to(p.p_li, (n,)), dtype=float), f(p.p_exp, dtype=float),
+                     f(np.broadcast_to(p.p_sd, (n,)), dtype=float),
+                     *(f(getattr(p, k)[:, :_N_PT], dtype=float)
+                       for k in ("theta", "beta_smk", "beta_ipi", "beta_li", "beta_sd")), w, eta0)
     return w, eta0
 
 
-def _mixture(w, eta0, shift):
-    """``sum_j w_j expit(eta0_j + shift)`` ``[n, 4]`` for a log-odds shift ``[n, 4]``."""
-    out = np.empty(shift.shape)
-    mixture_expit(np.ascontiguousarray(w, dtype=float), np.ascontiguousarray(eta0, dtype=float),
-                  np.ascontiguousarray(shift, dtype=float), out)
-    return out
+def _progesterone_shifts(*inputs):
+    """:func:`imsim.birth.kernels.progesterone_shifts` once per distinct row of its inputs.
 
-
-def _solve_shift(w, eta0, target, start):
-    """The log-odds shift ``[n, 4]`` at which the mixture equals ``target`` (0 < target < 1).
-
-    Newton's method on ``logit(mixture)``, which is nearly linear in the shift (slope ~ 1), each
-    cell and cut on its own (:func:`imsim.birth.kernels.solve_mixture_shift`)."""
-    out = np.empty(np.shape(target))
-    solve_mixture_shift(np.ascontiguousarray(w, dtype=float),
-                        np.ascontiguousarray(eta0, dtype=float),
-                        np.ascontiguousarray(target, dtype=float),
-                        np.ascontiguousarray(start, dtype=float), out)
-    return out
+    Stacked rows (sweep samples, uncertainty draws, portfolios) often give a cell the same
+    progesterone inputs -- only the parameters of other strategies differ -- so rows are
+    grouped by a hash of their input bits, the groups checked for exact equality, and each
+    distinct row solved once. The result of a row does not depend on the others.
+    """
+    c_ = np.ascontiguousarray
+    arrs = [c_(x, dtype=float) for x in inputs]
+    n = arrs[0].shape[0]
+    rep = None
+    if n > 1:
+        h = np.zeros(n, dtype=np.uint64)
+        for x in arrs:
+            hash_rows(x.reshape(n, -1), h)
+        _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+        if first.size < n and all(np.array_equal(x, x[first[inverse]]) for x in arrs):
+            rep, inverse = first, inverse.ravel()
+    if rep is not None:
+        arrs = [x[rep] for x in arrs]
+    new_pp = np.empty(arrs[8].shape)
+    beta_t = np.empty(arrs[8].shape)
+    progesterone_shifts(*arrs, new_pp, beta_t)
+    if rep is not None:
+        return new_pp[inverse], beta_t[inverse]
+    return new_pp, beta_t
 
 
 def _progesterone(p: CellParams, c: np.ndarray, e: Effects, options: Mapping,
@@ -294,25 +298,14 @@ def _progesterone(p: CellParams, c: np.ndarray, e: Effects, options: Mapping,
     ix = np.flatnonzero(act)
     w, eta0, s, a, b, q = w[ix], eta0[ix], s[ix], a[ix], b[ix], q[ix]
     rr_v, rr_o = rr_v[ix], rr_o[ix]
-    beta_pp = p.beta_pp[ix, :_N_PT]
+    beta_pp = np.ascontiguousarray(p.beta_pp[ix, :_N_PT], dtype=float)
     # Cumulative P(GA < cut) of eligible births (A), of those with a short cervix (S, from their
     # own odds ratios) and, as the rest of the mix, of those with a prior preterm birth (P).
-    big_a = _mixture(w, eta0, beta_pp)
-    big_s = _mixture(w, eta0, np.log(np.stack([_col(e[k], p.n)[ix] for k in SHORT_CERVIX_OR],
-                                              axis=1)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        big_p = np.where(s[:, None] < 1.0, (big_a - s[:, None] * big_s) / (1.0 - s[:, None]),
-                         big_a)
-    big_p = np.clip(big_p, 1e-12, 1.0 - 1e-12)
     # Risk ratios act on the treated births' own cumulative probability at each cut; the
     # untreated eligible births keep theirs (their mix now holds fewer treated subgroup births).
-    treated = (a[:, None] * rr_v * big_s + b[:, None] * rr_o * big_p) / q[:, None]
-    treated = np.maximum.accumulate(np.clip(treated, 1e-12, 1.0 - 1e-12), axis=1)
-    untreated = (big_a - a[:, None] * big_s - b[:, None] * big_p) / np.maximum(1.0 - q, 1e-300)[:, None]
-    untreated = np.maximum.accumulate(np.clip(untreated, 1e-12, 1.0 - 1e-12), axis=1)
-    some_untreated = q < 1.0 - 1e-12
-    new_pp = np.where(some_untreated[:, None], _solve_shift(w, eta0, untreated, beta_pp), beta_pp)
-    beta_t = _solve_shift(w, eta0, treated, new_pp)
+    # Both are solved back to log-odds shifts (imsim.birth.kernels.progesterone_shifts).
+    log_or_sc = np.log(np.stack([_col(e[k], p.n)[ix] for k in SHORT_CERVIX_OR], axis=1))
+    new_pp, beta_t = _progesterone_shifts(w, eta0, s, a, b, q, rr_v, rr_o, beta_pp, log_or_sc)
     if not p.beta_pp.flags.writeable:
         p.beta_pp = p.beta_pp.copy()
     p.beta_pp[ix, :_N_PT] = new_pp
