@@ -204,7 +204,6 @@ class _Layout:
     u_race: np.ndarray         # [U]
     cov: dict[str, np.ndarray]  # strategy -> coverage per unique row
     src: np.ndarray            # [P*U] unique row of each arm row
-    lever_rows: dict[str, np.ndarray]   # strategy -> arm rows it applies to (coverage > 0)
 
 
 def _layout(setup: Setup, portfolios) -> _Layout:
@@ -229,51 +228,185 @@ def _layout(setup: Setup, portfolios) -> _Layout:
     u_state = np.array([pos[STATES[s]] for s in cells.s_idx[rep]], dtype=np.int64)
     u_race = cells.r_idx[rep].astype(np.int64)
     cov = {k: setup.coverage[k][rep] for k in cands}
-    n_u = rep.size
-    src = np.tile(np.arange(n_u), len(portfolios))
-    lever_rows = {}
-    for k in cands:
-        rows = [p * n_u + np.flatnonzero(cov[k] > 0)
-                for p, port in enumerate(portfolios) if k in port]
-        lever_rows[k] = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    return _Layout(rep, weight, u_state, u_race, cov, src, lever_rows)
+    src = np.tile(np.arange(rep.size), len(portfolios))
+    return _Layout(rep, weight, u_state, u_race, cov, src)
 
 
-def _arm_tables(arm: CellParams, universal: CellParams, t_univ: Tables, src: np.ndarray):
-    """Kernel tables of the stacked arm rows and the GA/death table row each arm row reads.
+@dataclass
+class _Stage:
+    """The nodes of the prefix tree whose last strategy is ``strategy``, stacked."""
 
-    The universal rows are shared, never copied (arm rows outnumber them 41 to 1); only arm rows
-    whose GA or death parameters differ from their universal row get rows of their own.
+    strategy: str
+    first: int                  # store block of the first node (the nodes' blocks are contiguous)
+    parent_blocks: list[int]    # store block of each node's parent
+    src: np.ndarray             # [m U] unique row of each stacked row
+    levers: Levers              # ``strategy`` alone, at its coverage, over the m U rows
+
+
+@dataclass
+class _Tree:
+    """The portfolios as a prefix tree in :data:`STRATEGIES` order (precomputed once).
+
+    :func:`imsim.birth.strategies.apply` applies a portfolio's strategies one after another in
+    STRATEGIES order, so the arm of ``(s1, s2, s3)`` is the arm of ``(s1, s2)`` with ``s3`` applied
+    (``apply`` with the levers of ``s3`` alone). The nodes are the portfolios and all their
+    prefixes (with at most ``k`` strategies every prefix is itself a portfolio); node ``j`` is
+    block ``j + 1`` of ``U`` rows, block 0 the universal rows (the parent of the one-strategy
+    nodes). Each stage applies one strategy to the rows of every node ending in it, stacked, from
+    their parents' rows: each strategy runs once per node instead of once per portfolio holding
+    it (progesterone: 4 nodes instead of 16 portfolios of 41), on exactly the values the plain
+    ``apply`` on the portfolio would give it.
     """
-    n = arm.n
-    differ = np.zeros(n, dtype=bool)
-    changed_cols = []                      # the columns a lever changed in some row
-    for f in fields(arm):
+
+    blocks: int                 # 1 + number of nodes
+    port_block: np.ndarray      # [P] store block of each portfolio
+    stages: list[_Stage]
+
+
+def _tree(setup: Setup, lay: _Layout, portfolios, attrs_u) -> _Tree:
+    order = {s: i for i, s in enumerate(STRATEGIES)}
+    canon = [tuple(sorted(set(p), key=order.__getitem__)) for p in portfolios]
+    nodes = {p[:j] for p in canon for j in range(1, len(p) + 1)}
+    nodes = sorted(nodes, key=lambda t: (order[t[-1]], len(t), [order[x] for x in t]))
+    block = {(): 0, **{t: j + 1 for j, t in enumerate(nodes)}}
+    n_u = lay.rep.size
+    stages = []
+    for k in STRATEGIES:
+        group = [t for t in nodes if t[-1] == k]
+        if not group:
+            continue
+        m = len(group)
+        src = np.tile(np.arange(n_u), m)
+        cov = np.tile(lay.cov[k], m) if k in lay.cov else np.zeros(m * n_u)
+        levers = Levers.uniform({k: cov}, setup.options, attrs_u.take(src))
+        stages.append(_Stage(k, block[group[0]], [block[t[:-1]] for t in group], src, levers))
+    return _Tree(1 + len(nodes), np.array([block[p] for p in canon], dtype=np.int64), stages)
+
+
+def _concat(parts: list[CellParams]) -> CellParams:
+    """The rows of ``parts`` stacked (new arrays)."""
+    return CellParams(**{f.name: np.concatenate([getattr(x, f.name) for x in parts])
+                         for f in fields(parts[0])})
+
+
+def _changed(after: CellParams, before: CellParams):
+    """Rows whose parameters differ (any field; and the GA/death table fields only): 2 x [m]."""
+    m = after.n
+    any_field = np.zeros(m, dtype=bool)
+    table = np.zeros(m, dtype=bool)
+    for f in fields(after):
+        a, b = getattr(after, f.name), getattr(before, f.name)
+        if a is b or np.array_equal(a, b):        # most fields: untouched by the stage
+            continue
+        d = (a != b).reshape(m, -1).any(axis=1)
+        any_field |= d
+        if f.name not in DIRECT_FIELDS:
+            table |= d
+    return any_field, table
+
+
+def _new_table_rows(sub: CellParams, universal: CellParams, src: np.ndarray):
+    """The distinct GA/death parameter rows among ``sub`` (rows of universal rows ``src``).
+
+    Two rows of the same universal row agree on every column no lever changed, so (universal row,
+    the columns a lever changed in some row) identifies a row's GA and death parameters exactly.
+    Returns the rows to build (indices into ``sub``) and each row's position among them.
+    """
+    n = sub.n
+    changed_cols = []
+    for f in fields(sub):
         if f.name in DIRECT_FIELDS:
             continue
-        a, b = getattr(arm, f.name), getattr(universal, f.name)[src]
-        d = (a != b).reshape(n, -1)
-        differ |= d.any(axis=1)
-        cols = d.any(axis=0)
-        if cols.any():
-            changed_cols.append(np.asarray(a, dtype=float).reshape(n, -1)[:, cols])
-    # Rows whose GA or death parameters a lever changed get their own table rows, appended
-    # after the universal ones; every other row reads its universal row in place.
-    rows = np.array(src, dtype=np.int64)
-    ga_cum, death_cum = t_univ.ga_cum, t_univ.death_cum
-    if differ.any():
-        idx = np.flatnonzero(differ)
-        # Many changed rows are the same cell under the same lever (e.g. progesterone in every
-        # portfolio holding preterm prevention): build each distinct parameter row once. Two
-        # rows of the same universal row agree on every column no lever changed, so (universal
-        # row, changed columns) identifies a row's parameters exactly.
-        key = np.column_stack([src[idx].astype(float)] + [c[idx] for c in changed_cols])
-        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-        sub = arm.take(idx[first])
-        ga_cum = np.concatenate([ga_cum, ga_cumulative(sub)])
-        death_cum = np.concatenate([death_cum, death_cumulative(sub)])
-        rows[idx] = t_univ.ga_cum.shape[0] + inverse.reshape(-1)
-    return tables_sharing(arm, ga_cum, death_cum), rows
+        a = np.asarray(getattr(sub, f.name), dtype=float).reshape(n, -1)
+        d = (a != np.asarray(getattr(universal, f.name), dtype=float).reshape(
+            universal.n, -1)[src]).any(axis=0)
+        if d.any():
+            changed_cols.append(a[:, d])
+    key = np.column_stack([src.astype(float)] + changed_cols)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
+
+
+def _arms(tree: _Tree, universal: CellParams, t_univ: Tables, effects, n_u: int,
+          timing: dict):
+    """Apply every node's last strategy (the tree's stages) and find the rows to evaluate.
+
+    A node row whose parameters equal its parent's (e.g. Medicaid expansion where the state had
+    already expanded) has its parent's outcomes; a row whose GA and death parameters equal its
+    parent's reads its parent's GA/death table row; other rows get table rows of their own (one
+    per distinct parameter row).
+
+    Returns
+    -------
+    tables : Tables
+        Kernel tables of the ``E`` rows to evaluate (GA/death tables: the universal ones, then
+        the new ones).
+    table_rows : numpy.ndarray
+        int ``[E]``: the GA/death table row each of them reads.
+    eval_src : numpy.ndarray
+        int ``[E]``: their unique rows.
+    out_row : numpy.ndarray
+        int ``[(1 + N) U]``: the outcome row of every row of every block (block ``b``: rows
+        ``b U .. (b + 1) U - 1``) in ``[baseline rows (U), the E evaluated rows]``.
+    """
+    blocks: list[CellParams | None] = [universal] + [None] * (tree.blocks - 1)
+    out_row = np.empty(tree.blocks * n_u, dtype=np.int64)
+    table_row = np.empty(tree.blocks * n_u, dtype=np.int64)
+    out_row[:n_u] = table_row[:n_u] = np.arange(n_u)
+    ga_parts, death_parts = [t_univ.ga_cum], [t_univ.death_cum]
+    direct = {name: [] for name in DIRECT_FIELDS}
+    eval_src, eval_tab = [], []
+    n_tab = n_out = n_u
+    for st in tree.stages:
+        before = _concat([blocks[b] for b in st.parent_blocks])
+        after = apply(before.copy(), st.levers, effects)
+        differ, tab_differ = _changed(after, before)
+        m = len(st.parent_blocks)
+        for j in range(m):                     # node rows: views of the stacked rows
+            blocks[st.first + j] = after.take(slice(j * n_u, (j + 1) * n_u))
+        parent_rows = np.concatenate([b * n_u + np.arange(n_u) for b in st.parent_blocks])
+        rows = slice(st.first * n_u, (st.first + m) * n_u)
+        tab = table_row[parent_rows]
+        if tab_differ.any():
+            t0 = time.perf_counter()
+            idx = np.flatnonzero(tab_differ)
+            first, inverse = _new_table_rows(after.take(idx), universal, st.src[idx])
+            sub = after.take(idx[first])
+            ga_parts.append(ga_cumulative(sub))
+            death_parts.append(death_cumulative(sub))
+            tab[idx] = n_tab + inverse
+            n_tab += first.size
+            timing["tables_s"] += time.perf_counter() - t0
+        table_row[rows] = tab
+        own = np.flatnonzero(differ)
+        out = out_row[parent_rows]
+        out[own] = n_out + np.arange(own.size)
+        out_row[rows] = out
+        n_out += own.size
+        for name in DIRECT_FIELDS:
+            direct[name].append(getattr(after, name)[own])
+        eval_src.append(st.src[own])
+        eval_tab.append(tab[own])
+    t0 = time.perf_counter()
+    ga_cum = np.concatenate(ga_parts) if len(ga_parts) > 1 else t_univ.ga_cum
+    death_cum = np.concatenate(death_parts) if len(death_parts) > 1 else t_univ.death_cum
+    if tree.stages:
+        rows_e = CellParams(**{f.name: (np.concatenate(direct[f.name]) if f.name in direct
+                                        else getattr(universal, f.name)[:0])
+                               for f in fields(universal)})
+        tables = tables_sharing(rows_e, ga_cum, death_cum)
+        eval_src, eval_tab = np.concatenate(eval_src), np.concatenate(eval_tab)
+    else:
+        tables = t_univ.take(np.zeros(0, dtype=np.int64))
+        eval_src = eval_tab = np.zeros(0, dtype=np.int64)
+    timing["tables_s"] += time.perf_counter() - t0
+    return tables, eval_tab, eval_src, out_row
+
+
+def _row_sums(out: np.ndarray):
+    """Births and deaths of every row: two [n] arrays."""
+    return (out[:, OUT_BIRTHS:OUT_BIRTHS + 6].sum(axis=1),
+            out[:, OUT_DEATHS:OUT_DEATHS + 18].sum(axis=1))
 
 
 def _aggregate(out: np.ndarray, group: np.ndarray, n_groups: int):
@@ -322,13 +455,10 @@ def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
     # The universal levers: every candidate where it has coverage. The arm levers: each
     # portfolio's strategies on its own stacked copy of the rows.
     levers_u = Levers.uniform({k: lay.cov[k] for k in cands}, setup.options, attrs_u)
-    cov_arm = {}
-    for k in cands:
-        c = np.zeros(lay.src.size)
-        rows = lay.lever_rows[k]
-        c[rows] = lay.cov[k][lay.src[rows]]
-        cov_arm[k] = c
-    levers_arm = Levers.uniform(cov_arm, setup.options, attrs_u.take(lay.src))
+    tree = _tree(setup, lay, portfolios, attrs_u)
+    # Store row of every arm row: portfolio p's rows are its node's block.
+    arm_store = (tree.port_block[:, None] * n_u + np.arange(n_u)[None, :]).ravel()
+    n_eval = 0
     g_base = lay.u_state * n_r + lay.u_race                       # [U] -> (state, race)
     g_arm = (np.repeat(np.arange(n_p), n_u) * n_s + lay.u_state[lay.src]) * n_r \
         + lay.u_race[lay.src]
@@ -360,21 +490,26 @@ def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
         for name in TREATMENT_FIELDS:
             setattr(universal, name, getattr(full, name).copy())
         t2 = time.perf_counter()
-        arm = apply(universal.take(lay.src), levers_arm, effects)
-        t3 = time.perf_counter()
         t_univ = build_tables(universal)
-        t_arm, arm_rows = _arm_tables(arm, universal, t_univ, lay.src)
+        tab = {"tables_s": time.perf_counter() - t2}
+        t_eval, eval_tab, eval_src, out_row = _arms(tree, universal, t_univ, effects, n_u, tab)
+        n_eval = max(n_eval, eval_src.size)
         t4 = time.perf_counter()
+        t3 = t4 - tab["tables_s"]             # levers: the stages without the table building
         out_b = expected(t_univ)               # exact baseline (p_prog = p_sd = 0)
-        out_a = expected_rows(t_arm, arm_rows)
+        out_e = expected_rows(t_eval, eval_tab)
         # Projected births carry their trend's uncertainty in draws d >= 1 (as imsim run).
         if d > 0 and seed is not None:
             fb = baseline.births_factor(setup.cells, seed, draw.index)[lay.rep]
             out_b = out_b * fb[:, None]
-            out_a = out_a * fb[lay.src][:, None]
+            out_e = out_e * fb[eval_src][:, None]
         t5 = time.perf_counter()
         bb, db = _aggregate(out_b, g_base, n_s * n_r)
-        ba, da = _aggregate(out_a, g_arm, n_p * n_s * n_r)
+        # Every arm row's outcomes: its node row's, or the first ancestor's it equals.
+        o = out_row[arm_store]
+        ba, da = (np.bincount(g_arm, weights=np.concatenate([x, y])[o],
+                              minlength=n_p * n_s * n_r)
+                  for x, y in zip(_row_sums(out_b), _row_sums(out_e)))
         bb, db = bb.reshape(n_s, n_r), db.reshape(n_s, n_r)
         ba, da = ba.reshape(n_p, n_s, n_r), da.reshape(n_p, n_s, n_r)
         deaths_b[d] = db.sum(axis=1)
@@ -416,6 +551,7 @@ def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
         bar.close()
     t["unique_rows"] = float(n_u)
     t["arm_rows_per_draw"] = float(n_u * n_p)
+    t["evaluated_rows_per_draw"] = float(n_eval)
     return Evaluation(portfolios=portfolios, states=list(setup.states),
                       effects=[dr.effects for dr in draws],
                       deaths_baseline=deaths_b, deaths_averted=averted, rd_baseline=rd_b,
