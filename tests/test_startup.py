@@ -39,7 +39,7 @@ def _draw(fig, ax):
 def test_new_figure_saves_the_same_png_as_pyplot():
     import matplotlib
 
-    from imsim.output.figures import new_figure
+    from imsim.output.canvas import new_figure
 
     fig = new_figure((7, 3.6))
     ours = _draw(fig, fig.subplots())

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from imsim.core.constants import ALL, RACE_LABELS, STATES
+from imsim.output.canvas import new_figure
 
 FIGURES = {
     "deaths_averted_by_state.png": "Deaths averted by state over the horizon (95% interval)",
@@ -146,21 +147,6 @@ def imr_by_year_figure(result):
         ax.set_xlabel("year")
         ax.set_ylim(bottom=0)
     fig.tight_layout()
-    return fig
-
-
-def new_figure(figsize) -> "matplotlib.figure.Figure":
-    """A figure of ``figsize`` inches on an Agg canvas, made without pyplot.
-
-    The same figure as ``pyplot.figure(figsize=...)`` (same rcParams defaults, same pixels when
-    saved) without importing pyplot (~0.2 s of every save) or registering it with pyplot's
-    figure manager, so there is nothing to close: it goes when the last reference does.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)
     return fig
 
 

@@ -205,8 +205,8 @@ STATE_CHARTS_MAX = 12
 
 def _state_axes():
     """A figure with fixed margins (room for the legend on the right) for the state charts
-    (made without pyplot: :func:`imsim.output.figures.new_figure`)."""
-    from imsim.output.figures import new_figure
+    (made without pyplot: :func:`imsim.output.canvas.new_figure`)."""
+    from imsim.output.canvas import new_figure
 
     fig = new_figure((6.4, 3.2))
     ax = fig.subplots()
