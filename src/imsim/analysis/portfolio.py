@@ -42,9 +42,10 @@ from imsim.birth.strategies import Levers, apply
 from imsim.inputs.fit import fit_for
 from imsim.inputs.baseline import Baseline, Cells
 from imsim.core.constants import RACES, STATES, STRATEGIES
-from imsim.birth.engines import expected, expected_rows
+from imsim.birth.engines import expected
 from imsim.birth.kernels import N_OUT, OUT_BIRTHS, OUT_DEATHS, OUT_LI, OUT_LT32, OUT_SMK
-from imsim.birth.params import (CellParams, Tables, build_tables, death_cumulative,
+from imsim.birth import kernels as K
+from imsim.birth.params import (GA_FIELDS, CellParams, Tables, build_tables, death_cumulative,
                                 ga_cumulative, tables_sharing)
 
 #: CellParams fields copied straight into the kernel tables (everything else feeds ga_cum or
@@ -290,35 +291,35 @@ def _concat(parts: list[CellParams]) -> CellParams:
 
 
 def _changed(after: CellParams, before: CellParams):
-    """Rows whose parameters differ (any field; and the GA/death table fields only): 2 x [m]."""
+    """Rows whose parameters differ: in any field, in a GA table field, in a death table field
+    (3 x bool ``[m]``)."""
     m = after.n
-    any_field = np.zeros(m, dtype=bool)
-    table = np.zeros(m, dtype=bool)
+    any_field, ga, death = (np.zeros(m, dtype=bool) for _ in range(3))
     for f in fields(after):
         a, b = getattr(after, f.name), getattr(before, f.name)
         if a is b or np.array_equal(a, b):        # most fields: untouched by the stage
             continue
         d = (a != b).reshape(m, -1).any(axis=1)
         any_field |= d
-        if f.name not in DIRECT_FIELDS:
-            table |= d
-    return any_field, table
+        if f.name in GA_FIELDS:
+            ga |= d
+        elif f.name not in DIRECT_FIELDS:
+            death |= d
+    return any_field, ga, death
 
 
-def _new_table_rows(sub: CellParams, universal: CellParams, src: np.ndarray):
-    """The distinct GA/death parameter rows among ``sub`` (rows of universal rows ``src``).
+def _new_table_rows(sub: CellParams, universal: CellParams, src: np.ndarray, names):
+    """The distinct rows of the fields ``names`` among ``sub`` (rows of universal rows ``src``).
 
     Two rows of the same universal row agree on every column no lever changed, so (universal row,
-    the columns a lever changed in some row) identifies a row's GA and death parameters exactly.
-    Returns the rows to build (indices into ``sub``) and each row's position among them.
+    the columns a lever changed in some row) identifies a row's values exactly. Returns the rows
+    to build (indices into ``sub``) and each row's position among them.
     """
     n = sub.n
     changed_cols = []
-    for f in fields(sub):
-        if f.name in DIRECT_FIELDS:
-            continue
-        a = np.asarray(getattr(sub, f.name), dtype=float).reshape(n, -1)
-        d = (a != np.asarray(getattr(universal, f.name), dtype=float).reshape(
+    for name in names:
+        a = np.asarray(getattr(sub, name), dtype=float).reshape(n, -1)
+        d = (a != np.asarray(getattr(universal, name), dtype=float).reshape(
             universal.n, -1)[src]).any(axis=0)
         if d.any():
             changed_cols.append(a[:, d])
@@ -327,80 +328,95 @@ def _new_table_rows(sub: CellParams, universal: CellParams, src: np.ndarray):
     return first, inverse.reshape(-1)
 
 
+@dataclass
+class _Rows:
+    """The rows the engine evaluates for the arms of one draw (see :func:`_arms`)."""
+
+    tables: Tables             # direct tables of the E rows; GA/death tables: universal, then new
+    ga_rows: np.ndarray        # [E] GA table row of each
+    death_rows: np.ndarray     # [E] death table row of each
+    src: np.ndarray            # [E] unique row of each
+    out_row: np.ndarray        # [(1 + N) U] outcome row of every block row (see _arms)
+
+
 def _arms(tree: _Tree, universal: CellParams, t_univ: Tables, effects, n_u: int,
-          timing: dict):
+          timing: dict) -> _Rows:
     """Apply every node's last strategy (the tree's stages) and find the rows to evaluate.
 
     A node row whose parameters equal its parent's (e.g. Medicaid expansion where the state had
-    already expanded) has its parent's outcomes; a row whose GA and death parameters equal its
-    parent's reads its parent's GA/death table row; other rows get table rows of their own (one
-    per distinct parameter row).
-
-    Returns
-    -------
-    tables : Tables
-        Kernel tables of the ``E`` rows to evaluate (GA/death tables: the universal ones, then
-        the new ones).
-    table_rows : numpy.ndarray
-        int ``[E]``: the GA/death table row each of them reads.
-    eval_src : numpy.ndarray
-        int ``[E]``: their unique rows.
-    out_row : numpy.ndarray
-        int ``[(1 + N) U]``: the outcome row of every row of every block (block ``b``: rows
-        ``b U .. (b + 1) U - 1``) in ``[baseline rows (U), the E evaluated rows]``.
+    already expanded) has its parent's outcomes; a row whose GA (death) parameters equal its
+    parent's reads its parent's GA (death) table row; other rows get table rows of their own (one
+    per distinct parameter row): progesterone changes GA parameters only, so its rows share the
+    universal death tables. ``out_row`` gives the outcome row of every row of every block (block
+    ``b``: rows ``b U .. (b + 1) U - 1``) in ``[baseline rows (U), the E evaluated rows]``.
     """
     blocks: list[CellParams | None] = [universal] + [None] * (tree.blocks - 1)
     out_row = np.empty(tree.blocks * n_u, dtype=np.int64)
-    table_row = np.empty(tree.blocks * n_u, dtype=np.int64)
-    out_row[:n_u] = table_row[:n_u] = np.arange(n_u)
-    ga_parts, death_parts = [t_univ.ga_cum], [t_univ.death_cum]
+    out_row[:n_u] = np.arange(n_u)
+    parts = {"ga": [t_univ.ga_cum], "death": [t_univ.death_cum]}
+    table_row = {"ga": out_row.copy(), "death": out_row.copy()}    # rows >= U: set per stage
+    n_tab = {"ga": n_u, "death": n_u}
+    build = {"ga": (GA_FIELDS, ga_cumulative),
+             "death": ([f.name for f in fields(universal)
+                        if f.name not in DIRECT_FIELDS and f.name not in GA_FIELDS],
+                       death_cumulative)}
     direct = {name: [] for name in DIRECT_FIELDS}
-    eval_src, eval_tab = [], []
-    n_tab = n_out = n_u
+    ev_src, ev_rows = [], {"ga": [], "death": []}
+    n_out = n_u
     for st in tree.stages:
         before = _concat([blocks[b] for b in st.parent_blocks])
         after = apply(before.copy(), st.levers, effects)
-        differ, tab_differ = _changed(after, before)
+        differ, *tab_differ = _changed(after, before)
         m = len(st.parent_blocks)
         for j in range(m):                     # node rows: views of the stacked rows
             blocks[st.first + j] = after.take(slice(j * n_u, (j + 1) * n_u))
         parent_rows = np.concatenate([b * n_u + np.arange(n_u) for b in st.parent_blocks])
         rows = slice(st.first * n_u, (st.first + m) * n_u)
-        tab = table_row[parent_rows]
-        if tab_differ.any():
-            t0 = time.perf_counter()
-            idx = np.flatnonzero(tab_differ)
-            first, inverse = _new_table_rows(after.take(idx), universal, st.src[idx])
-            sub = after.take(idx[first])
-            ga_parts.append(ga_cumulative(sub))
-            death_parts.append(death_cumulative(sub))
-            tab[idx] = n_tab + inverse
-            n_tab += first.size
-            timing["tables_s"] += time.perf_counter() - t0
-        table_row[rows] = tab
         own = np.flatnonzero(differ)
+        for kind, changed in zip(("ga", "death"), tab_differ):
+            tab = table_row[kind][parent_rows]
+            if changed.any():
+                t0 = time.perf_counter()
+                names, builder = build[kind]
+                idx = np.flatnonzero(changed)
+                first, inverse = _new_table_rows(after.take(idx), universal, st.src[idx], names)
+                parts[kind].append(builder(after.take(idx[first])))
+                tab[idx] = n_tab[kind] + inverse
+                n_tab[kind] += first.size
+                timing["tables_s"] += time.perf_counter() - t0
+            table_row[kind][rows] = tab
+            ev_rows[kind].append(tab[own])
         out = out_row[parent_rows]
         out[own] = n_out + np.arange(own.size)
         out_row[rows] = out
         n_out += own.size
         for name in DIRECT_FIELDS:
             direct[name].append(getattr(after, name)[own])
-        eval_src.append(st.src[own])
-        eval_tab.append(tab[own])
+        ev_src.append(st.src[own])
     t0 = time.perf_counter()
-    ga_cum = np.concatenate(ga_parts) if len(ga_parts) > 1 else t_univ.ga_cum
-    death_cum = np.concatenate(death_parts) if len(death_parts) > 1 else t_univ.death_cum
-    if tree.stages:
-        rows_e = CellParams(**{f.name: (np.concatenate(direct[f.name]) if f.name in direct
-                                        else getattr(universal, f.name)[:0])
-                               for f in fields(universal)})
-        tables = tables_sharing(rows_e, ga_cum, death_cum)
-        eval_src, eval_tab = np.concatenate(eval_src), np.concatenate(eval_tab)
-    else:
-        tables = t_univ.take(np.zeros(0, dtype=np.int64))
-        eval_src = eval_tab = np.zeros(0, dtype=np.int64)
+    cat = (lambda x: np.concatenate(x) if len(x) > 1 else x[0])
+    empty = np.zeros(0, dtype=np.int64)
+    rows_e = CellParams(**{f.name: np.concatenate(direct[f.name])
+                           if f.name in direct and tree.stages else getattr(universal, f.name)[:0]
+                           for f in fields(universal)})
+    result = _Rows(tables_sharing(rows_e, cat(parts["ga"]), cat(parts["death"])),
+                   np.concatenate(ev_rows["ga"]) if tree.stages else empty,
+                   np.concatenate(ev_rows["death"]) if tree.stages else empty,
+                   np.concatenate(ev_src) if tree.stages else empty, out_row)
     timing["tables_s"] += time.perf_counter() - t0
-    return tables, eval_tab, eval_src, out_row
+    return result
+
+
+def _expected_split(rows: _Rows) -> np.ndarray:
+    """Expected outcomes ``[E, N_OUT]`` of the evaluated rows (each reads its own GA and death
+    table rows: :func:`imsim.birth.kernels.expected_counts_split_rows`)."""
+    t = rows.tables
+    out = np.zeros((rows.src.size, N_OUT))
+    K.expected_counts_split_rows(t.births.astype(np.float64), t.p_li, t.p_exp, t.p_us, t.p_prog,
+                                 t.p_sd, t.p_l3, t.ga_cum, t.death_cum,
+                                 np.ascontiguousarray(rows.ga_rows, dtype=np.int64),
+                                 np.ascontiguousarray(rows.death_rows, dtype=np.int64), out)
+    return out
 
 
 def _row_sums(out: np.ndarray):
@@ -492,21 +508,21 @@ def evaluate(setup: Setup, portfolios, draws: list[Draw], calibration=None,
         t2 = time.perf_counter()
         t_univ = build_tables(universal)
         tab = {"tables_s": time.perf_counter() - t2}
-        t_eval, eval_tab, eval_src, out_row = _arms(tree, universal, t_univ, effects, n_u, tab)
-        n_eval = max(n_eval, eval_src.size)
+        ev_rows = _arms(tree, universal, t_univ, effects, n_u, tab)
+        n_eval = max(n_eval, ev_rows.src.size)
         t4 = time.perf_counter()
         t3 = t4 - tab["tables_s"]             # levers: the stages without the table building
         out_b = expected(t_univ)               # exact baseline (p_prog = p_sd = 0)
-        out_e = expected_rows(t_eval, eval_tab)
+        out_e = _expected_split(ev_rows)
         # Projected births carry their trend's uncertainty in draws d >= 1 (as imsim run).
         if d > 0 and seed is not None:
             fb = baseline.births_factor(setup.cells, seed, draw.index)[lay.rep]
             out_b = out_b * fb[:, None]
-            out_e = out_e * fb[eval_src][:, None]
+            out_e = out_e * fb[ev_rows.src][:, None]
         t5 = time.perf_counter()
         bb, db = _aggregate(out_b, g_base, n_s * n_r)
         # Every arm row's outcomes: its node row's, or the first ancestor's it equals.
-        o = out_row[arm_store]
+        o = ev_rows.out_row[arm_store]
         ba, da = (np.bincount(g_arm, weights=np.concatenate([x, y])[o],
                               minlength=n_p * n_s * n_r)
                   for x, y in zip(_row_sums(out_b), _row_sums(out_e)))
