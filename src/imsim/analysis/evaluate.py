@@ -136,6 +136,11 @@ class Evaluator:
                 out.append(math.nan)
         return np.asarray(out, dtype=float)
 
+    def warm(self) -> None:
+        """Prepare this process's state (inputs, the point fit and its groups, kernels) by
+        evaluating the point row once."""
+        self(self.point_values()[None, :])
+
     # -- preparation -------------------------------------------------------------------------
     def _state(self):
         if self._st is None:

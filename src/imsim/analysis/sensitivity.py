@@ -21,8 +21,11 @@ from imsim.config.sweepfile import Sweep
 # Analysis
 # ---------------------------------------------------------------------------------------------
 
-def analyse(sweep: Sweep, Q, X, Y) -> dict:
+def analyse(sweep: Sweep, Q, X, Y, pool=None) -> dict:
     """Compute the sweep method's indices for every output.
+
+    With a ``pool`` (a :class:`concurrent.futures.Executor`), each output's Sobol or Morris
+    analysis runs as its own task (same seed, same numbers).
 
     Parameters
     ----------
@@ -33,6 +36,8 @@ def analyse(sweep: Sweep, Q, X, Y) -> dict:
         values.
     Y : numpy.ndarray
         float64 ``[n_rows, O]``: the outputs of every row (in each output's units).
+    pool : concurrent.futures.Executor, optional
+        Runs the outputs' analyses in parallel.
 
     Returns
     -------
@@ -40,12 +45,42 @@ def analyse(sweep: Sweep, Q, X, Y) -> dict:
         ``rows`` (one per output and parameter, or one per output for psa), ``s2`` (Sobol
         second order), ``exceedance`` and, for psa, ``drivers`` (Spearman correlations).
     """
+    out: dict = {"rows": [], "s2": [], "exceedance": []}
+    if pool is not None and sweep.method in ("sobol", "morris") and len(sweep.outputs) > 1:
+        q = Q if sweep.method == "morris" else None
+        parts = [pool.submit(_analyse_outputs, sweep, q, Y[:, [j]], [j])
+                 for j in range(len(sweep.outputs))]
+        for f in parts:
+            part = f.result()
+            for key in out:
+                out[key] += part[key]
+    else:
+        out = _analyse_outputs(sweep, Q, Y, range(len(sweep.outputs)))
+    if sweep.method == "psa":
+        # Rank correlation of each input with each output: the drivers in a PSA.
+        from scipy.stats import spearmanr
+
+        out["drivers"] = []
+        for j, o in enumerate(sweep.outputs):
+            for k, p in enumerate(sweep.param_ids):
+                if np.ptp(X[:, k]) == 0 or np.ptp(Y[:, j]) == 0:
+                    rho = 0.0
+                else:
+                    rho = float(spearmanr(X[:, k], Y[:, j]).statistic)
+                out["drivers"].append({"output": o, "parameter": p, "spearman_rho": rho})
+    return out
+
+
+def _analyse_outputs(sweep: Sweep, Q, Y, js) -> dict:
+    """:func:`analyse`'s per-output part for the outputs ``js`` (``Y`` holds their columns, in
+    order): rows, second-order rows and exceedance, without the PSA drivers."""
     prob = sweep.problem()
     out: dict = {"rows": [], "s2": [], "exceedance": []}
     names = sorted(set(sweep.groups), key=sweep.groups.index) if sweep.use_groups \
         else sweep.param_ids
-    for j, o in enumerate(sweep.outputs):
-        y = Y[:, j]
+    for col, j in enumerate(js):
+        o = sweep.outputs[j]
+        y = Y[:, col]
         if sweep.method == "sobol":
             from SALib.analyze import sobol
 
@@ -82,18 +117,6 @@ def analyse(sweep: Sweep, Q, X, Y) -> dict:
             for t in sweep.thresholds.get(o, []):
                 out["exceedance"].append({"output": o, "threshold": t,
                                           "probability": float(np.mean(y > t))})
-    if sweep.method == "psa":
-        # Rank correlation of each input with each output: the drivers in a PSA.
-        from scipy.stats import spearmanr
-
-        out["drivers"] = []
-        for j, o in enumerate(sweep.outputs):
-            for k, p in enumerate(sweep.param_ids):
-                if np.ptp(X[:, k]) == 0 or np.ptp(Y[:, j]) == 0:
-                    rho = 0.0
-                else:
-                    rho = float(spearmanr(X[:, k], Y[:, j]).statistic)
-                out["drivers"].append({"output": o, "parameter": p, "spearman_rho": rho})
     return out
 
 
@@ -156,8 +179,10 @@ def tornado(sweep: Sweep, evaluator) -> list[dict] | None:
 # Files
 # ---------------------------------------------------------------------------------------------
 
-def write_outputs(d: Path, sweep: Sweep, X, Y, res, tornado, figures: bool) -> None:
+def write_outputs(d: Path, sweep: Sweep, X, Y, res, tornado, figures: bool, pool=None) -> None:
     """Write samples, indices, tornado, figures and ``report.md`` into folder ``d``.
+
+    With a ``pool``, the figures are drawn by its workers while this process writes the tables.
 
     Parameters
     ----------
@@ -173,7 +198,13 @@ def write_outputs(d: Path, sweep: Sweep, X, Y, res, tornado, figures: bool) -> N
         The tornado rows (:func:`tornado`).
     figures : bool
         Draw the figures (PNG).
+    pool : concurrent.futures.Executor, optional
+        Draws the figures in parallel.
     """
+    drawing = None
+    if figures and pool is not None:
+        drawing = [pool.submit(_figure, name, d, sweep, res, tornado)
+                   for name in FIGURES[sweep.method]]
     import pandas as pd
 
     df = pd.DataFrame(X, columns=sweep.param_ids)
@@ -196,21 +227,34 @@ def write_outputs(d: Path, sweep: Sweep, X, Y, res, tornado, figures: bool) -> N
         pd.DataFrame(res["drivers"]).to_csv(d / "drivers.csv", index=False)
     if tornado is not None:
         pd.DataFrame(tornado).to_csv(d / "tornado.csv", index=False)
-    figs = _figures(d, sweep, res, tornado) if figures else []
-    (d / "report.md").write_text(_report(sweep, res, tornado, figs))
+    figs = [f.result() for f in drawing] if drawing is not None else (
+        _figures(d, sweep, res, tornado) if figures else [])
+    (d / "report.md").write_text(_report(sweep, res, tornado, [f for f in figs if f]))
+
+
+#: The figures of each method (:func:`_figure`), in the report's order.
+FIGURES = {"sobol": ("sobol_indices.png", "tornado.png"),
+           "morris": ("morris_mu_sigma.png", "tornado.png"), "psa": ("tornado.png",)}
 
 
 def _figures(d: Path, sweep: Sweep, res, tornado) -> list[str]:
+    return [f for f in (_figure(name, d, sweep, res, tornado)
+                        for name in FIGURES[sweep.method]) if f]
+
+
+def _figure(name: str, d: Path, sweep: Sweep, res, tornado) -> str | None:
+    """Draw figure ``name`` of :data:`FIGURES` into ``d``; return its name (None: nothing to
+    draw)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    made = []
+    made = None
     outs = sweep.outputs
     rows = pd.DataFrame(res["rows"])
-    if sweep.method == "sobol":
+    if name == "sobol_indices.png" and sweep.method == "sobol":
         fig, axes = plt.subplots(len(outs), 1, figsize=(8, 2.6 * len(outs) + 0.5), squeeze=False)
         for ax, o in zip(axes[:, 0], outs):
             r = rows[rows.output == o]
@@ -224,8 +268,8 @@ def _figures(d: Path, sweep: Sweep, res, tornado) -> list[str]:
         fig.tight_layout()
         fig.savefig(d / "sobol_indices.png", dpi=110)
         plt.close(fig)
-        made.append("sobol_indices.png")
-    if sweep.method == "morris":
+        made = name
+    if name == "morris_mu_sigma.png" and sweep.method == "morris":
         fig, axes = plt.subplots(1, len(outs), figsize=(4.2 * len(outs), 4), squeeze=False)
         for ax, o in zip(axes[0], outs):
             r = rows[rows.output == o]
@@ -238,8 +282,8 @@ def _figures(d: Path, sweep: Sweep, res, tornado) -> list[str]:
         fig.tight_layout()
         fig.savefig(d / "morris_mu_sigma.png", dpi=110)
         plt.close(fig)
-        made.append("morris_mu_sigma.png")
-    if tornado:
+        made = name
+    if name == "tornado.png" and tornado:
         t = pd.DataFrame(tornado)
         fig, axes = plt.subplots(len(outs), 1, figsize=(8, 0.35 * sweep.n_params * len(outs)
                                                         + 1.2 * len(outs)), squeeze=False)
@@ -256,16 +300,7 @@ def _figures(d: Path, sweep: Sweep, res, tornado) -> list[str]:
         fig.tight_layout()
         fig.savefig(d / "tornado.png", dpi=110)
         plt.close(fig)
-        made.append("tornado.png")
-    if sweep.method == "psa":
-        fig, axes = plt.subplots(1, len(outs), figsize=(4.2 * len(outs), 3.5), squeeze=False)
-        for ax, (j, o) in zip(axes[0], enumerate(outs)):
-            r = rows[rows.output == o].iloc[0]
-            ax.axvline(r.p2_5, ls="--", color="k", lw=0.7)
-            ax.axvline(r.p97_5, ls="--", color="k", lw=0.7)
-            ax.set_title(o, fontsize=9)
-        fig.tight_layout()
-        plt.close(fig)
+        made = name
     return made
 
 

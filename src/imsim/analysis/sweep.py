@@ -68,15 +68,26 @@ def _eval_chunk(evaluator, X):
             numba.set_num_threads(1)
     except Exception:  # pragma: no cover
         pass
-    token = getattr(evaluator, "token", None)
-    if token is not None:
-        kept = _WORKER_EVALUATOR.get(token)
-        if kept is None:
-            _WORKER_EVALUATOR.clear()
-            _WORKER_EVALUATOR[token] = evaluator
-        else:
-            evaluator = kept
+    evaluator = _kept(evaluator)
+    if X is None:                     # prepare only
+        warm = getattr(evaluator, "warm", None)
+        if warm is not None:
+            warm()
+        return None
     return np.asarray(evaluator(X), dtype=float)
+
+
+def _kept(evaluator):
+    """The copy of ``evaluator`` this process keeps (the first one it got with its token)."""
+    token = getattr(evaluator, "token", None)
+    if token is None:
+        return evaluator
+    kept = _WORKER_EVALUATOR.get(token)
+    if kept is None:
+        _WORKER_EVALUATOR.clear()
+        _WORKER_EVALUATOR[token] = evaluator
+        return evaluator
+    return kept
 
 
 def _atomic_save(path: Path, arr: np.ndarray) -> None:
@@ -449,6 +460,7 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
     t_start = time.perf_counter()
     out_dir = partial = None
     took_lock = False
+    pool = None
     try:
         # Folders first: an existing --out is refused before anything is read or evaluated.
         if resume is not None:
@@ -516,6 +528,10 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
             evaluator = Evaluator(sweep.scenario, sweep.param_ids, sweep.outputs)
         dhash = sweep.definition_hash()
         client = _dask_client(scheduler) if scheduler else None   # before any folder
+        n_workers = workers or os.cpu_count() or 1
+        if scheduler is None and n_workers > 1:
+            # Workers start (and prepare the evaluator) while this process samples.
+            pool = _start_pool(evaluator, n_workers)
         try:
             if not fresh:
                 Q, X = _load_partial(sweep, partial, dhash)
@@ -557,8 +573,9 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
             bounds = [(a, min(a + cs, n_rows)) for a in range(0, n_rows, cs)]
             done = _load_chunks(chunks_dir, bounds, len(sweep.outputs))
             todo = [i for i in range(len(bounds)) if i not in done]
-            n_workers = workers or os.cpu_count() or 1
             executor = "dask" if scheduler else ("local" if n_workers == 1 else "processes")
+            # The tornado's rows run on a worker alongside the chunks.
+            bars_f = pool.submit(_tornado_task, evaluator, sweep) if pool is not None else None
             t_eval = time.perf_counter()
             evaluated = 0
             bar = None
@@ -587,7 +604,7 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
                             a, b = bounds[i]
                             finish(i, _eval_chunk(evaluator, X[a:b]))
                     elif executor == "processes":
-                        _run_pool(evaluator, X, bounds, todo, n_workers, finish)
+                        _run_pool(pool, evaluator, X, bounds, todo, n_workers, finish)
                     else:
                         n_workers = _run_dask(client, evaluator, X, bounds, todo, scheduler,
                                               finish, resume_hint.format(n="{n}"), done)
@@ -608,13 +625,16 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
         _check_finite_outputs(sweep, X, Y, partial)   # before anything is analysed or written
         # Analysis and files, written into the partial folder, then renamed.
         t_an = time.perf_counter()
-        res = analyse(sweep, Q, X, Y)
-        bars = tornado(sweep, evaluator)
+        res = analyse(sweep, Q, X, Y, pool=pool)
+        bars = bars_f.result() if bars_f is not None else tornado(sweep, evaluator)
         stage = partial / "results"
         if stage.exists():
             shutil.rmtree(stage)
         stage.mkdir()
-        write_outputs(stage, sweep, X, Y, res, bars, figures)
+        write_outputs(stage, sweep, X, Y, res, bars, figures, pool=pool)
+        if pool is not None:
+            pool.shutdown(wait=True)
+            pool = None
         t_an = time.perf_counter() - t_an
         total = time.perf_counter() - t_start
         results_hash = hashlib.sha256(np.ascontiguousarray(X).tobytes()
@@ -650,24 +670,52 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
                              f"{partial}")
         raise
     finally:
+        if pool is not None:          # an error or interruption: nothing the pool started stays
+            procs.stop_pool(pool)
         if took_lock and out_dir is not None:
             release(out_dir)
 
 
-def _run_pool(evaluator, X, bounds, todo, n_workers, finish):
-    """Evaluate chunks ``todo`` on a local pool whose workers end with this process.
+def _start_pool(evaluator, n_workers: int):
+    """A local pool of ``n_workers`` spawned workers that end with this process
+    (:func:`imsim.core.procs.worker_init`), each already preparing ``evaluator``.
 
-    Workers are spawned, die with their parent and ignore Ctrl-C (:mod:`imsim.core.procs`); on
-    any exception here (an interruption included) the pool is stopped at once -- queued chunks
-    cancelled, workers terminated and reaped -- before the exception propagates.
+    The caller stops it (:func:`imsim.core.procs.stop_pool`) on any error, or shuts it down.
     """
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
 
     from imsim.birth.engines import warm_up
 
     warm_up()  # compile / load the numba cache once, before workers read it
     pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=procs.mp_context(),
                                initializer=procs.worker_init, initargs=(os.getpid(),))
+    try:
+        for _ in range(n_workers):
+            pool.submit(_prepare_task, evaluator)
+    except BaseException:
+        procs.stop_pool(pool)
+        raise
+    return pool
+
+
+def _prepare_task(evaluator) -> None:
+    """Keep and prepare ``evaluator`` in this worker (see :func:`_eval_chunk`)."""
+    _eval_chunk(evaluator, None)
+
+
+def _tornado_task(evaluator, sweep):
+    """:func:`imsim.analysis.sensitivity.tornado` in a worker, with its kept evaluator."""
+    return tornado(sweep, _kept(evaluator))
+
+
+def _run_pool(pool, evaluator, X, bounds, todo, n_workers, finish):
+    """Evaluate chunks ``todo`` on ``pool`` (:func:`_start_pool`).
+
+    On any exception here (an interruption included) the pool is stopped at once -- queued
+    chunks cancelled, workers terminated and reaped -- before the exception propagates.
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     try:
         pending = {}
         queue = list(todo)
@@ -683,7 +731,6 @@ def _run_pool(evaluator, X, bounds, todo, n_workers, finish):
     except BaseException:
         procs.stop_pool(pool)
         raise
-    pool.shutdown(wait=True)
 
 
 def _versions() -> dict:
