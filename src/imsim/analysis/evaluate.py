@@ -320,6 +320,12 @@ class _Prepared:
         _set_threads_1()
         if self.col_params:
             return self.evaluate_plain(X)
+        if self.cal_param is None and not any(eid in BASELINE_EFFECTS
+                                              for _, eid in self.eff_params):
+            # Every row has the point fit (no swept input enters the baseline).
+            grp = self._base(self.point_effects, None)[3]
+            y = grp.evaluate(X) if grp.ok else None
+            return self.evaluate_plain(X) if y is None else y
         rows = self._rows(X)
         Y = np.empty((X.shape[0], len(self.ev.outputs)))
         # Rows of one fit share one grouping of the cells.
@@ -586,8 +592,7 @@ class _Groups:
         pr = self.prep
         k, ng = X.shape[0], self.ng
         tile = np.tile(np.arange(ng), k)
-        pre = self.pre_g.take(tile)
-        scen = pre.copy()
+        scen = self.pre_g.take(tile)                        # k stacked copies of the groups
         u_rep = self.grouping.rep[tile]                     # unique cell of each group-row
         levers = pr.u_inputs.levers.take(u_rep)
         for j, s in pr.cov_params:
@@ -598,19 +603,24 @@ class _Groups:
         for j, eid in pr.eff_params:
             E[eid] = np.repeat(X[:, j].astype(float), ng)
         apply(scen, levers, E, exposures=False)
+        m = scen.n
+
+        def same_as_pre(name):
+            """[k * ng]: the group-row's field equals the groups' pre-lever value."""
+            a, b = np.asarray(getattr(scen, name)), np.asarray(getattr(self.pre_g, name))
+            if a.ndim == 0 or b.ndim == 0:
+                return np.broadcast_to(a == b, (m,))
+            eq = a.reshape(k, ng, -1) == b.reshape(1, ng, -1)
+            return eq.all(axis=2).reshape(m)
+
         for name in _GROUP_FREE:
-            a, b = getattr(scen, name), getattr(pre, name)
-            if a is not b and not np.array_equal(a, b):
+            if not same_as_pre(name).all():
                 return None
         # Where each group-row may read the cells' death tables (built with pre's ratios).
-        m = scen.n
         same = np.ones(m, dtype=bool)
         for fname in _DEATH_RATIOS:
-            a, b = getattr(scen, fname), getattr(pre, fname)
-            if a is not b:
-                same &= np.broadcast_to(a == b, (m,))
-        same_sd = np.broadcast_to(scen.rr_sd_death == pre.rr_sd_death, (m,))
-        use = np.where(same, np.where(same_sd, 2, 1), 0).astype(np.int64)
+            same &= same_as_pre(fname)
+        use = np.where(same, np.where(same_as_pre("rr_sd_death"), 2, 1), 0).astype(np.int64)
         deaths = _grouped_deaths(scen, k, self.grouping, self.pre, self.t2, use)
         race_ds = _row_sums(deaths, pr.race_of, len(RACES))
         state_ds = _row_sums(deaths, pr.state_of, pr.n_states) if self.want_states else None

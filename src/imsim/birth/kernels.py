@@ -900,11 +900,15 @@ def expected_deaths_grouped(p_li, p_exp, p_us, p_prog, p_sd, p_l3, theta, beta_s
         ga = np.empty((1, 64, N_CUTS))
         prod = np.empty(64)
         fac = np.empty(6)
-        _ga_cell(gr, 0, theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd, prod,
-                 fac, ga)
+        need_prog = p_prog[gr] != 0.0
+        need_sd = p_sd[gr] != 0.0
+        _ga_cell_read(gr, theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd,
+                      need_prog, need_sd, prod, fac, ga)
         for li in range(2):
             for smk in range(2):
                 for sd in range(2):
+                    if sd == 1 and (li == 0 or not need_sd):
+                        continue                  # never read: SD reach is for low income
                     _band_distribution(gr, 0, li, smk, sd, p_exp, p_prog, ga, tmp)
                     for row in range(N_DEATH_ROWS):
                         band[li, smk, sd, row] = tmp[row]
@@ -953,6 +957,47 @@ def expected_deaths_grouped(p_li, p_exp, p_us, p_prog, p_sd, p_l3, theta, beta_s
                                             cap)
                                     acc += wl * t2
             out[r, c] = acc
+
+
+@nb.njit(inline="always", **JIT_OPTIONS)
+def _ga_cell_read(c, theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd, need_prog,
+                  need_sd, prod, fac, out):
+    """:func:`_ga_cell` into ``out[0]``, only for the combinations the expected engine reads:
+    progesterone only with a prior preterm birth (and only if ``need_prog``), SD reach only
+    with low income (and only if ``need_sd``). Other entries are left unset. Same arithmetic
+    as :func:`ga_table` for the entries computed."""
+    for k in range(N_CUTS):
+        fac[0] = np.exp(-beta_smk[c, k])
+        fac[1] = np.exp(-beta_pp[c, k])
+        fac[2] = np.exp(-beta_ipi[c, k])
+        fac[3] = np.exp(-beta_li[c, k])
+        fac[4] = np.exp(-beta_prog[c, k])
+        fac[5] = np.exp(-beta_sd[c, k])
+        prod[0] = np.exp(-theta[c, k])
+        size = 1
+        for b in range(6):
+            for j in range(size):
+                prod[size + j] = prod[j] * fac[b]
+            size *= 2
+        for combo in range(64):
+            if _ga_combo_read(combo, need_prog, need_sd):
+                out[0, combo, k] = 1.0 / (1.0 + prod[combo])
+    for combo in range(64):
+        if _ga_combo_read(combo, need_prog, need_sd):
+            for k in range(1, N_CUTS):
+                if out[0, combo, k] < out[0, combo, k - 1]:
+                    out[0, combo, k] = out[0, combo, k - 1]
+
+
+@nb.njit(inline="always", **JIT_OPTIONS)
+def _ga_combo_read(combo, need_prog, need_sd):
+    pp = (combo >> 1) & 1
+    li = (combo >> 3) & 1
+    prog = (combo >> 4) & 1
+    sd = (combo >> 5) & 1
+    if prog == 1 and (pp == 0 or not need_prog):
+        return False
+    return not (sd == 1 and (li == 0 or not need_sd))
 
 
 @nb.njit(**JIT_OPTIONS)
