@@ -168,10 +168,15 @@ def check_run(scenario, engine: str | None = None, replicates: int | None = None
     return est
 
 
-#: Seconds per cell x evaluation of a sweep row, per worker (the evaluator refits per row):
+#: Seconds per cell x evaluation of a sweep row, per worker, when rows refit the baseline
+#: (a swept input enters the baseline, the calibration draw, or the collaborative is rerun):
 #: ``sweeps``-style PSA of scenarios/safe_sleep.yaml (1,275 cells), 512 rows on 2 workers in
 #: 127 s while other tests ran (December 2026): 3.9e-4.
 SWEEP_S_PER_CELL_EVAL = 4.0e-4
+#: The same when no row refits (the evaluator's grouped path, one fit for every row): the
+#: 16-parameter national Sobol sweep of benchmarks/bench_sweep.py, about 6e-7 s per cell x row
+#: and worker on this 2-core machine (December 2026); 2e-6 leaves room for a loaded machine.
+SWEEP_S_PER_CELL_EVAL_NO_REFIT = 2.0e-6
 #: Memory of one sweep worker process (issue 17 measured about 270 MB each).
 SWEEP_BYTES_PER_WORKER = 300e6
 
@@ -213,7 +218,12 @@ def check_sweep(sweep, workers: int, *, allow_large: bool = False) -> Estimate:
     sc = sweep.scenario
     cells = get_baseline().cells(sc.year_list, sc.state_list)
     rows = sweep_rows(sweep)
-    seconds = SWEEP_S_PER_CELL_EVAL * cells.n * rows / max(workers, 1)
+    from imsim.inputs.baseline import BASELINE_EFFECTS
+
+    refits = any(p == "calibration" or p in BASELINE_EFFECTS or p.startswith("collaborative.")
+                 for p in sweep.param_ids)
+    per = SWEEP_S_PER_CELL_EVAL if refits else SWEEP_S_PER_CELL_EVAL_NO_REFIT
+    seconds = per * cells.n * rows / max(workers, 1)
     mem = (BASE_BYTES + SWEEP_BYTES_PER_WORKER * workers
            + 16.0 * rows * (2 * sweep.n_params + len(sweep.outputs)))
     est = Estimate(seconds, mem, int(cells.n), int(cells.births.sum()), rows, "sweep")
