@@ -5,15 +5,19 @@ For every uncertainty draw ``d`` (effect values and calibration posterior draw f
 this module
 
 1. builds the baseline :class:`~imsim.birth.params.CellParams` once for all cells of all states;
-2. stacks the scenario arm of *every* portfolio as extra rows (``CellParams.take`` with repeated
-   indices) and applies the portfolio with :func:`imsim.birth.strategies.apply` -- the one pipeline
-   every run uses -- to the rows of the portfolios that contain each strategy;
+2. builds the scenario arm of *every* portfolio as extra rows with
+   :func:`imsim.birth.strategies.apply` -- the one pipeline every run uses -- through a prefix
+   tree: ``apply`` applies a portfolio's strategies one after another in STRATEGIES order, so the
+   arm of ``(s1, s2, s3)`` is ``apply`` of ``s3`` alone on the arm of ``(s1, s2)``; each node of
+   the tree (a portfolio or a prefix of one) applies its last strategy once to its parent's rows,
+   all nodes ending in one strategy stacked in one call;
 3. evaluates baseline and all arms with one call of the expected engine.
 
 So every portfolio and every state of draw ``d`` sees the same effect values and the same fit
 (common random numbers across portfolios): differences between portfolios are paired.
 
-Two exact shortcuts keep this fast (both are checked in ``tests/test_recommend.py``):
+Exact shortcuts keep this fast (results bit-identical to the plain ``apply`` of each whole
+portfolio on every cell: ``tests/test_recommend.py``, ``tests/test_recommend_tree.py``):
 
 * **Identical cells are evaluated once.** Parameters depend on a cell only through its state,
   year (rates move with time), race, births, the coverage of each strategy and its eligibility
@@ -26,8 +30,13 @@ Two exact shortcuts keep this fast (both are checked in ``tests/test_recommend.p
   treatment effects ``beta_prog``, ``beta_sd``, ``rr_sd_death``, which matter only for treated
   births. The baseline has no treated births (``p_prog = p_sd = 0``), so one "universal" table
   set with the treatment effects filled in gives the baseline's outcomes exactly and serves every
-  arm; an arm row whose other table inputs differ from it (never, with the current levers) is
-  rebuilt with :func:`imsim.birth.params.build_tables`, so the shortcut can never change a result.
+  arm. A node row whose GA parameters differ from its parent's (progesterone re-solves
+  ``beta_pp``) gets a GA table row of its own, one per distinct parameter row, and keeps its
+  parent's death table row (and the other way round):
+  :func:`imsim.birth.kernels.expected_counts_split_rows` reads each row's GA and death table rows
+  separately, so the shortcut can never change a result.
+* **Unchanged rows are not evaluated.** A node row whose parameters all equal its parent's (e.g.
+  Medicaid expansion in a state that had already expanded) has its parent's outcomes.
 """
 from __future__ import annotations
 
