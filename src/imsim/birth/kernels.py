@@ -712,79 +712,55 @@ def death_table(q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid, or_us_s
     n = q_neo.shape[0]
     for c in range(n):
         for row in range(N_DEATH_ROWS):
+            band = N_BANDS - 1 if row == EET_ROW else row
+            qn, qs, qo = q_neo[c, band], q_suid[c, band], q_oth[c, band]
             for nonl3 in range(2):
                 for dc in range(16):
-                    t0, t1, t2 = _death_entry(c, c, row, nonl3, dc, q_neo, q_suid, q_oth,
-                                              or_nonl3, or_us_suid, rr_smk_suid, or_us_smk,
-                                              rr_li_pn, rr_sd_death, rr_eet_death, rr_smk_neo,
-                                              cap)
+                    t0, t1, t2 = _death_entry(row, nonl3, dc, qn, qs, qo, or_nonl3[c],
+                                              or_us_suid[c], rr_smk_suid[c], or_us_smk[c],
+                                              rr_li_pn[c], rr_sd_death[c], rr_eet_death[c],
+                                              rr_smk_neo[c], cap)
                     out[c, row, nonl3, dc, 0] = t0
                     out[c, row, nonl3, dc, 1] = t1
                     out[c, row, nonl3, dc, 2] = t2
 
 
 @nb.njit(inline="always", **JIT_OPTIONS)
-def _death_entry(c, f, row, nonl3, dc, q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid,
+def _death_entry(row, nonl3, dc, q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_smk_suid,
                  or_us_smk, rr_li_pn, rr_sd_death, rr_eet_death, rr_smk_neo, cap):
-    """The cumulative death thresholds ``(t0, t1, t2)`` of one entry of :func:`death_table`:
-    reference probabilities of cell ``c`` (``q_*[c]``), odds and risk ratios of row ``f``."""
+    """The cumulative death thresholds ``(t0, t1, t2)`` of one entry of :func:`death_table`
+    (death row, below level III, combination ``dc``) from scalars: the reference probabilities
+    of the row's GA band and the cell's odds and risk ratios."""
     eet = row == EET_ROW
     band = N_BANDS - 1 if eet else row
-    rr_e = rr_eet_death[f] if eet else 1.0
+    rr_e = rr_eet_death if eet else 1.0
     smk = dc & 1
     us = (dc >> 1) & 1
     li = (dc >> 2) & 1
     sd = (dc >> 3) & 1
-    rr_sd = (rr_sd_death[f] if sd == 1 else 1.0) * rr_e
-    p = q_neo[c, band]
+    rr_sd = (rr_sd_death if sd == 1 else 1.0) * rr_e
+    p = q_neo
     if band < 2 and nonl3 == 1:
-        p = _apply_or(p, or_nonl3[f])
-    rr_n = rr_smk_neo[f] if (smk == 1 and band >= TERM_BAND) else 1.0
+        p = _apply_or(p, or_nonl3)
+    rr_n = rr_smk_neo if (smk == 1 and band >= TERM_BAND) else 1.0
     p_neo = min(p * rr_sd * rr_n, cap)
     o = 1.0
     if us == 1:
-        o *= or_us_suid[f]
+        o *= or_us_suid
         if smk == 1:
-            o *= or_us_smk[f]
+            o *= or_us_smk
     rr = rr_sd
     if smk == 1:
-        rr *= rr_smk_suid[f]
+        rr *= rr_smk_suid
     if li == 1:
-        rr *= rr_li_pn[f]
-    p_suid = min(_apply_or(q_suid[c, band], o) * rr, cap)
-    rr_o = rr_sd * (rr_li_pn[f] if li == 1 else 1.0)
-    p_oth = min(q_oth[c, band] * rr_o, cap)
+        rr *= rr_li_pn
+    p_suid = min(_apply_or(q_suid, o) * rr, cap)
+    rr_o = rr_sd * (rr_li_pn if li == 1 else 1.0)
+    p_oth = min(q_oth * rr_o, cap)
     t0 = p_neo
     t1 = t0 + (1.0 - p_neo) * p_suid
     t2 = t1 + (1.0 - p_neo) * (1.0 - p_suid) * p_oth
     return t0, t1, t2
-
-
-@nb.njit(**JIT_PARALLEL_OPTIONS)
-def expected_counts_split_rows(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum,
-                               ga_rows, death_rows, out):
-    """:func:`expected_counts_rows` with separate GA and death table rows: cell ``c`` reads row
-    ``ga_rows[c]`` of ``ga_cum`` and row ``death_rows[c]`` of ``death_cum`` (a lever that changes
-    only gestational age shares the death table row, and the other way round; nothing copied).
-
-    Parameters
-    ----------
-    births, p_li, p_exp, p_us, p_prog, p_sd, p_l3 : float64 arrays
-        Cell tables with ``n`` rows, as in :func:`expected_counts`.
-    ga_cum : float64[m_ga, 64, 5]
-        GA tables.
-    death_cum : float64[m_death, 7, 2, 16, 3]
-        Death tables.
-    ga_rows, death_rows : int64[n]
-        The GA and the death table row of each cell.
-    out : float64[n, N_OUT]
-        Output, as in :func:`expected_counts`.
-    """
-    for c in nb.prange(births.shape[0]):
-        g = ga_rows[c]
-        d = death_rows[c]
-        _expected_cell(c, 0, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum[g:g + 1],
-                       death_cum[d:d + 1], out)
 
 
 @nb.njit(**JIT_OPTIONS)
@@ -940,6 +916,7 @@ def expected_deaths_grouped(p_li, p_exp, p_us, p_prog, p_sd, p_l3, theta, beta_s
                             dc = smk + 2 * us + 4 * li + 8 * sd
                             for row in range(N_DEATH_ROWS):
                                 bnd = EET_BAND if row == EET_ROW else row
+                                bnd_q = N_BANDS - 1 if row == EET_ROW else row
                                 wb = w * band[li, smk, sd, row]
                                 parts = 2 if bnd < 2 else 1
                                 for nonl3 in range(parts):
@@ -951,9 +928,10 @@ def expected_deaths_grouped(p_li, p_exp, p_us, p_prog, p_sd, p_l3, theta, beta_s
                                         t2 = t2_table[c, row, nonl3, dc]
                                     else:
                                         _t0, _t1, t2 = _death_entry(
-                                            c, gr, row, nonl3, dc, q_neo, q_suid, q_oth,
-                                            or_nonl3, or_us_suid, rr_smk_suid, or_us_smk,
-                                            rr_li_pn, rr_sd_death, rr_eet_death, rr_smk_neo,
+                                            row, nonl3, dc, q_neo[c, bnd_q], q_suid[c, bnd_q],
+                                            q_oth[c, bnd_q], or_nonl3[gr], or_us_suid[gr],
+                                            rr_smk_suid[gr], or_us_smk[gr], rr_li_pn[gr],
+                                            rr_sd_death[gr], rr_eet_death[gr], rr_smk_neo[gr],
                                             cap)
                                     acc += wl * t2
             out[r, c] = acc
