@@ -91,7 +91,7 @@ def main() -> None:
         print(f"{m['evaluations']:,} evaluations, {len(params)} parameters, N={args.samples}, "
               f"{m['workers']} workers: evaluate {m['timings']['evaluate_s']:.1f} s "
               f"({m['evaluations_per_second']:,.0f} evaluations/s), total {total:.1f} s "
-              f"(including setup, analysis, figures)")
+              f"(including setup, analysis, figures); analysis and files {m['timings']['analysis_s']:.1f} s")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -56,7 +56,9 @@ _DEATH_FIELDS = ("q_neo", "q_suid", "q_oth", "or_nonl3", "or_us_suid", "rr_smk_s
 class Evaluator:
     """A picklable, deterministic ``X[k, P] -> Y[k, O]`` for a base scenario (module docstring).
 
-    ``batch`` rows are stacked into one engine call; it does not change results.
+    Rows are stacked into engine calls (``batch`` rows per call on the general path; on the
+    grouped path as many as keep about :data:`GROUP_ROWS` group-rows per call); the batching
+    never changes results.
     A NaN ``calibration`` value means "the point fit". The prepared state (resolved inputs,
     caches) is built on first use in each process and is not pickled.
 
@@ -72,7 +74,7 @@ class Evaluator:
         The calibration the baseline reproduces (:func:`imsim.analysis.runner.get_calibration`;
         None: the default calibration).
     batch : int
-        Rows per engine call.
+        Rows per engine call on the general path (each row stacks every unique cell).
 
     Raises
     ------
@@ -81,7 +83,7 @@ class Evaluator:
         collaborative block in the scenario.
     """
 
-    def __init__(self, scenario, parameters, outputs, calibration=None, batch: int = 64):
+    def __init__(self, scenario, parameters, outputs, calibration=None, batch: int = 8):
         self.scenario = scenario
         self.parameters = [parse_parameter(p, where=f"parameters.{p}") for p in parameters]
         self.outputs = list(outputs)
@@ -154,8 +156,10 @@ class Evaluator:
             raise ValueError(f"X has {X.shape[1]} columns, expected {len(self.parameters)}")
         st = self._state()
         Y = np.empty((X.shape[0], len(self.outputs)))
-        for a in range(0, X.shape[0], max(self.batch, 1)):
-            Y[a:a + self.batch] = st.evaluate(X[a:a + self.batch])
+        grouped = st.grouped_batch()
+        step = max(grouped or self.batch, 1)
+        for a in range(0, X.shape[0], step):
+            Y[a:a + step] = st.evaluate(X[a:a + step])
         return Y
 
 
@@ -341,6 +345,13 @@ class _Prepared:
             Y[idx] = self.evaluate_plain(sub) if y is None else y
         return Y
 
+    def grouped_batch(self) -> int | None:
+        """Rows per call on the grouped path (None: rows take the general path)."""
+        if self.col_params:
+            return None
+        ng = self._base(self.point_effects, None)[3].ng
+        return max(1, GROUP_ROWS // ng)
+
     def _rows(self, X: np.ndarray) -> list:
         """(effects, calibration draw) of each row."""
         rows = []
@@ -467,6 +478,9 @@ class _Prepared:
         return np.array(cols, dtype=float)
 
 
+#: Group-rows per call of the grouped path (rows x groups): large enough to spread the
+#: per-call overhead, small enough for memory (a group-row holds about 100 parameters).
+GROUP_ROWS = 16384
 #: CellParams fields that differ between cells of one group (:class:`_Groups`); no lever edits
 #: them (checked on every batch).
 _GROUP_FREE = ("births", "uid", "q_neo", "q_suid", "q_oth")

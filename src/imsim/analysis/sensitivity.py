@@ -21,7 +21,7 @@ from imsim.config.sweepfile import Sweep
 # Analysis
 # ---------------------------------------------------------------------------------------------
 
-def analyse(sweep: Sweep, Q, X, Y, pool=None) -> dict:
+def analyse(sweep: Sweep, Q, X, Y, pool=None, meanwhile=None) -> dict:
     """Compute the sweep method's indices for every output.
 
     With a ``pool`` (a :class:`concurrent.futures.Executor`), each output's Sobol or Morris
@@ -38,6 +38,8 @@ def analyse(sweep: Sweep, Q, X, Y, pool=None) -> dict:
         float64 ``[n_rows, O]``: the outputs of every row (in each output's units).
     pool : concurrent.futures.Executor, optional
         Runs the outputs' analyses in parallel.
+    meanwhile : callable, optional
+        Called with no arguments while the pool analyses (or before a serial analysis).
 
     Returns
     -------
@@ -50,11 +52,15 @@ def analyse(sweep: Sweep, Q, X, Y, pool=None) -> dict:
         q = Q if sweep.method == "morris" else None
         parts = [pool.submit(_analyse_outputs, sweep, q, Y[:, [j]], [j])
                  for j in range(len(sweep.outputs))]
+        if meanwhile is not None:
+            meanwhile()
         for f in parts:
             part = f.result()
             for key in out:
                 out[key] += part[key]
     else:
+        if meanwhile is not None:
+            meanwhile()
         out = _analyse_outputs(sweep, Q, Y, range(len(sweep.outputs)))
     if sweep.method == "psa":
         # Rank correlation of each input with each output: the drivers in a PSA.
@@ -179,7 +185,25 @@ def tornado(sweep: Sweep, evaluator) -> list[dict] | None:
 # Files
 # ---------------------------------------------------------------------------------------------
 
-def write_outputs(d: Path, sweep: Sweep, X, Y, res, tornado, figures: bool, pool=None) -> None:
+def write_samples(d: Path, sweep: Sweep, X, Y) -> None:
+    """Write ``samples.parquet`` (``samples.csv`` without pyarrow): one row per sample, its
+    inputs and outputs, into folder ``d``."""
+    import pandas as pd
+
+    df = pd.DataFrame(X, columns=sweep.param_ids)
+    df.insert(0, "sample", np.arange(X.shape[0]))
+    for j, o in enumerate(sweep.outputs):
+        df[o] = Y[:, j]
+    try:
+        import pyarrow  # noqa: F401
+
+        df.to_parquet(d / "samples.parquet", index=False)
+    except ImportError:  # pragma: no cover
+        df.to_csv(d / "samples.csv", index=False)
+
+
+def write_outputs(d: Path, sweep: Sweep, X, Y, res, tornado, figures: bool, pool=None,
+                  samples_written: bool = False) -> None:
     """Write samples, indices, tornado, figures and ``report.md`` into folder ``d``.
 
     With a ``pool``, the figures are drawn by its workers while this process writes the tables.
@@ -200,6 +224,8 @@ def write_outputs(d: Path, sweep: Sweep, X, Y, res, tornado, figures: bool, pool
         Draw the figures (PNG).
     pool : concurrent.futures.Executor, optional
         Draws the figures in parallel.
+    samples_written : bool
+        ``samples.parquet`` is already in ``d`` (:func:`write_samples`).
     """
     drawing = None
     if figures and pool is not None:
@@ -207,16 +233,8 @@ def write_outputs(d: Path, sweep: Sweep, X, Y, res, tornado, figures: bool, pool
                    for name in FIGURES[sweep.method]]
     import pandas as pd
 
-    df = pd.DataFrame(X, columns=sweep.param_ids)
-    df.insert(0, "sample", np.arange(X.shape[0]))
-    for j, o in enumerate(sweep.outputs):
-        df[o] = Y[:, j]
-    try:
-        import pyarrow  # noqa: F401
-
-        df.to_parquet(d / "samples.parquet", index=False)
-    except ImportError:  # pragma: no cover
-        df.to_csv(d / "samples.csv", index=False)
+    if not samples_written:
+        write_samples(d, sweep, X, Y)
     pd.DataFrame(res["rows"]).to_csv(d / "indices.csv", index=False)
     if sweep.method == "sobol" and sweep.second_order:
         pd.DataFrame(res["s2"], columns=["output", "parameter_1", "parameter_2", "S2",

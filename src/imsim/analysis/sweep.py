@@ -33,7 +33,7 @@ from imsim.core.folders import (
     publish,
     release,
 )
-from imsim.analysis.sensitivity import analyse, tornado, write_outputs
+from imsim.analysis.sensitivity import analyse, tornado, write_outputs, write_samples
 from imsim.config.sweepfile import (
     DEFAULT_CHUNK,
     DISTS,
@@ -625,13 +625,15 @@ def run_sweep(sweep: Sweep | str | os.PathLike, out=None, workers: int | None = 
         _check_finite_outputs(sweep, X, Y, partial)   # before anything is analysed or written
         # Analysis and files, written into the partial folder, then renamed.
         t_an = time.perf_counter()
-        res = analyse(sweep, Q, X, Y, pool=pool)
-        bars = bars_f.result() if bars_f is not None else tornado(sweep, evaluator)
         stage = partial / "results"
         if stage.exists():
             shutil.rmtree(stage)
         stage.mkdir()
-        write_outputs(stage, sweep, X, Y, res, bars, figures, pool=pool)
+        # The samples table is written while the workers analyse.
+        res = analyse(sweep, Q, X, Y, pool=pool,
+                      meanwhile=lambda: write_samples(stage, sweep, X, Y))
+        bars = bars_f.result() if bars_f is not None else tornado(sweep, evaluator)
+        write_outputs(stage, sweep, X, Y, res, bars, figures, pool=pool, samples_written=True)
         if pool is not None:
             pool.shutdown(wait=True)
             pool = None
