@@ -763,6 +763,33 @@ def _death_entry(row, nonl3, dc, q_neo, q_suid, q_oth, or_nonl3, or_us_suid, rr_
     return t0, t1, t2
 
 
+@nb.njit(**JIT_PARALLEL_OPTIONS)
+def expected_counts_split_rows(births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum, death_cum,
+                               ga_rows, death_rows, out):
+    """:func:`expected_counts_rows` with separate GA and death table rows: cell ``c`` reads row
+    ``ga_rows[c]`` of ``ga_cum`` and row ``death_rows[c]`` of ``death_cum`` (a lever that changes
+    only gestational age shares the death table row, and the other way round; nothing copied).
+
+    Parameters
+    ----------
+    births, p_li, p_exp, p_us, p_prog, p_sd, p_l3 : float64 arrays
+        Cell tables with ``n`` rows, as in :func:`expected_counts`.
+    ga_cum : float64[m_ga, 64, 5]
+        GA tables.
+    death_cum : float64[m_death, 7, 2, 16, 3]
+        Death tables.
+    ga_rows, death_rows : int64[n]
+        The GA and the death table row of each cell.
+    out : float64[n, N_OUT]
+        Output, as in :func:`expected_counts`.
+    """
+    for c in nb.prange(births.shape[0]):
+        g = ga_rows[c]
+        d = death_rows[c]
+        _expected_cell(c, 0, births, p_li, p_exp, p_us, p_prog, p_sd, p_l3, ga_cum[g:g + 1],
+                       death_cum[d:d + 1], out)
+
+
 @nb.njit(**JIT_OPTIONS)
 def solve_cutpoints_kernel(w, off, eet, target, tol, out):
     """Solve cut-points ``out[n, 5]`` so that each cell's marginal P(GA < cut_k) is ``target``.
