@@ -328,7 +328,7 @@ class _Prepared:
                                               for _, eid in self.eff_params):
             # Every row has the point fit (no swept input enters the baseline).
             grp = self._base(self.point_effects, None)[3]
-            y = grp.evaluate(X) if grp.ok else None
+            y = grp.evaluate(X)
             return self.evaluate_plain(X) if y is None else y
         rows = self._rows(X)
         Y = np.empty((X.shape[0], len(self.ev.outputs)))
@@ -341,7 +341,7 @@ class _Prepared:
             eff, draw = rows[idx[0]]
             grp = self._base(eff, draw)[3]
             sub = X[idx]
-            y = grp.evaluate(sub) if grp.ok else None
+            y = grp.evaluate(sub)
             Y[idx] = self.evaluate_plain(sub) if y is None else y
         return Y
 
@@ -599,7 +599,6 @@ class _Groups:
         self.db = _row_sums(db[None, :], np.zeros(nu), 1)[0, 0]
         self.bb = _row_sums(bb[None, :], np.zeros(nu), 1)[0, 0]
         self.want_states = any(o.split(".", 1)[-1] in pr.state_names for o in pr.ev.outputs)
-        self.ok = True
 
     def evaluate(self, X: np.ndarray):
         """Outputs ``[k, O]`` of rows ``X`` (all of this fit), or None to take the plain path."""

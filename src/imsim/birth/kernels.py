@@ -653,9 +653,10 @@ def ga_table(theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd, ou
 
 @nb.njit(inline="always", **JIT_OPTIONS)
 def _ga_cell(c, o, theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd, prod, fac,
-             out):
+             out, only_read=False, need_prog=True, need_sd=True):
     """Row ``o`` of :func:`ga_table`'s output from the parameters of cell ``c`` (scratch arrays
-    ``prod[64]`` and ``fac[6]``)."""
+    ``prod[64]`` and ``fac[6]``). With ``only_read``, only the combinations the expected engine
+    reads (:func:`_ga_combo_read`) are computed; the others are left unset."""
     for k in range(N_CUTS):
         # exp(-eta) of every combination as a product of per-bit factors (64 products
         # instead of 64 exponentials); bit order smk, pp, ipi, li, prog, sd.
@@ -672,11 +673,13 @@ def _ga_cell(c, o, theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_
                 prod[size + j] = prod[j] * fac[b]
             size *= 2
         for combo in range(64):
-            out[o, combo, k] = 1.0 / (1.0 + prod[combo])
+            if not only_read or _ga_combo_read(combo, need_prog, need_sd):
+                out[o, combo, k] = 1.0 / (1.0 + prod[combo])
     for combo in range(64):
-        for k in range(1, N_CUTS):
-            if out[o, combo, k] < out[o, combo, k - 1]:
-                out[o, combo, k] = out[o, combo, k - 1]
+        if not only_read or _ga_combo_read(combo, need_prog, need_sd):
+            for k in range(1, N_CUTS):
+                if out[o, combo, k] < out[o, combo, k - 1]:
+                    out[o, combo, k] = out[o, combo, k - 1]
 
 
 @nb.njit(inline="always", **JIT_OPTIONS)
@@ -905,8 +908,8 @@ def expected_deaths_grouped(p_li, p_exp, p_us, p_prog, p_sd, p_l3, theta, beta_s
         fac = np.empty(6)
         need_prog = p_prog[gr] != 0.0
         need_sd = p_sd[gr] != 0.0
-        _ga_cell_read(gr, theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd,
-                      need_prog, need_sd, prod, fac, ga)
+        _ga_cell(gr, 0, theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd, prod,
+                 fac, ga, True, need_prog, need_sd)
         for li in range(2):
             for smk in range(2):
                 for sd in range(2):
@@ -965,37 +968,10 @@ def expected_deaths_grouped(p_li, p_exp, p_us, p_prog, p_sd, p_l3, theta, beta_s
 
 
 @nb.njit(inline="always", **JIT_OPTIONS)
-def _ga_cell_read(c, theta, beta_smk, beta_pp, beta_ipi, beta_li, beta_prog, beta_sd, need_prog,
-                  need_sd, prod, fac, out):
-    """:func:`_ga_cell` into ``out[0]``, only for the combinations the expected engine reads:
-    progesterone only with a prior preterm birth (and only if ``need_prog``), SD reach only
-    with low income (and only if ``need_sd``). Other entries are left unset. Same arithmetic
-    as :func:`ga_table` for the entries computed."""
-    for k in range(N_CUTS):
-        fac[0] = np.exp(-beta_smk[c, k])
-        fac[1] = np.exp(-beta_pp[c, k])
-        fac[2] = np.exp(-beta_ipi[c, k])
-        fac[3] = np.exp(-beta_li[c, k])
-        fac[4] = np.exp(-beta_prog[c, k])
-        fac[5] = np.exp(-beta_sd[c, k])
-        prod[0] = np.exp(-theta[c, k])
-        size = 1
-        for b in range(6):
-            for j in range(size):
-                prod[size + j] = prod[j] * fac[b]
-            size *= 2
-        for combo in range(64):
-            if _ga_combo_read(combo, need_prog, need_sd):
-                out[0, combo, k] = 1.0 / (1.0 + prod[combo])
-    for combo in range(64):
-        if _ga_combo_read(combo, need_prog, need_sd):
-            for k in range(1, N_CUTS):
-                if out[0, combo, k] < out[0, combo, k - 1]:
-                    out[0, combo, k] = out[0, combo, k - 1]
-
-
-@nb.njit(inline="always", **JIT_OPTIONS)
 def _ga_combo_read(combo, need_prog, need_sd):
+    """Whether the expected engine reads GA combination ``combo``: progesterone only after a
+    prior preterm birth (and only if ``need_prog``), SD reach only with low income (and only if
+    ``need_sd``)."""
     pp = (combo >> 1) & 1
     li = (combo >> 3) & 1
     prog = (combo >> 4) & 1
